@@ -1,0 +1,83 @@
+"""M3GNet adapter (matgl).  The study's M3GNet-MP-2021.2.8-PES needs matgl's DGL backend.
+
+The published ``M3GNet-MP-2021.2.8-PES`` directory was trained and saved with matgl < 2 (DGL).
+matgl >= 2 (PyTorch Geometric) loads those files without complaint but gives wrong energies for
+oxides (measured here with matgl 4.1.2: TiO2 rutile about +0.16 eV/atom, MgO about -2.1 eV/atom off
+Materials Project, while elemental Si, Cu, Pb, Ti agree).  With matgl 1.1.3 + dgl 2.1.0 +
+torch 2.2.1 the same files give MgO -5.956 and TiO2 -8.937 eV/atom, the uncorrected MP values.  So this adapter refuses that pairing
+unless ``options['allow_pyg'] = true``; install the DGL stack in its own environment
+(README, "M3GNet") to run the model correctly.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pto_checks.models.base import (
+    Loaded,
+    ModelSpec,
+    ModelUnavailable,
+    find_model_file,
+    package_version,
+    require,
+    sha256_files,
+    sha256_module,
+)
+
+DGL_ENV_FIX = (
+    "run M3GNet in its own environment with matgl's DGL backend: "
+    "pip install 'torch==2.2.1' 'dgl==2.1.0' 'matgl==1.1.3' 'ase==3.23.0' 'numpy<2' 'pandas<2.3' "
+    "'scipy<1.15' 'pymatgen<2025' -e . (README, 'M3GNet')"
+)
+
+
+def _matgl_major() -> int:
+    v = package_version("matgl") or "0"
+    return int(v.split(".")[0])
+
+
+def load(spec: ModelSpec, device: str) -> Loaded:
+    """Load a matgl Potential directory (``options['path']`` or the models dir / hub by name)."""
+    require("matgl", model=spec.name, extra="m3gnet", hint=DGL_ENV_FIX)
+    name = spec.options.get("name", "M3GNet-MP-2021.2.8-PES")
+    path = spec.options.get("path")
+    if path is None:
+        found, tried = find_model_file(name)
+        path = found
+        where = ", ".join(map(str, tried))
+    else:
+        where = str(path)
+        if not Path(path).exists():
+            raise ModelUnavailable(spec.name, "weights", f"matgl model directory not found: {path}")
+    if _matgl_major() >= 2 and not spec.options.get("allow_pyg", False) and name.startswith("M3GNet-MP-2021"):
+        raise ModelUnavailable(
+            spec.name,
+            "broken",
+            f"matgl {package_version('matgl')} (PyG backend) loads the DGL-era {name} weights but gives "
+            "wrong oxide energies (TiO2 ~+0.16 eV/atom, MgO ~-2.1 eV/atom off Materials Project). "
+            f"Fix: {DGL_ENV_FIX}",
+        )
+    import os
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # fail fast instead of 27 s of retries
+    import matgl
+    from matgl.ext.ase import PESCalculator
+
+    try:
+        potential = matgl.load_model(str(path) if path else name)
+    except Exception as exc:
+        raise ModelUnavailable(
+            spec.name, "weights",
+            f"matgl could not load {name!r} ({type(exc).__name__}: {exc}); looked in {where}. "
+            "Fix: --model m3gnet:/path/to/M3GNet-MP-2021.2.8-PES or set PTO_CHECKS_MODELS_DIR",
+        ) from exc
+    import ase.units
+
+    try:
+        calc = PESCalculator(potential, stress_unit="eV/A3")
+    except TypeError:  # matgl < 1.2 has no stress_unit: it converts with stress_weight
+        calc = PESCalculator(potential, stress_weight=ase.units.GPa)  # GPa -> eV/A^3
+    potential.to(device)
+    files = [str(path)] if path else []
+    fp = sha256_files([path]) if path else sha256_module(potential)
+    return Loaded(calc, fp, files, {"matgl": package_version("matgl")})

@@ -1,0 +1,189 @@
+"""Small, cheap, deliberately flawed reference calculators for the harness's own tests.
+
+They are *not* models of PbTiO3's physics; each is built so that one check must pass or fail.
+The base is an elastic network: harmonic springs between every pair of atoms closer than a
+cutoff in a reference structure, with rest lengths taken from that structure,
+
+    E = E0 * N_fu + 1/2 sum_ij k_ij (|r_ij| - d_ij)^2        (eV, Angstrom)
+
+plus an optional double well in the polar displacement (for dynamic checks).  Pair identity is
+tied to atom order in the unit cell, so the model works for any n x m x l supercell built with
+:func:`pto_checks.structures.supercell`.  Energies are exactly translation and rotation invariant.
+
+Variants (``--model synthetic:<variant>``):
+
+``good``             springs around the PBEsol tetragonal cell: passes the 0 K and phonon checks.
+``paraelectric``     springs around the cubic cell: the "tetragonal" relaxation collapses to c/a = 1.
+``supertetragonal``  springs around a c/a = 1.24 cell (PBE-like overestimate).
+``compressed``       the good cell shrunk by 4%: wrong lattice constant.
+``unstable``         good springs, but Pb-O springs negative: the PBEsol cell is a saddle point,
+                     with imaginary phonons.
+``shallow``          good cell, soft springs: dE(cubic - tetragonal) far below PBEsol's.
+``gpa_stress``       the good model reporting stress in GPa instead of eV/A^3.
+``offset``           the good model with energies shifted by +0.5 eV/atom (broken weights).
+``nan``              returns NaN forces.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from ase import Atoms, units
+from ase.calculators.calculator import Calculator, all_changes
+from ase.neighborlist import neighbor_list
+
+VARIANTS = (
+    "good",
+    "paraelectric",
+    "supertetragonal",
+    "compressed",
+    "unstable",
+    "shallow",
+    "gpa_stress",
+    "offset",
+    "nan",
+)
+
+#: Spring constants, eV/A^2, by unordered element pair.
+_K_GOOD = {("O", "Ti"): 8.0, ("O", "Pb"): 3.0, ("O", "O"): 2.0, ("Pb", "Ti"): 1.5,
+           ("Pb", "Pb"): 1.5, ("Ti", "Ti"): 1.5}
+
+
+def _pair(a: str, b: str) -> tuple[str, str]:
+    return (a, b) if a <= b else (b, a)
+
+
+class ElasticNetworkCalculator(Calculator):
+    """Elastic network around a 5-atom PbTiO3 reference cell (see module docstring).
+
+    ``reference``: the unit cell whose geometry is the energy minimum.
+    ``k``: spring constants by element pair (eV/A^2).  ``cutoff``: pair cutoff (A).
+    ``energy_offset``: added per atom (eV).  ``stress_scale``: factor applied to the stress
+    (e.g. 1/units.GPa to report GPa).  ``nan_forces``: return NaN forces.
+    """
+
+    implemented_properties = ("energy", "free_energy", "forces", "stress")
+
+    def __init__(
+        self,
+        reference: Atoms,
+        k: dict[tuple[str, str], float] | None = None,
+        cutoff: float = 4.2,
+        energy_offset: float = 0.0,
+        energy_per_fu: float = -8.0,
+        stress_scale: float = 1.0,
+        nan_forces: bool = False,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.reference = reference.copy()
+        self.k = dict(_K_GOOD if k is None else k)
+        self.cutoff = cutoff
+        self.energy_offset = energy_offset
+        self.energy_per_fu = energy_per_fu
+        self.stress_scale = stress_scale
+        self.nan_forces = nan_forces
+        self._pairs = self._reference_pairs()
+
+    def _reference_pairs(self) -> dict[tuple[int, int, int, int, int], tuple[float, float]]:
+        """Map (i, j, shift in unit cells) of the reference cell -> (rest length, k)."""
+        ref = self.reference
+        i, j, d, S = neighbor_list("ijdS", ref, self.cutoff)
+        sym = ref.get_chemical_symbols()
+        out = {}
+        for ii, jj, dd, ss in zip(i, j, d, S, strict=True):
+            kk = self.k.get(_pair(sym[ii], sym[jj]), 0.0)
+            if kk != 0.0:
+                out[(int(ii), int(jj), int(ss[0]), int(ss[1]), int(ss[2]))] = (float(dd), kk)
+        return out
+
+    def _topology(self, atoms: Atoms):
+        """Pair list of a supercell of the reference: (i, j, expected fractional vector, d0, k)."""
+        n5 = len(self.reference)
+        ref_len = np.linalg.norm(self.reference.cell.array, axis=1)
+        reps = np.rint(np.linalg.norm(atoms.cell.array, axis=1) / ref_len).astype(int)
+        key = (len(atoms), tuple(reps))
+        cached = getattr(self, "_topo", None)
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        if len(atoms) % n5 or np.prod(reps) * n5 != len(atoms):
+            raise ValueError(
+                f"atoms must be an n x m x l supercell of the 5-atom reference (got {len(atoms)} "
+                f"atoms, cell lengths / reference = {reps})"
+            )
+        ref_frac = self.reference.get_scaled_positions(wrap=False)
+        cells = np.array([(x, y, z) for x in range(reps[0]) for y in range(reps[1])
+                          for z in range(reps[2])])
+        index = {(int(b), tuple(c)): n * n5 + b for n, c in enumerate(cells) for b in range(n5)}
+        I, J, E, D0, K = [], [], [], [], []
+        for n, c in enumerate(cells):
+            for (i, j, sx, sy, sz), (d0, kk) in self._pairs.items():
+                s = np.array([sx, sy, sz])
+                cj = tuple(int(v) for v in np.mod(c + s, reps))
+                I.append(n * n5 + i)
+                J.append(index[(j, cj)])
+                E.append((ref_frac[j] + s - ref_frac[i]) / reps)
+                D0.append(d0)
+                K.append(kk)
+        topo = (np.array(I), np.array(J), np.array(E), np.array(D0), np.array(K))
+        self._topo = (key, topo)
+        return topo
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        atoms = self.atoms
+        I, J, E, D0, K = self._topology(atoms)
+        cell = atoms.cell.array
+        frac = np.linalg.solve(cell.T, atoms.positions.T).T
+        df = frac[J] - frac[I]
+        df -= np.rint(df - E)  # robust to atoms wrapped across the periodic boundary
+        rij = df @ cell
+        dist = np.linalg.norm(rij, axis=1)
+        stretch = dist - D0
+        # each pair appears twice (i->j and j->i): halve the energy and the force
+        energy = 0.25 * float(np.sum(K * stretch**2))
+        f = (0.5 * K * stretch / dist)[:, None] * rij  # force on i along +rij
+        forces = np.zeros_like(atoms.positions)
+        np.add.at(forces, I, f)
+        np.add.at(forces, J, -f)
+        virial = np.einsum("pa,pb->ab", rij, f)  # = V * dE/d(strain)
+        energy += self.energy_per_fu * len(atoms) / 5 + self.energy_offset * len(atoms)
+        stress = virial / atoms.get_volume()
+        stress = 0.5 * (stress + stress.T) * self.stress_scale
+        if self.nan_forces:
+            forces[:] = np.nan
+        self.results = {
+            "energy": energy,
+            "free_energy": energy,
+            "forces": forces,
+            "stress": stress.flat[[0, 4, 8, 5, 2, 1]],
+        }
+
+
+def make(variant: str) -> ElasticNetworkCalculator:
+    """Build the synthetic calculator ``variant`` (one of :data:`VARIANTS`)."""
+    from pto_checks import structures
+
+    good = structures.tetragonal()
+    if variant == "good":
+        return ElasticNetworkCalculator(good)
+    if variant == "paraelectric":
+        return ElasticNetworkCalculator(structures.cubic(3.93))
+    if variant == "supertetragonal":
+        return ElasticNetworkCalculator(structures.tetragonal(a=3.80, c=4.71))
+    if variant == "compressed":
+        ref = good.copy()
+        ref.set_cell(ref.cell * 0.96, scale_atoms=True)
+        return ElasticNetworkCalculator(ref)
+    if variant == "unstable":
+        k = dict(_K_GOOD)
+        k[("O", "Pb")] = -3.0
+        return ElasticNetworkCalculator(good, k=k)
+    if variant == "shallow":
+        return ElasticNetworkCalculator(good, k={p: v * 0.05 for p, v in _K_GOOD.items()})
+    if variant == "gpa_stress":
+        return ElasticNetworkCalculator(good, stress_scale=1 / units.GPa)
+    if variant == "offset":
+        return ElasticNetworkCalculator(good, energy_offset=0.5)
+    if variant == "nan":
+        return ElasticNetworkCalculator(good, nan_forces=True)
+    raise ValueError(f"unknown synthetic variant {variant!r}; known: {', '.join(VARIANTS)}")
