@@ -62,3 +62,19 @@ def clean_cell(atoms: Atoms, tol: float = 1e-6) -> Atoms:
     cell[small] = 0.0
     out.set_cell(cell, scale_atoms=True)
     return out
+
+
+def reference_crystal(name: str) -> Atoms:
+    """A simple crystal of ``reference_data/sanity.toml`` (Si, Cu, Pb, MgO, TiO2) for sanity checks."""
+    from ase.build import bulk
+    from ase.spacegroup import crystal
+
+    entry = load_reference("sanity")["crystals"][name]
+    kind = entry["kind"]
+    if kind in ("diamond", "fcc", "rocksalt"):
+        return bulk(name, kind, a=entry["a"])
+    if kind == "rutile":
+        u = entry["u"]
+        return crystal(["Ti", "O"], basis=[(0, 0, 0), (u, u, 0)], spacegroup=136,
+                       cellpar=[entry["a"], entry["a"], entry["c"], 90, 90, 90])
+    raise ValueError(f"unknown crystal kind {kind!r}")

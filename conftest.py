@@ -1,0 +1,6 @@
+"""Root conftest: the pto-checks options and fixtures come from the installed plugin
+(``pto_checks.pytest_plugin``, entry point ``pytest11``); here only test-session settings."""
+
+import matplotlib
+
+matplotlib.use("Agg")

@@ -1,0 +1,112 @@
+"""On-disk cache of expensive results, keyed by everything that determines them.
+
+Layout: ``ROOT/<stage>/<key>/`` holding the stage's files and ``meta.json`` (written last, so
+an entry without it is incomplete and recomputed).  Writes go to a temporary folder that is
+renamed into place (atomic on POSIX); a per-key lock file serialises pytest-xdist workers, so
+two workers never compute the same entry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+#: Bump a stage's version when its code changes what it computes.
+STAGE_VERSIONS = {"ground_state": 1, "phonons": 1}
+
+
+def cache_key(stage: str, **parts: Any) -> str:
+    """Stable hex key of a stage, its code version and the parts that determine its result."""
+    payload = {"stage": stage, "stage_version": STAGE_VERSIONS.get(stage, 0), **parts}
+    blob = json.dumps(payload, sort_keys=True, default=repr)
+    return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+class Cache:
+    """A cache rooted at ``root`` (created on demand)."""
+
+    def __init__(self, root: str | os.PathLike[str], enabled: bool = True):
+        self.root = Path(root)
+        self.enabled = enabled
+
+    def entry(self, stage: str, key: str) -> Path:
+        return self.root / stage / key
+
+    @contextlib.contextmanager
+    def lock(self, stage: str, key: str) -> Iterator[None]:
+        """Exclusive lock for one entry (blocks while another process holds it)."""
+        d = self.root / stage
+        d.mkdir(parents=True, exist_ok=True)
+        with open(d / f"{key}.lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def get_or_compute(
+        self,
+        stage: str,
+        key: str,
+        compute: Callable[[Path], dict[str, Any]],
+        meta: dict[str, Any] | None = None,
+    ) -> tuple[Path, dict[str, Any], bool]:
+        """Return ``(folder, data, hit)``; on a miss ``compute(tmpdir)`` writes files and returns data.
+
+        ``data`` (JSON) is stored in ``meta.json`` with ``meta``.
+        """
+        final = self.entry(stage, key)
+        with self.lock(stage, key):
+            if self.enabled and (final / "meta.json").is_file():
+                return final, json.loads((final / "meta.json").read_text())["data"], True
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
+            try:
+                data = compute(tmp)
+                write_json_atomic(tmp / "meta.json", {"meta": meta or {}, "data": data})
+                if final.exists():
+                    shutil.rmtree(final)
+                os.replace(tmp, final)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+        return final, data, False
+
+
+def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
+    """Write JSON to ``path`` via a temporary file in the same folder and ``os.replace``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            json.dump(obj, fh, indent=2, sort_keys=False, default=_default)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def _default(o: Any) -> Any:
+    try:
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if isinstance(o, Path):
+        return str(o)
+    return repr(o)

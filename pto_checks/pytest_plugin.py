@@ -1,0 +1,281 @@
+"""pytest plugin: ``--model``, ``--protocol``, ``--device``, ``--report``; model fixtures; results.
+
+Registered through the ``pytest11`` entry point, so it works from any directory.  Tests that
+take the ``model`` fixture are parametrized over the selected models (one test id per model).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pto_checks import models as registry
+from pto_checks.cache import Cache
+from pto_checks.protocols import get_protocol
+from pto_checks.results import Results, merge
+from pto_checks.verdicts import Verdict
+
+DEFAULT_MODEL = "chgnet"
+_VERDICT_KEY = pytest.StashKey[Verdict]()
+_STATE_KEY = pytest.StashKey[dict]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("pto-checks", "PbTiO3 model validation")
+    group.addoption("--model", action="append", default=[], metavar="NAME",
+                    help="model(s) to check: registered names, comma lists, 'all' (every model "
+                         "that loads here; others skipped), or FAMILY:PATH forms. Default: chgnet")
+    group.addoption("--model-file", action="append", default=[], metavar="TOML",
+                    help="register models from a TOML file ([models.NAME] tables)")
+    group.addoption("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                    help="device for the models (default: auto = cuda if available)")
+    group.addoption("--protocol", default="paper", help="protocol: paper, quick or smoke (default paper)")
+    group.addoption("--report", default=None, metavar="DIR",
+                    help="write DIR/results.json (and per-model files such as phonon bands)")
+    group.addoption("--pto-cache", default=None, metavar="DIR",
+                    help="cache of expensive results (default: pytest's cache dir, so --cache-dir "
+                         "moves it and --cache-clear empties it)")
+    group.addoption("--recompute", action="store_true",
+                    help="ignore cached relaxations/phonons/MD and compute again")
+    group.addoption("--list-models", action="store_true", help="list registered models and exit")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for marker in ("sanity", "static", "phonon", "dynamic", "npt", "nvt", "harness", "slow"):
+        config.addinivalue_line("markers", f"{marker}: pto-checks {marker} checks")
+    for f in config.getoption("--model-file") or []:
+        registry.load_model_file(f)
+    try:
+        protocol = get_protocol(config.getoption("--protocol"))
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    requested = config.getoption("--model") or [DEFAULT_MODEL]
+    try:
+        specs = registry.specs_for(requested)
+    except registry.ModelUnavailable as exc:
+        raise pytest.UsageError(str(exc)) from None
+    explicit = {s.name for s in specs} - (
+        set(registry.available_names()) if any("all" in r.split(",") for r in requested) else set()
+    )
+    parts = _parts_dir(config)
+    if parts is not None and os.environ.get("PYTEST_XDIST_WORKER") is None:
+        shutil.rmtree(parts, ignore_errors=True)  # stale parts of an earlier run
+    cache_root = config.getoption("--pto-cache")
+    if cache_root is None:
+        cache_root = str(config.cache.mkdir("pto-checks")) if config.cache else ".pto_cache"
+    config.stash[_STATE_KEY] = {
+        "specs": specs,
+        "explicit": explicit,
+        "protocol": protocol,
+        "cache": Cache(cache_root, enabled=not config.getoption("--recompute")),
+        "results": Results(protocol.to_dict()),
+        "loaded": {},
+        "load_errors": {},
+    }
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    st = config.stash.get(_STATE_KEY, None)
+    if st is None:
+        return []
+    return [f"pto-checks: models {', '.join(s.name for s in st['specs'])}; protocol "
+            f"{st['protocol'].name}; cache {st['cache'].root}"]
+
+
+def pytest_cmdline_main(config: pytest.Config) -> int | None:
+    if config.getoption("--list-models"):
+        for f in config.getoption("--model-file") or []:
+            registry.load_model_file(f)
+        for name in registry.available_names(include_hidden=True):
+            s = registry.get_spec(name)
+            print(f"{s.name:16s} {s.family:9s} {s.version:20s} {s.functional:7s} {s.weights_source}")
+        return 0
+    return None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "model_name" in metafunc.fixturenames:
+        st = metafunc.config.stash[_STATE_KEY]
+        names = [s.name for s in st["specs"]]
+        metafunc.parametrize("model_name", names, ids=names, scope="session")
+
+
+def _state(request: pytest.FixtureRequest) -> dict[str, Any]:
+    return request.config.stash[_STATE_KEY]
+
+
+@pytest.fixture(scope="session")
+def pto_protocol(request: pytest.FixtureRequest):
+    """The :class:`~pto_checks.protocols.Protocol` chosen with ``--protocol``."""
+    return _state(request)["protocol"]
+
+
+@pytest.fixture(scope="session")
+def pto_cache(request: pytest.FixtureRequest) -> Cache:
+    """The on-disk cache of expensive results."""
+    return _state(request)["cache"]
+
+
+@pytest.fixture(scope="session")
+def pto_results(request: pytest.FixtureRequest) -> Results:
+    """The results being collected for ``results.json``."""
+    return _state(request)["results"]
+
+
+@pytest.fixture(scope="session")
+def model(request: pytest.FixtureRequest, model_name: str) -> registry.LoadedModel:
+    """The loaded model (ASE calculator + spec + weights fingerprint), once per session."""
+    st = _state(request)
+    if model_name in st["loaded"]:
+        return st["loaded"][model_name]
+    spec = next(s for s in st["specs"] if s.name == model_name)
+    try:
+        loaded = registry.load_model(spec, request.config.getoption("--device"))
+    except registry.ModelUnavailable as exc:
+        st["load_errors"][model_name] = str(exc)
+        if model_name in st["explicit"]:
+            raise
+        pytest.skip(f"{exc} (skipped under --model all)")
+    st["loaded"][model_name] = loaded
+    st["results"].set_spec(model_name, loaded.to_dict())
+    return loaded
+
+
+@pytest.fixture
+def check(request: pytest.FixtureRequest):
+    """``check(verdict)``: record a :class:`Verdict` for results.json and fail the test if it failed."""
+
+    def _check(verdict: Verdict) -> Verdict:
+        request.node.stash[_VERDICT_KEY] = verdict
+        if not verdict.passed:
+            pytest.fail(f"[{verdict.check}] {verdict.message}", pytrace=False)
+        return verdict
+
+    return _check
+
+
+@pytest.fixture
+def report_dir(request: pytest.FixtureRequest) -> Path | None:
+    """``--report DIR`` as a Path (or None)."""
+    d = request.config.getoption("--report")
+    return Path(d) if d else None
+
+
+@pytest.fixture(scope="session")
+def ground_state(request: pytest.FixtureRequest, model: registry.LoadedModel) -> dict[str, Any]:
+    """Relaxed tetragonal and cubic PbTiO3 of ``model`` and their observables (cached on disk).
+
+    Keys: ``a``, ``c``, ``c_over_a``, ``delta_e`` (eV/f.u.), ``folder`` (extxyz files), ...
+    """
+    from pto_checks import stages
+
+    st = _state(request)
+    folder, data = stages.ground_state(model, st["protocol"], st["cache"])
+    res: Results = st["results"]
+    units = {"a": "Angstrom", "c": "Angstrom", "c_over_a": "1", "cubic_a": "Angstrom",
+             "delta_e": "eV/f.u.", "energy_tetragonal_per_fu": "eV/f.u.",
+             "energy_cubic_per_fu": "eV/f.u."}
+    for k, unit in units.items():
+        res.quantity(model.name, "ground_state", k, data[k], unit)
+    res.quantity(model.name, "ground_state", "relaxations",
+                 {"tetragonal": data["relax_tetragonal"], "cubic": data["relax_cubic"]}, "")
+    report = request.config.getoption("--report")
+    if report:
+        out = Path(report) / "structures" / model.name
+        out.mkdir(parents=True, exist_ok=True)
+        for f in ("tetragonal.extxyz", "cubic.extxyz"):
+            shutil.copy(folder / f, out / f"relaxed_{f}")
+    return dict(data, folder=folder)
+
+
+@pytest.fixture(scope="session")
+def phonon_bands(request: pytest.FixtureRequest, model: registry.LoadedModel,
+                 ground_state: dict[str, Any]) -> dict[str, Any]:
+    """Phonons of the relaxed tetragonal cell (cached): minimum mode, band.yaml, plot in the report."""
+    from pto_checks import phonons, stages
+    from pto_checks.reference import tolerance
+
+    st = _state(request)
+    radius = tolerance("phonon")["acoustic_gamma_radius"]
+    folder, data, res = stages.phonon_stage(model, st["protocol"], st["cache"],
+                                            ground_state["folder"] / "tetragonal.extxyz", radius)
+    results: Results = st["results"]
+    results.quantity(model.name, "phonons", "f_min", data["f_min_thz"], "THz", q=data["q_min"])
+    results.quantity(model.name, "phonons", "f_min_all", data["f_min_all_thz"], "THz",
+                     q=data["q_min_all"])
+    report = request.config.getoption("--report")
+    if report:
+        out = Path(report) / "phonons" / model.name
+        out.mkdir(parents=True, exist_ok=True)
+        shutil.copy(folder / "band.yaml", out / "band.yaml")
+        phonons.plot_bands(res, out / "bands.png", title=f"{model.name}: PbTiO3 P4mm")
+        results.quantity(model.name, "phonons", "files", {"band_yaml": str(out / "band.yaml"),
+                                                          "plot": str(out / "bands.png")}, "")
+    return dict(data, result=res, folder=folder)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    rep = outcome.get_result()
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    name = params.get("model_name")
+    st = item.config.stash.get(_STATE_KEY, None)
+    if name is None or st is None:
+        return
+    verdict = item.stash.get(_VERDICT_KEY, None)
+    if rep.when == "call" or rep.outcome != "passed":
+        if rep.skipped:
+            status = "skip"
+            msg = str(rep.longrepr[2]) if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        elif rep.passed:
+            status, msg = "pass", verdict.message if verdict else ""
+        elif verdict is not None and not verdict.passed and rep.when == "call":
+            status, msg = "fail", verdict.message
+        else:
+            status, msg = "error", str(rep.longrepr)[-2000:]
+        markers = sorted({m.name for m in item.iter_markers()} - {"parametrize", "usefixtures"})
+        test_id = item.nodeid.split("::", 1)[-1].split("[")[0]
+        st["results"].check(name, test_id, status, message=msg,
+                            verdict=verdict.to_dict() if verdict else None, markers=markers)
+
+
+def _parts_dir(config: pytest.Config) -> Path | None:
+    d = config.getoption("--report")
+    return Path(d) / ".parts" if d else None
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    st = config.stash.get(_STATE_KEY, None)
+    parts = _parts_dir(config)
+    if st is None or parts is None:
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    parts.mkdir(parents=True, exist_ok=True)
+    st["results"].write(parts / f"{worker or 'main'}.json")
+    if worker is None:  # the controlling process (or a run without xdist) merges
+        data = merge([json.loads(p.read_text()) for p in sorted(parts.glob("*.json"))])
+        data["harness"]["exit_status"] = int(exitstatus)
+        from pto_checks.cache import write_json_atomic
+
+        write_json_atomic(parts.parent / "results.json", data)
+        shutil.rmtree(parts, ignore_errors=True)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    st = config.stash.get(_STATE_KEY, None)
+    if st is None:
+        return
+    if st["load_errors"]:
+        terminalreporter.section("pto-checks: models that could not load")
+        for name, err in st["load_errors"].items():
+            terminalreporter.write_line(f"{name}: {err}")
+    d = config.getoption("--report")
+    if d and os.environ.get("PYTEST_XDIST_WORKER") is None:
+        terminalreporter.write_line(f"pto-checks: results written to {Path(d) / 'results.json'}")

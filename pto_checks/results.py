@@ -1,0 +1,86 @@
+"""The results file (``--report DIR`` -> ``DIR/results.json``); schema in the README.
+
+Each pytest process (xdist worker or not) writes its own part file; the controlling process
+merges the parts into ``results.json`` at the end of the session.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import platform
+import sys
+from pathlib import Path
+from typing import Any
+
+from pto_checks import __version__
+from pto_checks.cache import write_json_atomic
+
+SCHEMA_VERSION = 1
+
+
+class Results:
+    """Accumulates per-model specs, measured quantities (with units) and check verdicts."""
+
+    def __init__(self, protocol: dict[str, Any] | None = None):
+        self.data: dict[str, Any] = {
+            "schema_version": SCHEMA_VERSION,
+            "harness": {
+                "name": "pto-checks",
+                "version": __version__,
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                "command": " ".join(sys.argv),
+            },
+            "protocol": protocol or {},
+            "models": {},
+        }
+
+    def model_entry(self, name: str) -> dict[str, Any]:
+        return self.data["models"].setdefault(name, {"spec": {}, "quantities": {}, "checks": {}})
+
+    def set_spec(self, name: str, spec: dict[str, Any]) -> None:
+        self.model_entry(name)["spec"] = spec
+
+    def quantity(self, model: str, section: str, name: str, value: Any, unit: str,
+                 **extra: Any) -> None:
+        """Record a measured quantity ``value`` in ``unit`` under ``quantities.<section>.<name>``."""
+        q = self.model_entry(model)["quantities"].setdefault(section, {})
+        q[name] = {"value": value, "unit": unit, **extra}
+
+    def check(self, model: str, test_id: str, status: str, *, message: str = "",
+              verdict: dict[str, Any] | None = None, markers: list[str] | None = None) -> None:
+        """Record a check's outcome: ``pass``, ``fail``, ``skip`` or ``error``."""
+        entry = self.model_entry(model)["checks"].setdefault(test_id, {})
+        entry.update(status=status, message=message, markers=markers or entry.get("markers", []))
+        if verdict is not None:
+            entry["verdict"] = verdict
+
+    def write(self, path: str | Path) -> None:
+        write_json_atomic(path, self.data)
+
+
+def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """Merge results dicts (xdist worker parts) into one; later parts win on conflicts."""
+    if not parts:
+        return Results().data
+    out = json.loads(json.dumps(parts[0]))
+    for part in parts[1:]:
+        for name, entry in part.get("models", {}).items():
+            dst = out["models"].setdefault(name, {"spec": {}, "quantities": {}, "checks": {}})
+            if entry.get("spec"):
+                dst["spec"] = entry["spec"]
+            for section, qs in entry.get("quantities", {}).items():
+                dst["quantities"].setdefault(section, {}).update(qs)
+            for tid, chk in entry.get("checks", {}).items():
+                dst["checks"].setdefault(tid, {}).update(chk)
+    return out
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    """Read a results file, checking its schema version."""
+    data = json.loads(Path(path).read_text())
+    if data.get("schema_version") != SCHEMA_VERSION:
+        raise ValueError(f"{path}: schema_version {data.get('schema_version')} != {SCHEMA_VERSION}")
+    return data
