@@ -68,7 +68,7 @@ def compute_phonons(
     """
     from phonopy import Phonopy
 
-    ph = Phonopy(_to_phonopy(atoms), supercell_matrix=np.diag(supercell))
+    ph = Phonopy(_to_phonopy(atoms), supercell_matrix=np.diag(supercell), primitive_matrix=None)
     ph.generate_displacements(distance=displacement)
     forces = []
     for sc in ph.supercells_with_displacements:
@@ -85,37 +85,45 @@ def compute_phonons(
     for seg_start, seg_end in zip(paths[0][:-1], paths[0][1:], strict=True):
         qpoints.append(np.linspace(seg_start, seg_end, band_points))
     ph.run_band_structure(qpoints, labels=list(PATH), path_connections=[True] * (len(PATH) - 2) + [False])
-    bs = ph.get_band_structure_dict()
-    band_q = np.vstack(bs["qpoints"])
-    band_freq = np.vstack(bs["frequencies"])
-    dist = np.concatenate(bs["distances"])
-    label_pos = [float(d[0]) for d in bs["distances"]] + [float(bs["distances"][-1][-1])]
+    bs = ph.band_structure
+    band_q = np.vstack(bs.qpoints)
+    band_freq = np.vstack(bs.frequencies)
+    dist = np.concatenate(bs.distances)
+    label_pos = [float(d[0]) for d in bs.distances] + [float(bs.distances[-1][-1])]
     if band_yaml is not None:
         ph.write_yaml_band_structure(filename=str(band_yaml))
     ph.run_mesh(list(mesh), with_eigenvectors=False, is_gamma_center=True)
-    md = ph.get_mesh_dict()
-    return PhononResult(band_q, band_freq, dist, label_pos, list(PATH), np.asarray(md["qpoints"]),
-                        np.asarray(md["frequencies"]), len(ph.supercells_with_displacements))
+    mesh_result = ph.mesh
+    return PhononResult(band_q, band_freq, dist, label_pos, list(PATH),
+                        np.asarray(mesh_result.qpoints), np.asarray(mesh_result.frequencies),
+                        len(ph.supercells_with_displacements))
+
+
+def is_commensurate(q: np.ndarray, supercell: tuple[int, int, int], tol: float = 1e-6) -> np.ndarray:
+    """True for reduced q-points commensurate with the supercell (exact, not interpolated)."""
+    qs = np.asarray(q, dtype=float) * np.asarray(supercell, dtype=float)
+    return np.all(np.abs(qs - np.rint(qs)) < tol, axis=1)
 
 
 def most_negative_mode(
     q: np.ndarray,
     freq: np.ndarray,
-    acoustic_gamma_radius: float = 0.10,
+    supercell: tuple[int, int, int] = (2, 2, 2),
 ) -> tuple[float, np.ndarray, float, np.ndarray]:
-    """Lowest frequency overall and lowest away from the acoustic-at-Gamma region.
+    """Lowest frequency overall, and lowest among the modes the phonon check judges.
 
-    Returns ``(f_min, q_at_f_min, f_min_optic_or_far, q_at_that)`` in THz and reduced units.
-    The second pair excludes the three lowest branches at q-points within
-    ``acoustic_gamma_radius`` (reduced units) of Gamma, where finite-displacement noise lives.
+    Returns ``(f_min_all, q_at_it, f_min_checked, q_at_that)`` in THz and reduced units.
+    Judged: every branch at q-points commensurate with the supercell (there the frequencies are
+    exact for the supercell's force constants), and the optic branches (all but the three lowest)
+    everywhere.  Acoustic branches between commensurate points are Fourier interpolations whose
+    small negative dips near Gamma are an artefact of the finite supercell, not an instability.
     """
     q = np.asarray(q, dtype=float)
     freq = np.asarray(freq, dtype=float)
     i, j = np.unravel_index(np.argmin(freq), freq.shape)
-    near_gamma = np.linalg.norm(q - np.rint(q), axis=1) <= acoustic_gamma_radius
     masked = freq.copy()
     order = np.argsort(freq, axis=1)
-    for row in np.where(near_gamma)[0]:
+    for row in np.where(~is_commensurate(q, supercell))[0]:
         masked[row, order[row, :3]] = np.inf
     k, m = np.unravel_index(np.argmin(masked), masked.shape)
     return float(freq[i, j]), q[i], float(masked[k, m]), q[k]

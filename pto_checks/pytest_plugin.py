@@ -67,7 +67,8 @@ def pytest_configure(config: pytest.Config) -> None:
         shutil.rmtree(parts, ignore_errors=True)  # stale parts of an earlier run
     cache_root = config.getoption("--pto-cache")
     if cache_root is None:
-        cache_root = str(config.cache.mkdir("pto-checks")) if config.cache else ".pto_cache"
+        cache = getattr(config, "cache", None)  # absent under -p no:cacheprovider
+        cache_root = str(cache.mkdir("pto-checks")) if cache is not None else ".pto_cache"
     config.stash[_STATE_KEY] = {
         "specs": specs,
         "explicit": explicit,
@@ -198,12 +199,10 @@ def phonon_bands(request: pytest.FixtureRequest, model: registry.LoadedModel,
                  ground_state: dict[str, Any]) -> dict[str, Any]:
     """Phonons of the relaxed tetragonal cell (cached): minimum mode, band.yaml, plot in the report."""
     from pto_checks import phonons, stages
-    from pto_checks.reference import tolerance
 
     st = _state(request)
-    radius = tolerance("phonon")["acoustic_gamma_radius"]
     folder, data, res = stages.phonon_stage(model, st["protocol"], st["cache"],
-                                            ground_state["folder"] / "tetragonal.extxyz", radius)
+                                            ground_state["folder"] / "tetragonal.extxyz")
     results: Results = st["results"]
     results.quantity(model.name, "phonons", "f_min", data["f_min_thz"], "THz", q=data["q_min"])
     results.quantity(model.name, "phonons", "f_min_all", data["f_min_all_thz"], "THz",

@@ -54,8 +54,8 @@ def ground_state(model: LoadedModel, protocol: Protocol, cache: Cache) -> tuple[
     return folder, data
 
 
-def phonon_stage(model: LoadedModel, protocol: Protocol, cache: Cache, relaxed: Path,
-                 acoustic_gamma_radius: float) -> tuple[Path, dict[str, Any], phonons.PhononResult | None]:
+def phonon_stage(model: LoadedModel, protocol: Protocol, cache: Cache,
+                 relaxed: Path) -> tuple[Path, dict[str, Any], phonons.PhononResult | None]:
     """Phonons of the relaxed tetragonal cell (cached): band.yaml, bands.npz and the minimum mode."""
     import numpy as np
 
@@ -72,7 +72,7 @@ def phonon_stage(model: LoadedModel, protocol: Protocol, cache: Cache, relaxed: 
                  band_distance=res.band_distance, label_positions=res.label_positions,
                  labels=res.labels, mesh_q=res.mesh_q, mesh_freq=res.mesh_freq)
         q, f = res.all_q_and_freq()
-        f_all, q_all, f_far, q_far = phonons.most_negative_mode(q, f, acoustic_gamma_radius)
+        f_all, q_all, f_far, q_far = phonons.most_negative_mode(q, f, p.supercell)
         return {"f_min_all_thz": f_all, "q_min_all": q_all.tolist(), "f_min_thz": f_far,
                 "q_min": q_far.tolist(), "n_displacements": res.n_displacements,
                 "supercell": list(p.supercell)}

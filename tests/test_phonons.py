@@ -9,7 +9,7 @@ pytestmark = pytest.mark.phonon
 
 
 def test_no_imaginary_modes(model, phonon_bands, check):
-    """No imaginary phonon anywhere on the path or mesh (acoustic noise at Gamma tolerated)."""
+    """No imaginary phonon on the path or mesh (interpolated acoustic dips near Gamma reported only)."""
     check(verdicts.no_imaginary_modes(phonon_bands["f_min_thz"], phonon_bands["q_min"],
                                       phonon_bands["f_min_all_thz"], phonon_bands["q_min_all"],
                                       model.spec.functional))

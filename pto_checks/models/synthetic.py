@@ -20,7 +20,8 @@ Variants (``--model synthetic:<variant>``):
                      with imaginary phonons.
 ``shallow``          good cell, springs 5x softer: dE(cubic - tetragonal) far below PBEsol's.
 ``gpa_stress``       the good model reporting stress in GPa instead of eV/A^3.
-``offset``           the good model with energies shifted by +0.5 eV/atom (broken weights).
+``not_invariant``    the good model plus a term in the absolute positions (breaks translation
+                     invariance, as a model that forgot periodic wrapping would).
 ``nan``              returns NaN forces.
 """
 
@@ -39,7 +40,7 @@ VARIANTS = (
     "unstable",
     "shallow",
     "gpa_stress",
-    "offset",
+    "not_invariant",
     "nan",
 )
 
@@ -58,7 +59,7 @@ class ElasticNetworkCalculator(Calculator):
 
     ``reference``: the unit cell whose geometry is the energy minimum.
     ``k``: spring constants by element pair (eV/A^2).  ``cutoff``: pair cutoff (A).
-    ``energy_offset``: added per atom (eV).  ``stress_scale``: factor applied to the stress
+    ``energy_offset``: added per atom (eV).  ``absolute_field``: eV/A times the sum of all coordinates.  ``stress_scale``: factor applied to the stress
     (e.g. 1/units.GPa to report GPa).  ``nan_forces``: return NaN forces.
     """
 
@@ -70,6 +71,7 @@ class ElasticNetworkCalculator(Calculator):
         k: dict[tuple[str, str], float] | None = None,
         cutoff: float = 4.2,
         energy_offset: float = 0.0,
+        absolute_field: float = 0.0,
         energy_per_fu: float = -8.0,
         stress_scale: float = 1.0,
         nan_forces: bool = False,
@@ -80,6 +82,7 @@ class ElasticNetworkCalculator(Calculator):
         self.k = dict(_K_GOOD if k is None else k)
         self.cutoff = cutoff
         self.energy_offset = energy_offset
+        self.absolute_field = absolute_field
         self.energy_per_fu = energy_per_fu
         self.stress_scale = stress_scale
         self.nan_forces = nan_forces
@@ -166,6 +169,9 @@ class ElasticNetworkCalculator(Calculator):
         energy += self.energy_per_fu * len(atoms) / 5 + self.energy_offset * len(atoms)
         stress = virial / atoms.get_volume()
         stress = 0.5 * (stress + stress.T) * self.stress_scale
+        if self.absolute_field:  # E += g * sum of cartesian coordinates (eV/A)
+            energy += self.absolute_field * float(atoms.positions.sum())
+            forces -= self.absolute_field
         if self.nan_forces:
             forces[:] = np.nan
         self.results = {
@@ -199,8 +205,8 @@ def make(variant: str) -> ElasticNetworkCalculator:
         return ElasticNetworkCalculator(good, k={p: v * 0.2 for p, v in _K_GOOD.items()})
     if variant == "gpa_stress":
         return ElasticNetworkCalculator(good, stress_scale=1 / units.GPa)
-    if variant == "offset":
-        return ElasticNetworkCalculator(good, energy_offset=0.5)
+    if variant == "not_invariant":
+        return ElasticNetworkCalculator(good, absolute_field=0.01)
     if variant == "nan":
         return ElasticNetworkCalculator(good, nan_forces=True)
     raise ValueError(f"unknown synthetic variant {variant!r}; known: {', '.join(VARIANTS)}")
