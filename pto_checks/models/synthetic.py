@@ -118,6 +118,11 @@ class ElasticNetworkCalculator(Calculator):
         # Assign each atom its reference site and unit cell from its position (any atom order:
         # ASE's repeat and phonopy's supercells order atoms differently).
         u = np.linalg.solve(atoms.cell.array.T, atoms.positions.T).T * reps
+        # remove a rigid translation: anchor on the first Pb (one Pb site per cell)
+        b_pb = int(np.flatnonzero(self.reference.numbers == 82)[0])
+        a_pb = int(np.flatnonzero(atoms.numbers == 82)[0])
+        delta = u[a_pb] - ref_frac[b_pb]
+        u = u - (delta - np.rint(delta))
         index = {}
         for a in range(len(atoms)):
             best = None

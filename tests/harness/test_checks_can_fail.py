@@ -1,0 +1,106 @@
+"""Each physical check passes on a sound model and FAILS on a model that is wrong in that way.
+
+The real check files (tests/test_*.py) run under pytester against the synthetic calculators
+(:mod:`pto_checks.models.synthetic`); results.json must record a failed verdict (``fail``), never
+an ``error``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHECK_FILES = ("test_static.py", "test_phonons.py", "test_sanity.py")
+
+
+@pytest.fixture
+def run_checks(pytester):
+    for f in CHECK_FILES:
+        pytester.makepyfile(**{f[:-3]: (ROOT / "tests" / f).read_text()})
+
+    def run(model: str, marker: str = "sanity or static or phonon", *args: str):
+        report = pytester.path / "out"
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--model={model}",
+                                    f"--pto-cache={pytester.path / 'cache'}", f"--report={report}",
+                                    "-m", marker, *args)
+        data = json.loads((report / "results.json").read_text())
+        entry = data["models"].get(model, {"checks": {}})
+        checks = {k.split("::")[-1]: v for k, v in entry["checks"].items()}
+        return result, checks, data
+
+    return run
+
+
+def test_sound_model_passes_everything(run_checks):
+    result, checks, data = run_checks("synthetic:good")
+    statuses = {k: v["status"] for k, v in checks.items()}
+    assert statuses.pop("test_reference_energies") == "skip"
+    assert set(statuses.values()) == {"pass"}, statuses
+    q = data["models"]["synthetic:good"]["quantities"]
+    assert q["ground_state"]["c_over_a"]["value"] == pytest.approx(1.084, abs=1e-3)
+    assert q["ground_state"]["delta_e"]["unit"] == "eV/f.u."
+    assert "fingerprint" in data["models"]["synthetic:good"]["spec"]
+    assert result.ret == 0
+
+
+@pytest.mark.parametrize(
+    ("variant", "marker", "must_fail"),
+    [
+        ("paraelectric", "static", {"test_ground_state_is_polar", "test_tetragonality_vs_pbesol",
+                                    "test_tetragonality_vs_experiment"}),
+        ("supertetragonal", "static", {"test_tetragonality_vs_pbesol", "test_tetragonality_vs_experiment"}),
+        ("compressed", "static", {"test_lattice_a_vs_experiment"}),
+        ("shallow", "static", {"test_delta_e_vs_pbesol"}),
+        ("unstable", "phonon", {"test_no_imaginary_modes"}),
+        ("gpa_stress", "sanity", {"test_stress_in_ase_units"}),
+        ("not_invariant", "sanity", {"test_translation_invariance"}),
+        ("nan", "sanity", {"test_forces_finite"}),
+    ],
+)
+def test_flawed_model_fails_the_right_check(run_checks, variant, marker, must_fail):
+    result, checks, _ = run_checks(f"synthetic:{variant}", marker)
+    failed = {k for k, v in checks.items() if v["status"] == "fail"}
+    assert must_fail <= failed, {k: v["status"] for k, v in checks.items()}
+    for name in must_fail:
+        msg = checks[name]["message"]
+        assert msg and "model trained on" in msg or name.startswith("test_") and msg
+    assert "error" not in {checks[n]["status"] for n in must_fail}
+    assert result.ret == 1
+
+
+def test_failure_message_states_value_reference_tolerance_functional(run_checks):
+    result, checks, _ = run_checks("synthetic:supertetragonal", "static")
+    msg = checks["test_tetragonality_vs_pbesol"]["message"]
+    for piece in ("c/a = 1.2", "reference 1.0840", "PBEsol DFT", "tolerance 0.03", "trained on PBEsol"):
+        assert piece in msg
+    result.stdout.fnmatch_lines(["*tetragonality_vs_pbesol*c/a = 1.2*"])
+
+
+def test_cache_hit_on_rerun(run_checks):
+    run_checks("synthetic:good", "static")
+    _, _, data = run_checks("synthetic:good", "static")
+    assert data["models"]["synthetic:good"]["checks"]
+
+
+def test_unknown_model_is_a_usage_error(pytester):
+    pytester.makepyfile(test_x="def test_x(model): pass")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--model=chgnett")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*no such model*Registered:*chgnet*"])
+
+
+def test_named_model_that_cannot_load_is_an_error(pytester, tmp_path):
+    pytester.makepyfile(test_x="def test_x(model): pass")
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--model=deepmd:{tmp_path}/none.pth")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*models that could not load*", "*none.pth*"])
+
+
+def test_xdist_workers_merge_into_one_results_file(run_checks):
+    pytest.importorskip("xdist")
+    _, _, data = run_checks("synthetic:good,synthetic:compressed", "static", "-n", "2")
+    assert set(data["models"]) == {"synthetic:good", "synthetic:compressed"}
+    assert all(len(m["checks"]) == 6 for m in data["models"].values())
