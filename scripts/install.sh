@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Install pto-checks and model families into virtual environments.
+#
+#   bash scripts/install.sh [FAMILY ...]      FAMILY: chgnet sevennet orb mace deepmd m3gnet all
+#                                             (default: chgnet sevennet)
+#
+# .venv          harness + chgnet, sevennet, orb, mace, deepmd (one environment; see README)
+# .venv-m3gnet   harness + M3GNet on matgl's DGL backend (needs an older torch: its own environment)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+families=("$@")
+[ ${#families[@]} -eq 0 ] && families=(chgnet sevennet)
+[ "${families[*]}" = "all" ] && families=(chgnet sevennet orb mace deepmd m3gnet)
+has() { for f in "${families[@]}"; do [ "$f" = "$1" ] && return 0; done; return 1; }
+
+main_extras=test
+for f in chgnet sevennet orb; do has $f && main_extras="$main_extras,$f"; done
+
+if has chgnet || has sevennet || has orb || has mace || has deepmd; then
+  [ -d .venv ] || $PY -m venv .venv
+  .venv/bin/python -m pip install -q --upgrade pip
+  .venv/bin/pip install -c constraints/cpu.txt -e ".[$main_extras]"
+  if has mace; then
+    # mace-torch pins e3nn==0.4.4 but runs on the e3nn 0.6 that sevenn needs: install it without deps.
+    .venv/bin/pip install -c constraints/cpu.txt "e3nn>=0.5.9" matscipy lmdb h5py opt_einsum torchmetrics orjson
+    .venv/bin/pip install --no-deps mace-torch torch-ema ConfigArgParse GitPython gitdb smmap \
+      prettytable python-hostlist wcwidth
+  fi
+  if has deepmd; then
+    # The PyPI wheel's op library is built for another torch: build deepmd-kit against ours (~2 min).
+    .venv/bin/pip install -c constraints/cpu.txt setuptools_scm hatch-fancy-pypi-readme \
+      scikit-build-core "cmake>=3.25.2" ninja dependency_groups "vesin[torch]" "e3nn>=0.5.9"
+    DP_ENABLE_TENSORFLOW=0 DP_ENABLE_PYTORCH=1 DP_VARIANT=cpu CMAKE_BUILD_PARALLEL_LEVEL=2 \
+      .venv/bin/pip install -c constraints/cpu.txt --no-build-isolation --no-binary deepmd-kit deepmd-kit==3.2.0
+  fi
+fi
+if has m3gnet; then
+  [ -d .venv-m3gnet ] || $PY -m venv .venv-m3gnet
+  .venv-m3gnet/bin/python -m pip install -q --upgrade pip
+  .venv-m3gnet/bin/pip install -c constraints/m3gnet-dgl.txt torch dgl matgl ase numpy pandas scipy \
+    pymatgen phonopy pytest hypothesis
+  .venv-m3gnet/bin/pip install -c constraints/m3gnet-dgl.txt --no-deps -e .
+fi
+echo "pto-checks installed: families ${families[*]}"
