@@ -4,3 +4,5 @@
 import matplotlib
 
 matplotlib.use("Agg")
+
+pytest_plugins = ["pytester"]  # used by tests/harness

@@ -29,7 +29,8 @@ def load(spec: ModelSpec, device: str) -> Loaded:
     if not Path(path).is_file():
         raise ModelUnavailable(spec.name, "weights", f"GPTFF weights not found: {path}")
     require("gptff.model.mpredict", model=spec.name, extra=None,
-            hint="GPTFF is not on PyPI: install it from its source repository (github.com/atomly-materials-research-lab/GPTFF)")
+            hint="GPTFF is not on PyPI: install it from its source repository "
+                 "(github.com/atomly-materials-research-lab/GPTFF)")
     from gptff.model.mpredict import ASECalculator
 
     calc = ASECalculator(str(path), device)

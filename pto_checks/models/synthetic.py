@@ -59,7 +59,8 @@ class ElasticNetworkCalculator(Calculator):
 
     ``reference``: the unit cell whose geometry is the energy minimum.
     ``k``: spring constants by element pair (eV/A^2).  ``cutoff``: pair cutoff (A).
-    ``energy_offset``: added per atom (eV).  ``absolute_field``: eV/A times the sum of all coordinates.  ``stress_scale``: factor applied to the stress
+    ``energy_offset``: added per atom (eV).
+    ``absolute_field``: eV/A times the sum of all coordinates.  ``stress_scale``: factor applied to the stress
     (e.g. 1/units.GPa to report GPa).  ``nan_forces``: return NaN forces.
     """
 
@@ -139,27 +140,27 @@ class ElasticNetworkCalculator(Calculator):
             raise ValueError("atoms are too far from the reference sites to assign them")
         cells = np.array([(x, y, z) for x in range(reps[0]) for y in range(reps[1])
                           for z in range(reps[2])])
-        I, J, E, D0, K = [], [], [], [], []
+        ii, jj, E, D0, K = [], [], [], [], []
         for c in cells:
             for (i, j, sx, sy, sz), (d0, kk) in self._pairs.items():
                 s = np.array([sx, sy, sz])
                 cj = tuple(int(v) for v in np.mod(c + s, reps))
-                I.append(index[(i, tuple(int(v) for v in c))])
-                J.append(index[(j, cj)])
+                ii.append(index[(i, tuple(int(v) for v in c))])
+                jj.append(index[(j, cj)])
                 E.append((ref_frac[j] + s - ref_frac[i]) / reps)
                 D0.append(d0)
                 K.append(kk)
-        topo = (np.array(I), np.array(J), np.array(E), np.array(D0), np.array(K))
+        topo = (np.array(ii), np.array(jj), np.array(E), np.array(D0), np.array(K))
         self._topo = (key, topo)
         return topo
 
     def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
         super().calculate(atoms, properties, system_changes)
         atoms = self.atoms
-        I, J, E, D0, K = self._topology(atoms)
+        ii, jj, E, D0, K = self._topology(atoms)
         cell = atoms.cell.array
         frac = np.linalg.solve(cell.T, atoms.positions.T).T
-        df = frac[J] - frac[I]
+        df = frac[jj] - frac[ii]
         df -= np.rint(df - E)  # robust to atoms wrapped across the periodic boundary
         rij = df @ cell
         dist = np.linalg.norm(rij, axis=1)
@@ -168,8 +169,8 @@ class ElasticNetworkCalculator(Calculator):
         energy = 0.25 * float(np.sum(K * stretch**2))
         f = (0.5 * K * stretch / dist)[:, None] * rij  # force on i along +rij
         forces = np.zeros_like(atoms.positions)
-        np.add.at(forces, I, f)
-        np.add.at(forces, J, -f)
+        np.add.at(forces, ii, f)
+        np.add.at(forces, jj, -f)
         virial = np.einsum("pa,pb->ab", rij, f)  # = V * dE/d(strain)
         energy += self.energy_per_fu * len(atoms) / 5 + self.energy_offset * len(atoms)
         stress = virial / atoms.get_volume()

@@ -2,8 +2,6 @@
 
 import pytest
 
-pytest_plugins = ["pytester"]
-
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
