@@ -237,7 +237,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         elif verdict is not None and not verdict.passed and rep.when == "call":
             status, msg = "fail", verdict.message
         else:
-            status, msg = "error", str(rep.longrepr)[-2000:]
+            status = "error"
+            msg = call.excinfo.exconly()[-2000:] if call.excinfo else str(rep.longrepr)[-2000:]
         markers = sorted({m.name for m in item.iter_markers()} - {"parametrize", "usefixtures"})
         test_id = item.nodeid.split("::", 1)[-1].split("[")[0]
         st["results"].check(name, test_id, status, message=msg,

@@ -71,11 +71,15 @@ def load(spec: ModelSpec, device: str) -> Loaded:
             f"matgl could not load {name!r} ({type(exc).__name__}: {exc}); looked in {where}. "
             "Fix: --model m3gnet:/path/to/M3GNet-MP-2021.2.8-PES or set PTO_CHECKS_MODELS_DIR",
         ) from exc
+    import inspect
+
     import ase.units
 
-    try:
+    # matgl >= 1.2 takes stress_unit; older PESCalculators silently swallow it in **kwargs and
+    # return GPa, so choose by signature (the sanity check test_stress_in_ase_units caught this).
+    if "stress_unit" in inspect.signature(PESCalculator.__init__).parameters:
         calc = PESCalculator(potential, stress_unit="eV/A3")
-    except TypeError:  # matgl < 1.2 has no stress_unit: it converts with stress_weight
+    else:
         calc = PESCalculator(potential, stress_weight=ase.units.GPa)  # GPa -> eV/A^3
     potential.to(device)
     files = [str(path)] if path else []
