@@ -6,6 +6,7 @@ Pure functions.  Lengths in Angstrom, energies in eV, stress in eV/A^3.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from ase import Atoms
@@ -80,3 +81,208 @@ def translation_change(atoms: Atoms, calc: Calculator, shift: np.ndarray) -> tup
     e1 = a.get_potential_energy()
     f1 = a.get_forces()
     return abs(e1 - e0) / len(a), float(np.max(np.abs(f1 - f0)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Finite-temperature observables.  Supercells are n x m x l repeats of the 5-atom cell
+# (Pb, Ti, O_z, O_y, O_x), atom order unit cell by unit cell (ase.Atoms.repeat order).
+
+#: Ideal cubic perovskite sites of the 5-atom cell (fractional).
+IDEAL_SITES = np.array([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, 0.5, 0.0], [0.5, 0.0, 0.5],
+                        [0.0, 0.5, 0.5]])
+#: Axis along which each oxygen's Ti-O bond points (basis 2, 3, 4 -> z, y, x).
+_O_PAR_AXIS = {2: 2, 3: 1, 4: 0}
+E_PER_A2_TO_C_PER_M2 = 16.02176634  # 1 e/A^2 in C/m^2
+
+
+def born_charge_tensors() -> np.ndarray:
+    """Diagonal Born effective charge tensors (5, 3) of the 5-atom cell, neutral per direction."""
+    from pto_checks.reference import load_reference
+
+    z = load_reference()["born_charges"]
+    diag = np.zeros((5, 3))
+    diag[0] = z["Pb"]
+    diag[1] = z["Ti"]
+    for b, ax in _O_PAR_AXIS.items():
+        diag[b] = z["O_perp"]
+        diag[b, ax] = z["O_par"]
+    diag -= diag.sum(axis=0) / 5.0  # remove the published set's small residual
+    return diag
+
+
+def site_assignment(positions: np.ndarray, cell: np.ndarray,
+                    reps: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Assign each atom to the nearest ideal cubic site of its kind; return (u, cell_index, basis).
+
+    ``u`` (Angstrom, (N, 3)): displacement from that site, after removing the rigid translation
+    that puts the first Pb on its site (so results do not depend on the origin).  ``cell_index``
+    ((N, 3) ints): the unit cell of that site.  ``basis``: 0 Pb, 1 Ti, 2 O_z, 3 O_y, 4 O_x.
+    Works for any wrapping of the atoms into the cell.
+    """
+    reps_a = np.asarray(reps)
+    cell = np.asarray(cell, dtype=float)
+    frac_uc = np.linalg.solve(cell.T, np.asarray(positions, dtype=float).T).T * reps_a
+    basis = np.arange(len(frac_uc)) % 5
+    rel = frac_uc - IDEAL_SITES[basis]
+    delta = rel[0] - np.rint(rel[0])
+    rel = rel - delta
+    cidx = np.rint(rel)
+    u = ((rel - cidx) / reps_a) @ cell
+    return u, np.mod(cidx, reps_a).astype(int), basis
+
+
+def site_displacements(positions: np.ndarray, cell: np.ndarray, reps: tuple[int, int, int]) -> np.ndarray:
+    """Displacements (Angstrom, (N, 3)) from the nearest ideal sites (see :func:`site_assignment`)."""
+    return site_assignment(positions, cell, reps)[0]
+
+
+def polarization(positions: np.ndarray, cell: np.ndarray, reps: tuple[int, int, int]) -> dict[str, Any]:
+    """Polarization from Born effective charges, in C/m^2.
+
+    ``P``: the supercell average (Px, Py, Pz) = sum_i Z*_i u_i / V (equal to the mean of the local
+    dipoles of the Ti-centred cells).  ``local_abs``: mean |p| of the Ti-centred cells (Ti weight 1,
+    its six O 1/2, its eight Pb 1/8), which stays large in a polar crystal with domains.
+    Independent of the origin (charges neutral) and of wrapping (nearest-site assignment).
+    """
+    reps_a = np.asarray(reps)
+    u, cidx, basis = site_assignment(positions, cell, reps)
+    zb = born_charge_tensors()
+    vol = abs(np.linalg.det(cell))
+    dip = zb[basis] * u  # (N, 3), e*A
+    p_total = dip.sum(axis=0) / vol * E_PER_A2_TO_C_PER_M2
+    grid = np.zeros((*reps_a, 5, 3))
+    np.add.at(grid, (cidx[:, 0], cidx[:, 1], cidx[:, 2], basis), dip)
+    local = grid[:, :, :, 1, :].copy()
+    local += 0.5 * (grid[:, :, :, 2, :] + np.roll(grid[:, :, :, 2, :], -1, axis=2))  # O_z at z and z+1
+    local += 0.5 * (grid[:, :, :, 3, :] + np.roll(grid[:, :, :, 3, :], -1, axis=1))
+    local += 0.5 * (grid[:, :, :, 4, :] + np.roll(grid[:, :, :, 4, :], -1, axis=0))
+    pb = grid[:, :, :, 0, :]
+    for sx in (0, -1):
+        for sy in (0, -1):
+            for sz in (0, -1):
+                local += 0.125 * np.roll(pb, (sx, sy, sz), axis=(0, 1, 2))
+    v_cell = vol / np.prod(reps_a)
+    p_local = local.reshape(-1, 3) / v_cell * E_PER_A2_TO_C_PER_M2
+    return {"P": p_total, "local_abs": float(np.mean(np.linalg.norm(p_local, axis=1)))}
+
+
+def order_metrics(positions: np.ndarray, cell: np.ndarray, reps: tuple[int, int, int]) -> dict[str, float]:
+    """Crystal order: Lindemann ratio and fraction of atoms within 1 A of their site.
+
+    Each species' mean displacement (the polar offset, and drift) is removed first.  The
+    Lindemann ratio is the rms displacement over the nearest-neighbour (Ti-O) distance a/2.
+    """
+    u = site_displacements(positions, cell, reps)
+    u = u.reshape(-1, 5, 3)
+    u = u - u.mean(axis=0, keepdims=True)
+    r = np.linalg.norm(u, axis=2).ravel()
+    a = np.mean(unit_cell_lengths(cell, reps))
+    return {"lindemann": float(np.sqrt(np.mean(r**2)) / (a / 2)), "order": float(np.mean(r < 1.0))}
+
+
+def min_distance(positions: np.ndarray, cell: np.ndarray) -> float:
+    """Smallest interatomic distance (Angstrom) under periodic boundary conditions."""
+    from ase.geometry import get_distances
+
+    _, d = get_distances(positions, cell=cell, pbc=True)
+    d = d + np.eye(len(positions)) * 1e9
+    return float(d.min())
+
+
+def block_average(x: np.ndarray, n_blocks: int = 5) -> tuple[float, float]:
+    """Mean and its standard error from ``n_blocks`` block averages (fewer if too few samples)."""
+    x = np.asarray(x, dtype=float)
+    if len(x) == 0:
+        return float("nan"), float("nan")
+    nb = max(1, min(n_blocks, len(x)))
+    blocks = np.array([b.mean() for b in np.array_split(x, nb)])
+    err = float(blocks.std(ddof=1) / np.sqrt(nb)) if nb > 1 else float("nan")
+    return float(x.mean()), err
+
+
+def classify_phase(row: dict[str, Any], ensemble: str, thresholds: dict[str, Any],
+                   melt: dict[str, Any]) -> str:
+    """Phase of one temperature: ``unstable``, ``molten``, ``supertetragonal``, ``tetragonal``, ``cubic``.
+
+    ``row`` holds production means: ``c_over_a``, ``P_abs`` (C/m^2), ``lindemann``, ``order``,
+    and ``failure`` (None or a description).  NPT decides by c/a, NVT by |P|.
+    """
+    if row.get("failure"):
+        return "unstable"
+    if row["lindemann"] > melt["max_lindemann"] or row["order"] < melt["min_order"]:
+        return "molten"
+    if ensemble == "npt":
+        if row["c_over_a"] >= thresholds["supertetragonal_min"]:
+            return "supertetragonal"
+        return "tetragonal" if row["c_over_a"] - 1 >= thresholds["tetragonal_min"] else "cubic"
+    return "tetragonal" if row["P_abs"] >= thresholds["polar_min_c_per_m2"] else "cubic"
+
+
+def transition_temperature(temperatures: list[float], phases: list[str]) -> dict[str, Any]:
+    """Tc from a heating sweep: midpoint between the last polar and the first cubic temperature.
+
+    Returns ``{"tc": K or None, "resolution": +-K, "method": text}``; ``tc`` is None where the
+    sweep never goes cubic after a polar phase (or is never polar).
+    """
+    method = "midpoint between the last tetragonal and the first cubic temperature of the sweep"
+    temps = list(temperatures)
+    for i in range(1, len(temps)):
+        if phases[i] == "cubic" and phases[i - 1] in ("tetragonal", "supertetragonal") and all(
+            p == "cubic" for p in phases[i:]
+        ):
+            return {"tc": 0.5 * (temps[i - 1] + temps[i]), "resolution": 0.5 * (temps[i] - temps[i - 1]),
+                    "method": method}
+    return {"tc": None, "resolution": None, "method": method}
+
+
+def summarize_run(samples: list[dict[str, Any]], failure: dict[str, Any] | None, temperature_K: float,
+                  production_fraction: float, ensemble: str, thresholds: dict[str, Any],
+                  melt: dict[str, Any]) -> dict[str, Any]:
+    """Production averages of one temperature, with block-average errors, and its phase.
+
+    a, c in Angstrom (per perovskite cell, long axis found per frame), |P| and Pz in C/m^2.
+    A run that failed keeps what it has: averages over its samples, phase ``unstable``.
+    """
+    n = len(samples)
+    start = int(round(n * (1 - production_fraction))) if failure is None else n // 2
+    prod = samples[start:] if n else []
+    row: dict[str, Any] = {"T_K": float(temperature_K), "n_samples": len(prod), "failure": failure}
+    if prod:
+        lens = np.array([[s["a"], s["b"], s["c"]] for s in prod])
+        # long axis from the production-averaged lengths: per-frame max(a, b, c) is biased above
+        # the mean for a fluctuating cubic cell (that per-frame value is kept as c_over_a_frames)
+        axis = int(np.argmax(lens.mean(axis=0)))
+        others = [i for i in range(3) if i != axis]
+        a_f = lens[:, others].mean(axis=1)
+        c_f = lens[:, axis]
+        srt = np.sort(lens, axis=1)
+        row["long_axis"] = axis
+        row["c_over_a_frames"] = float(np.mean(srt[:, 2] / (0.5 * (srt[:, 0] + srt[:, 1]))))
+        for name, series in (("a", a_f), ("c", c_f),
+                             ("Pz", np.array([s["Pz"] for s in prod])),
+                             ("P_local_abs", np.array([s["P_local_abs"] for s in prod])),
+                             ("T_measured", np.array([s["T_K"] for s in prod])),
+                             ("lindemann", np.array([s["lindemann"] for s in prod])),
+                             ("order", np.array([s["order"] for s in prod]))):
+            row[name], row[f"{name}_err"] = block_average(series)
+        row["c_over_a"] = row["c"] / row["a"]
+        rel = np.hypot(row["c_err"] / row["c"], row["a_err"] / row["a"]) if len(prod) > 1 else float("nan")
+        row["c_over_a_err"] = float(row["c_over_a"] * rel)
+        pvec = np.array([[s["Px"], s["Py"], s["Pz"]] for s in prod]).mean(axis=0)
+        row["P"] = pvec.tolist()
+        row["P_abs"] = float(np.linalg.norm(pvec))
+    else:
+        row.update(a=float("nan"), c=float("nan"), c_over_a=float("nan"), Pz=float("nan"),
+                   P_abs=float("nan"), lindemann=float("nan"), order=float("nan"))
+    row["phase"] = classify_phase(row, ensemble, thresholds, melt) if prod else "unstable"
+    return row
+
+
+def format_table(rows: list[dict[str, Any]]) -> str:
+    """The per-temperature table of a sweep, as text."""
+    out = ["   T (K)    a (A)    c (A)     c/a   |P| (C/m2)  Pz (C/m2)  phase"]
+    for r in rows:
+        out.append(f"  {r['T_K']:6.0f}  {r['a']:7.4f}  {r['c']:7.4f}  {r['c_over_a']:6.4f}  "
+                   f"{r['P_abs']:10.3f}  {r['Pz']:9.3f}  {r['phase']}"
+                   + (f" ({r['failure']['reason']} at step {r['failure']['step']})" if r.get("failure") else ""))
+    return "\n".join(out)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 #: Bump a stage's version when its code changes what it computes.
-STAGE_VERSIONS = {"ground_state": 1, "phonons": 2}
+STAGE_VERSIONS = {"ground_state": 1, "phonons": 2, "md": 1}
 
 
 def cache_key(stage: str, **parts: Any) -> str:
@@ -58,25 +58,35 @@ class Cache:
         key: str,
         compute: Callable[[Path], dict[str, Any]],
         meta: dict[str, Any] | None = None,
+        resumable: bool = False,
     ) -> tuple[Path, dict[str, Any], bool]:
-        """Return ``(folder, data, hit)``; on a miss ``compute(tmpdir)`` writes files and returns data.
+        """Return ``(folder, data, hit)``; on a miss ``compute(workdir)`` writes files and returns data.
 
-        ``data`` (JSON) is stored in ``meta.json`` with ``meta``.
+        ``data`` (JSON) is stored in ``meta.json`` with ``meta``.  With ``resumable`` the work folder
+        is ``<key>.partial`` and survives an interruption (the computation checkpoints into it and
+        picks up from there next time); otherwise it is a fresh temporary folder, removed on failure.
         """
         final = self.entry(stage, key)
         with self.lock(stage, key):
             if self.enabled and (final / "meta.json").is_file():
                 return final, json.loads((final / "meta.json").read_text())["data"], True
             final.parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
+            if resumable:
+                work = final.parent / f"{key}.partial"
+                if not self.enabled:
+                    shutil.rmtree(work, ignore_errors=True)
+                work.mkdir(exist_ok=True)
+            else:
+                work = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
             try:
-                data = compute(tmp)
-                write_json_atomic(tmp / "meta.json", {"meta": meta or {}, "data": data})
+                data = compute(work)
+                write_json_atomic(work / "meta.json", {"meta": meta or {}, "data": data})
                 if final.exists():
                     shutil.rmtree(final)
-                os.replace(tmp, final)
+                os.replace(work, final)
             except BaseException:
-                shutil.rmtree(tmp, ignore_errors=True)
+                if not resumable:
+                    shutil.rmtree(work, ignore_errors=True)
                 raise
         return final, data, False
 

@@ -28,6 +28,37 @@ class PhononProtocol:
 
 
 @dataclass(frozen=True)
+class MDProtocol:
+    """Temperature sweeps (NPT and NVT), each temperature started afresh (heating only).
+
+    Units: fs, K, Angstrom.  ``pfactor_ase`` is ASE NPT's pfactor in ASE units, written as the
+    study wrote it (``75.0**2.0 * units.fs``).  ``production_fraction`` of the steps at the end
+    are averaged.  Sampling every ``sample_every`` steps; a trajectory frame every
+    ``trajectory_every`` samples; a checkpoint every ``checkpoint_every`` steps.
+    """
+
+    supercell: int = 5
+    temperatures_K: tuple[int, ...] = (300, 400, 500, 600, 700, 800, 900, 1000)
+    steps: int = 50_000
+    timestep_fs: float = 2.0
+    production_fraction: float = 0.5
+    npt_integrator: str = "melchionna"
+    ttime_fs: float = 25.0
+    pfactor_ase: float = 75.0**2.0 * 0.09822694788464063  # 75^2 * ase.units.fs, as the study
+    mtk_tdamp_fs: float = 100.0
+    mtk_pdamp_fs: float = 1000.0
+    friction_per_fs: float = 0.01
+    start_a: float = 3.90
+    start_c: float = 4.15
+    nvt_a: float = 3.90
+    nvt_c: float = 4.15
+    seed: int = 20250311
+    sample_every: int = 10
+    trajectory_every: int = 50
+    checkpoint_every: int = 500
+
+
+@dataclass(frozen=True)
 class Protocol:
     """A named protocol; ``reduced`` marks one cheaper than the published study."""
 
@@ -35,6 +66,8 @@ class Protocol:
     reduced: bool
     static: StaticProtocol = field(default_factory=StaticProtocol)
     phonon: PhononProtocol = field(default_factory=PhononProtocol)
+    md: MDProtocol = field(default_factory=MDProtocol)
+    overrides: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -48,10 +81,35 @@ class Protocol:
 
 
 PROTOCOLS: dict[str, Protocol] = {
+    # the published PTO-test: 625 atoms, 100 ps per temperature, 8 temperatures
     "paper": Protocol("paper", reduced=False),
-    "quick": Protocol("quick", reduced=True),
-    "smoke": Protocol("smoke", reduced=True),
+    # about an hour per model on one GPU: 320 atoms, 20 ps per temperature
+    "quick": Protocol("quick", reduced=True,
+                      md=MDProtocol(supercell=4, steps=10_000, checkpoint_every=1000)),
+    # CI on 2 CPU cores: 40 atoms, 0.3 ps, two temperatures (qualitative only)
+    "smoke": Protocol("smoke", reduced=True,
+                      md=MDProtocol(supercell=2, temperatures_K=(300, 1000), steps=150,
+                                    sample_every=5, trajectory_every=5, checkpoint_every=50)),
 }
+
+
+def parse_override(text: str) -> tuple[str, str, Any]:
+    """Parse ``section.field=value`` (e.g. ``md.steps=200``, ``md.temperatures_K=300,600``)."""
+    key, sep, raw = text.partition("=")
+    section, dot, fld = key.strip().partition(".")
+    if not sep or not dot:
+        raise ValueError(f"override must look like section.field=value, got {text!r}")
+    proto = getattr(PROTOCOLS["paper"], section, None)
+    if proto is None or not hasattr(proto, fld):
+        raise ValueError(f"unknown protocol field {key!r}")
+    current = getattr(proto, fld)
+    if isinstance(current, tuple):
+        value: Any = tuple(type(current[0])(v) for v in raw.split(",") if v)
+    elif isinstance(current, bool):
+        value = raw.lower() in ("1", "true", "yes")
+    else:
+        value = type(current)(raw)
+    return section, fld, value
 
 
 def get_protocol(name: str) -> Protocol:
@@ -60,3 +118,16 @@ def get_protocol(name: str) -> Protocol:
         return PROTOCOLS[name]
     except KeyError:
         raise ValueError(f"unknown protocol {name!r}; known: {', '.join(PROTOCOLS)}") from None
+
+
+def apply_overrides(protocol: Protocol, overrides: list[str]) -> Protocol:
+    """Apply ``section.field=value`` overrides; the result's name gets a ``+custom`` suffix and
+    is marked reduced (it is no longer the named protocol), and records the overrides."""
+    if not overrides:
+        return protocol
+    sections: dict[str, dict[str, Any]] = {}
+    for text in overrides:
+        section, fld, value = parse_override(text)
+        sections.setdefault(section, {})[fld] = value
+    new = protocol.with_overrides(**sections)
+    return replace(new, name=f"{protocol.name}+custom", reduced=True, overrides=tuple(overrides))

@@ -16,7 +16,7 @@ import pytest
 
 from pto_checks import models as registry
 from pto_checks.cache import Cache
-from pto_checks.protocols import get_protocol
+from pto_checks.protocols import apply_overrides, get_protocol
 from pto_checks.results import Results, merge
 from pto_checks.verdicts import Verdict
 
@@ -40,8 +40,15 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--pto-cache", default=None, metavar="DIR",
                     help="cache of expensive results (default: pytest's cache dir, so --cache-dir "
                          "moves it and --cache-clear empties it)")
-    group.addoption("--recompute", action="store_true",
+    group.addoption("--recompute", "--rerun-md", action="store_true", dest="recompute",
                     help="ignore cached relaxations/phonons/MD and compute again")
+    group.addoption("--protocol-set", action="append", default=[], metavar="SECTION.FIELD=VALUE",
+                    help="override a protocol field, e.g. md.steps=2000, md.temperatures_K=300,700,1000, "
+                         "md.supercell=3, md.timestep_fs=1, md.seed=7 (recorded in the results)")
+    group.addoption("--npt-integrator", action="append", default=[], choices=["melchionna", "mtk"],
+                    help="NPT integrator(s): melchionna (ASE NPT, the study's; default) and/or mtk "
+                         "(ASE MaskedMTKNPT); give twice to compare")
+    group.addoption("--engine", default="ase", choices=["ase"], help="MD engine (default ase)")
     group.addoption("--list-models", action="store_true", help="list registered models and exit")
 
 
@@ -52,6 +59,7 @@ def pytest_configure(config: pytest.Config) -> None:
         registry.load_model_file(f)
     try:
         protocol = get_protocol(config.getoption("--protocol"))
+        protocol = apply_overrides(protocol, config.getoption("--protocol-set") or [])
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
     requested = config.getoption("--model") or [DEFAULT_MODEL]
@@ -104,6 +112,10 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         st = metafunc.config.stash[_STATE_KEY]
         names = [s.name for s in st["specs"]]
         metafunc.parametrize("model_name", names, ids=names, scope="session")
+    if "npt_integrator" in metafunc.fixturenames:
+        chosen = metafunc.config.getoption("--npt-integrator") or ["melchionna"]
+        chosen = list(dict.fromkeys(chosen))
+        metafunc.parametrize("npt_integrator", chosen, ids=chosen, scope="session")
 
 
 def _state(request: pytest.FixtureRequest) -> dict[str, Any]:
@@ -218,6 +230,44 @@ def phonon_bands(request: pytest.FixtureRequest, model: registry.LoadedModel,
     return dict(data, result=res, folder=folder)
 
 
+def _sweep(request: pytest.FixtureRequest, model: registry.LoadedModel, ensemble: str,
+           integrator: str) -> dict[str, Any]:
+    from pto_checks import analysis, report, stages
+
+    st = _state(request)
+    quiet = os.environ.get("PYTEST_XDIST_WORKER") is not None or request.config.getoption("verbose") < 0
+    rows = stages.md_sweep(model, st["protocol"], st["cache"], ensemble, integrator,
+                           engine=request.config.getoption("--engine"), progress=not quiet)
+    phases = [r["phase"] for r in rows]
+    temps = [r["T_K"] for r in rows]
+    tc = analysis.transition_temperature(temps, phases)
+    results: Results = st["results"]
+    clean = [{k: v for k, v in r.items() if k not in ("folder", "task")} for r in rows]
+    results.quantity(model.name, "md", f"{ensemble}_{integrator}",
+                     {"rows": clean, "tc": tc, "engine": request.config.getoption("--engine")},
+                     "T in K; a, c in Angstrom; P in C/m^2")
+    out = request.config.getoption("--report")
+    if out:
+        folder = Path(out) / "md" / model.name
+        folder.mkdir(parents=True, exist_ok=True)
+        report.plot_sweep(clean, ensemble, folder / f"{ensemble}_{integrator}.png",
+                          title=f"{model.name}: {ensemble.upper()} ({integrator}), protocol {st['protocol'].name}")
+    return {"rows": rows, "tc": tc, "ensemble": ensemble, "integrator": integrator,
+            "protocol": st["protocol"], "table": analysis.format_table(rows)}
+
+
+@pytest.fixture(scope="session")
+def npt_sweep(request: pytest.FixtureRequest, model: registry.LoadedModel, npt_integrator: str) -> dict[str, Any]:
+    """The NPT heating sweep of ``model`` (cached per temperature): rows, Tc, table."""
+    return _sweep(request, model, "npt", npt_integrator)
+
+
+@pytest.fixture(scope="session")
+def nvt_sweep(request: pytest.FixtureRequest, model: registry.LoadedModel) -> dict[str, Any]:
+    """The NVT (Langevin, experimental lattice) heating sweep of ``model`` (cached per temperature)."""
+    return _sweep(request, model, "nvt", "langevin")
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield
@@ -240,7 +290,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             status = "error"
             msg = call.excinfo.exconly()[-2000:] if call.excinfo else str(rep.longrepr)[-2000:]
         markers = sorted({m.name for m in item.iter_markers()} - {"parametrize", "usefixtures"})
-        test_id = item.nodeid.split("::", 1)[-1].split("[")[0]
+        test_id = f"{Path(str(item.path)).name}::{getattr(item, 'originalname', item.name)}"
+        integrator = params.get("npt_integrator")
+        if integrator and integrator != "melchionna":
+            test_id += f"[{integrator}]"
         st["results"].check(name, test_id, status, message=msg,
                             verdict=verdict.to_dict() if verdict else None, markers=markers)
 

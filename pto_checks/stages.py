@@ -83,3 +83,61 @@ def phonon_stage(model: LoadedModel, protocol: Protocol, cache: Cache,
                                list(z["label_positions"]), [str(s) for s in z["labels"]],
                                z["mesh_q"], z["mesh_freq"], int(data["n_displacements"]))
     return folder, dict(data, cache_hit=hit), res
+
+
+def md_tasks(protocol: Protocol, ensemble: str, integrator: str) -> list:
+    """The MD tasks of one sweep (one per temperature)."""
+    from pto_checks.md import MDTask
+
+    p = protocol.md
+    a, c = (p.start_a, p.start_c) if ensemble == "npt" else (p.nvt_a, p.nvt_c)
+    return [MDTask(ensemble, integrator, float(t), p.supercell, a, c, p.steps, p.timestep_fs, p.seed,
+                   p.ttime_fs, p.pfactor_ase, p.mtk_tdamp_fs, p.mtk_pdamp_fs, p.friction_per_fs,
+                   p.sample_every, p.trajectory_every, p.checkpoint_every)
+            for t in p.temperatures_K]
+
+
+def md_sweep(model: LoadedModel, protocol: Protocol, cache: Cache, ensemble: str, integrator: str,
+             engine: str = "ase", progress: bool = True) -> list[dict[str, Any]]:
+    """Run (or read from the cache) one temperature sweep; return the per-temperature rows.
+
+    Each temperature is one cache entry keyed by the model fingerprint, the task (ensemble,
+    integrator, temperature, cell, steps, seed, ...), the engine and the stage version; its
+    folder holds ``samples.csv``, ``trajectory.extxyz`` (thinned) and ``checkpoint.pkl``.
+    """
+    import csv
+
+    from pto_checks import md
+    from pto_checks.reference import load_reference
+
+    tol = load_reference()["tolerances"]
+    rows = []
+    for task in md_tasks(protocol, ensemble, integrator):
+        key = cache_key("md", model=model.identity(), task=task.to_dict(), engine=engine)
+
+        def compute(folder: Path, task=task) -> dict[str, Any]:
+            label = f"{model.name} {ensemble}/{integrator} {task.temperature_K:.0f} K"
+            res = md.ENGINES[engine].run(task, model.calculator, folder,
+                                         md.Progress(label, task.steps, enabled=progress),
+                                         tol["melting"])
+            if res["samples"]:
+                with (folder / "samples.csv").open("w", newline="") as fh:
+                    w = csv.DictWriter(fh, fieldnames=list(res["samples"][0]))
+                    w.writeheader()
+                    w.writerows(res["samples"])
+            from ase import Atoms
+
+            frames = [Atoms(f["numbers"], positions=f["positions"], cell=f["cell"], pbc=True)
+                      for f in res["frames"]]
+            if frames:
+                ase.io.write(folder / "trajectory.extxyz", frames)
+            row = analysis.summarize_run(res["samples"], res["failure"], task.temperature_K,
+                                         protocol.md.production_fraction, ensemble, tol["phase"],
+                                         tol["melting"])
+            row["task"] = task.to_dict()
+            return row
+
+        folder, row, hit = cache.get_or_compute("md", key, compute, meta={"model": model.identity()},
+                                                resumable=True)
+        rows.append(dict(row, cache_hit=hit, folder=str(folder)))
+    return rows

@@ -141,3 +141,99 @@ def _oxygen_fraction(formula: str) -> tuple[int, int]:
 
     counts = Formula(formula).count()
     return counts.get("O", 0), sum(counts.values())
+
+
+# ---------------------------------------------------------------------------------------------
+# Finite-temperature verdicts.  ``sweep``: the dict of the npt_sweep / nvt_sweep fixtures.
+
+
+def _sweep_context(sweep: dict[str, Any]) -> str:
+    p = sweep["protocol"]
+    reduced = (f"REDUCED protocol '{p.name}' ({p.md.supercell}^3 cells, {p.md.steps} steps of "
+               f"{p.md.timestep_fs} fs per temperature): qualitative only. " if p.reduced else "")
+    return (f"{reduced}{sweep['ensemble'].upper()} ({sweep['integrator']}) sweep:\n{sweep['table']}")
+
+
+def _sweep_verdict(check: str, ok: bool, what: str, sweep: dict[str, Any], functional: str,
+                   measured: Any = None, tol: Any = None) -> Verdict:
+    msg = f"{what}; {_trained_on(functional)}\n{_sweep_context(sweep)}"
+    v = Verdict(check, ok, msg, measured, None, tol)
+    v.details = {"protocol": sweep["protocol"].name, "reduced": sweep["protocol"].reduced,
+                 "ensemble": sweep["ensemble"], "integrator": sweep["integrator"]}
+    return v
+
+
+def no_melting_or_instability(sweep: dict[str, Any], functional: str) -> Verdict:
+    """No temperature of the sweep is molten or unstable (blow-up)."""
+    bad = [r for r in sweep["rows"] if r["phase"] in ("molten", "unstable")]
+    what = ("crystal at every temperature" if not bad else "; ".join(
+        f"{r['phase'].upper()} at {r['T_K']:.0f} K"
+        + (f" ({r['failure']['reason']}, step {r['failure']['step']})" if r.get("failure") else
+           f" (Lindemann {r['lindemann']:.3f}, order {r['order']:.2f})") for r in bad))
+    return _sweep_verdict("no_melting_or_instability", not bad, what, sweep, functional,
+                          [r["phase"] for r in sweep["rows"]], tolerance("melting"))
+
+
+def _row_at(sweep: dict[str, Any], temperature: float) -> dict[str, Any]:
+    return min(sweep["rows"], key=lambda r: abs(r["T_K"] - temperature))
+
+
+def polar_at_low_temperature(sweep: dict[str, Any], functional: str) -> Verdict:
+    """The lowest temperature of the sweep (300 K) is tetragonal and polar."""
+    r = sweep["rows"][0]
+    ok = r["phase"] == "tetragonal"
+    return _sweep_verdict("polar_at_300K", ok, f"phase at {r['T_K']:.0f} K is {r['phase']} "
+                          f"(c/a {r['c_over_a']:.4f}, |P| {r['P_abs']:.3f} C/m^2; expected tetragonal)",
+                          sweep, functional, r["phase"], tolerance("phase"))
+
+
+def cubic_above_tc(sweep: dict[str, Any], functional: str) -> Verdict:
+    """The top of the sweep is cubic, and no temperature above the first cubic one is polar again."""
+    phases = [r["phase"] for r in sweep["rows"]]
+    top = sweep["rows"][-1]
+    first_cubic = next((i for i, p in enumerate(phases) if p == "cubic"), None)
+    reentrant = first_cubic is not None and any(p != "cubic" for p in phases[first_cubic:])
+    ok = top["phase"] == "cubic" and not reentrant
+    what = (f"phase at the top of the sweep ({top['T_K']:.0f} K) is {top['phase']} "
+            f"(c/a {top['c_over_a']:.4f}, |P| {top['P_abs']:.3f} C/m^2)"
+            + ("; not cubic at every temperature above the first cubic one" if reentrant else "")
+            + ("" if ok else ": the paraelectric phase is never reached"))
+    return _sweep_verdict("cubic_above_tc", ok, what, sweep, functional, phases, tolerance("phase"))
+
+
+def no_supertetragonal(sweep: dict[str, Any], functional: str) -> Verdict:
+    """No temperature has c/a above the supertetragonal threshold."""
+    thr = tolerance("phase")["supertetragonal_min"]
+    bad = [r for r in sweep["rows"] if r["phase"] == "supertetragonal"]
+    what = ("no supertetragonal phase" if not bad else "SUPERTETRAGONAL at " + ", ".join(
+        f"{r['T_K']:.0f} K (c/a {r['c_over_a']:.3f})" for r in bad)) + f" (threshold c/a >= {thr})"
+    return _sweep_verdict("no_supertetragonal", not bad, what, sweep, functional,
+                          [r["c_over_a"] for r in sweep["rows"]], thr)
+
+
+def tc_vs_experiment(sweep: dict[str, Any], functional: str) -> Verdict:
+    """Tc from the sweep within tolerance of experiment (760 K)."""
+    ref = load_reference()
+    exp = ref["experiment"]["tc"]
+    tol = tolerance("tc")["value"]
+    tc = sweep["tc"]
+    if tc["tc"] is None:
+        ok, what = False, "no tetragonal-to-cubic transition found in the sweep"
+    else:
+        ok = abs(tc["tc"] - exp["value"]) <= tol
+        what = (f"Tc = {tc['tc']:.0f} +- {tc['resolution']:.0f} K ({tc['method']}) vs experiment "
+                f"{exp['value']} K ({exp['source']}): |diff| {abs(tc['tc'] - exp['value']):.0f} K "
+                f"{'within' if ok else 'outside'} tolerance {tol} K")
+    v = _sweep_verdict("tc_vs_experiment", ok, what, sweep, functional, tc["tc"], tol)
+    v.reference, v.unit, v.source = exp["value"], "K", exp["source"]
+    return v
+
+
+def polarization_vanishes(sweep: dict[str, Any], functional: str) -> Verdict:
+    """NVT: |Pz| at the top of the sweep below the polar threshold."""
+    thr = tolerance("phase")["polar_min_c_per_m2"]
+    top = sweep["rows"][-1]
+    ok = abs(top["Pz"]) < thr and top["phase"] not in ("molten", "unstable")
+    what = (f"|Pz| at {top['T_K']:.0f} K = {abs(top['Pz']):.3f} C/m^2 (threshold {thr}, at the imposed "
+            f"c/a = 1.06); phase {top['phase']}" + ("" if ok else ": the polarization does not vanish"))
+    return _sweep_verdict("polarization_vanishes_above_tc", ok, what, sweep, functional, top["Pz"], thr)

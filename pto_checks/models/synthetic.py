@@ -23,6 +23,13 @@ Variants (``--model synthetic:<variant>``):
 ``not_invariant``    the good model plus a term in the absolute positions (breaks translation
                      invariance, as a model that forgot periodic wrapping would).
 ``nan``              returns NaN forces.
+
+For MD (stiff springs, 38x the 0 K variants', so that the crystal holds together at 1000 K):
+
+``md_polar``           stays tetragonal and polar at every temperature (misses the transition).
+``md_cubic``           cubic and paraelectric already at 300 K.
+``md_supertetragonal`` runs away to c/a = 1.24.
+``liquid``             a weak Lennard-Jones fluid (sigma 2.0 A, epsilon 1 meV): melts/evaporates.
 """
 
 from __future__ import annotations
@@ -42,6 +49,10 @@ VARIANTS = (
     "gpa_stress",
     "not_invariant",
     "nan",
+    "md_polar",
+    "md_cubic",
+    "md_supertetragonal",
+    "liquid",
 )
 
 #: Spring constants, eV/A^2, by unordered element pair; scaled so that the cubic cell (symmetry
@@ -188,7 +199,7 @@ class ElasticNetworkCalculator(Calculator):
         }
 
 
-def make(variant: str) -> ElasticNetworkCalculator:
+def make(variant: str) -> Calculator:
     """Build the synthetic calculator ``variant`` (one of :data:`VARIANTS`)."""
     from pto_checks import structures
 
@@ -215,4 +226,15 @@ def make(variant: str) -> ElasticNetworkCalculator:
         return ElasticNetworkCalculator(good, absolute_field=0.01)
     if variant == "nan":
         return ElasticNetworkCalculator(good, nan_forces=True)
+    stiff = {p: v / 0.026 for p, v in _K_GOOD.items()}
+    if variant == "md_polar":
+        return ElasticNetworkCalculator(good, k=stiff)
+    if variant == "md_cubic":
+        return ElasticNetworkCalculator(structures.cubic(3.93), k=stiff)
+    if variant == "md_supertetragonal":
+        return ElasticNetworkCalculator(structures.tetragonal(a=3.80, c=4.71), k=stiff)
+    if variant == "liquid":
+        from ase.calculators.lj import LennardJones
+
+        return LennardJones(sigma=2.0, epsilon=0.001, rc=5.0, smooth=True)
     raise ValueError(f"unknown synthetic variant {variant!r}; known: {', '.join(VARIANTS)}")

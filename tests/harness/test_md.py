@@ -1,0 +1,295 @@
+"""MD stage: observables, phases, Tc, verdicts on tables, checkpoint/resume, and each dynamic
+check shown to fail on a synthetic model that is wrong in that way."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pto_checks import analysis, structures, verdicts
+from pto_checks.md import ASEEngine, MDTask
+from pto_checks.models.synthetic import make
+from pto_checks.protocols import PROTOCOLS, apply_overrides, get_protocol
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+# --- polarization ------------------------------------------------------------------------------
+
+def test_polarization_of_reference_cells():
+    t = structures.supercell(structures.tetragonal(a=3.90, c=4.15), 3)
+    p = analysis.polarization(t.positions, t.cell.array, (3, 3, 3))
+    assert p["P"][:2] == pytest.approx([0, 0], abs=1e-12)
+    assert 0.8 < p["P"][2] < 1.3  # C/m^2; experiment 0.75-0.9, DFT displacements give ~1.1
+    assert p["local_abs"] == pytest.approx(abs(p["P"][2]))
+    c = structures.supercell(structures.cubic(3.9), 2)
+    assert np.allclose(analysis.polarization(c.positions, c.cell.array, (2, 2, 2))["P"], 0, atol=1e-12)
+    assert np.allclose(analysis.born_charge_tensors().sum(axis=0), 0, atol=1e-12)
+
+
+@settings(max_examples=40, deadline=None)
+@given(shift=st.tuples(*[st.floats(-20, 20)] * 3), rattle_seed=st.integers(0, 100))
+def test_polarization_independent_of_origin_and_wrapping(shift, rattle_seed):
+    at = structures.supercell(structures.tetragonal(a=3.90, c=4.15), 2, 3, 2)
+    at.rattle(0.05, seed=rattle_seed)
+    p0 = analysis.polarization(at.positions, at.cell.array, (2, 3, 2))
+    moved = at.copy()
+    moved.positions += np.array(shift)
+    moved.wrap()
+    p1 = analysis.polarization(moved.positions, moved.cell.array, (2, 3, 2))
+    assert np.allclose(p0["P"], p1["P"], atol=1e-9)
+    assert p0["local_abs"] == pytest.approx(p1["local_abs"])
+
+
+def test_inverting_the_polar_displacement_flips_pz():
+    at = structures.supercell(structures.tetragonal(a=3.90, c=4.15), 2)
+    flipped = at.copy()
+    flipped.positions[:, 2] *= -1
+    flipped.wrap()
+    pz0 = analysis.polarization(at.positions, at.cell.array, (2, 2, 2))["P"][2]
+    pz1 = analysis.polarization(flipped.positions, flipped.cell.array, (2, 2, 2))["P"][2]
+    assert pz1 == pytest.approx(-pz0)
+
+
+def test_order_metrics_separate_crystal_from_liquid():
+    at = structures.supercell(structures.tetragonal(a=3.90, c=4.15), 3)
+    at.rattle(0.1, seed=1)
+    crystal = analysis.order_metrics(at.positions, at.cell.array, (3, 3, 3))
+    rng = np.random.default_rng(0)
+    liquid_pos = rng.uniform(0, 1, size=(len(at), 3)) @ at.cell.array
+    liquid = analysis.order_metrics(liquid_pos, at.cell.array, (3, 3, 3))
+    melt = {"max_lindemann": 0.15, "min_order": 0.5}
+    assert crystal["lindemann"] < melt["max_lindemann"] < liquid["lindemann"]
+    assert crystal["order"] > melt["min_order"] > liquid["order"]
+
+
+def test_block_average():
+    m, e = analysis.block_average(np.arange(100.0), 5)
+    assert m == pytest.approx(49.5) and e > 0
+    assert np.isnan(analysis.block_average([], 5)[0])
+
+
+# --- phases, Tc and verdicts on tables ---------------------------------------------------------
+
+def _row(t, ca, p=0.0, lind=0.05, order=1.0, failure=None):
+    return {"T_K": t, "a": 3.9, "c": 3.9 * ca, "c_over_a": ca, "P_abs": p, "Pz": p, "lindemann": lind,
+            "order": order, "failure": failure}
+
+
+def _sweep(rows, ensemble="npt"):
+    from pto_checks.reference import tolerance
+
+    for r in rows:
+        r["phase"] = analysis.classify_phase(r, ensemble, tolerance("phase"), tolerance("melting"))
+    tc = analysis.transition_temperature([r["T_K"] for r in rows], [r["phase"] for r in rows])
+    return {"rows": rows, "tc": tc, "ensemble": ensemble, "integrator": "melchionna",
+            "protocol": PROTOCOLS["paper"], "table": analysis.format_table(rows)}
+
+
+def test_sound_transition_passes_the_npt_checks():
+    s = _sweep([_row(t, ca) for t, ca in [(300, 1.06), (400, 1.055), (500, 1.05), (600, 1.04),
+                                          (700, 1.03), (800, 1.002), (900, 1.001), (1000, 1.0)]])
+    assert s["tc"]["tc"] == 750 and s["tc"]["resolution"] == 50
+    for fn in (verdicts.no_melting_or_instability, verdicts.polar_at_low_temperature,
+               verdicts.cubic_above_tc, verdicts.no_supertetragonal, verdicts.tc_vs_experiment):
+        v = fn(s, "PBEsol")
+        assert v.passed, v.message
+
+
+def test_sound_polarization_passes_the_nvt_checks():
+    s = _sweep([_row(t, 1.064, p) for t, p in [(300, 0.8), (500, 0.6), (700, 0.3), (900, 0.05),
+                                              (1000, 0.03)]], "nvt")
+    for fn in (verdicts.no_melting_or_instability, verdicts.polar_at_low_temperature,
+               verdicts.polarization_vanishes):
+        assert fn(s, "PBEsol").passed
+
+
+@pytest.mark.parametrize(("rows", "check"), [
+    ([(300, 1.06), (600, 1.0), (1000, 1.03)], verdicts.cubic_above_tc),  # re-entrant
+    ([(300, 1.06), (400, 1.0), (1000, 1.0)], verdicts.tc_vs_experiment),  # Tc 350 K: too low
+    ([(300, 1.06), (1000, 1.05)], verdicts.tc_vs_experiment),  # no transition
+    ([(300, 1.25), (1000, 1.0)], verdicts.no_supertetragonal),
+])
+def test_wrong_tables_fail(rows, check):
+    v = check(_sweep([_row(t, ca) for t, ca in rows]), "PBE")
+    assert not v.passed and "T (K)" in v.message
+
+
+def test_molten_and_unstable_rows():
+    s = _sweep([_row(300, 1.06), _row(700, 1.0, lind=0.4, order=0.2),
+                _row(1000, 1.0, failure={"step": 12, "reason": "non-finite energy or forces"})])
+    v = verdicts.no_melting_or_instability(s, "PBE")
+    assert not v.passed and "MOLTEN at 700 K" in v.message and "UNSTABLE at 1000 K" in v.message
+    assert "step 12" in v.message
+
+
+def test_reduced_protocol_says_so():
+    s = _sweep([_row(300, 1.06), _row(1000, 1.0)])
+    s["protocol"] = get_protocol("smoke")
+    assert "REDUCED protocol 'smoke'" in verdicts.cubic_above_tc(s, "PBE").message
+
+
+def test_protocol_overrides():
+    p = apply_overrides(get_protocol("paper"), ["md.steps=100", "md.temperatures_K=300,900",
+                                                "md.npt_integrator=mtk", "md.seed=3"])
+    assert (p.md.steps, p.md.temperatures_K, p.md.npt_integrator, p.md.seed) == (100, (300, 900), "mtk", 3)
+    assert p.reduced and p.name == "paper+custom" and p.to_dict()["overrides"]
+    with pytest.raises(ValueError):
+        apply_overrides(p, ["md.nope=1"])
+
+
+# --- engine: blow-ups, reproducibility, resume -------------------------------------------------
+
+def _task(ensemble="npt", integrator="melchionna", steps=120, temperature=600.0, seed=5):
+    p = PROTOCOLS["smoke"].md
+    return MDTask(ensemble, integrator, temperature, 2, p.start_a, p.start_c, steps, 2.0, seed, p.ttime_fs,
+                  p.pfactor_ase, p.mtk_tdamp_fs, p.mtk_pdamp_fs, p.friction_per_fs, 5, 4, 20)
+
+
+def test_blowup_is_a_result_not_a_crash(tmp_path):
+    res = ASEEngine().run(_task(), make("nan"), tmp_path / "w")
+    assert res["failure"]["step"] == 0 and "non-finite" in res["failure"]["reason"]
+
+
+def test_same_seed_same_trajectory(tmp_path):
+    a = ASEEngine().run(_task(), make("md_polar"), tmp_path / "a")
+    b = ASEEngine().run(_task(), make("md_polar"), tmp_path / "b")
+    assert a["samples"] == b["samples"]
+    c = ASEEngine().run(_task(seed=6), make("md_polar"), tmp_path / "c")
+    assert a["samples"] != c["samples"]
+
+
+class _Interrupt(Exception):
+    pass
+
+
+@pytest.mark.parametrize(("ensemble", "integrator"), [("npt", "melchionna"), ("npt", "mtk"),
+                                                      ("nvt", "langevin")])
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, ensemble, integrator):
+    """An interrupt (SIGINT in real life) after a checkpoint; the rerun resumes and ends identically."""
+    task = _task(ensemble, integrator)
+    ref = ASEEngine().run(task, make("md_polar"), tmp_path / "ref")
+
+    def stop_at_70(step, row, final):
+        if step == 70:
+            raise _Interrupt
+
+    work = tmp_path / "int"
+    with pytest.raises(_Interrupt):
+        ASEEngine().run(task, make("md_polar"), work, progress=stop_at_70)
+    assert (work / "checkpoint.pkl").is_file()
+    resumed = ASEEngine().run(task, make("md_polar"), work)
+    assert resumed["samples"] == ref["samples"]
+    assert len(resumed["frames"]) == len(ref["frames"])
+
+
+KILL_SCRIPT = """
+import sys, time
+from pathlib import Path
+from pto_checks.cache import Cache
+from pto_checks.models import load_model
+from pto_checks.protocols import get_protocol, apply_overrides
+from pto_checks import stages
+
+class Slow:
+    def __init__(self, calc): self.calc = calc
+model = load_model("synthetic:md_polar", "cpu")
+orig = model.calculator.calculate
+def slow(*a, **k):
+    time.sleep(float(sys.argv[2]))
+    return orig(*a, **k)
+model.calculator.calculate = slow
+proto = apply_overrides(get_protocol("smoke"), ["md.temperatures_K=600", "md.steps=200",
+                                                "md.checkpoint_every=20"])
+rows = stages.md_sweep(model, proto, Cache(sys.argv[1]), "npt", "melchionna", progress=False)
+print(rows[0]["c_over_a"], rows[0]["Pz"], rows[0]["cache_hit"])
+"""
+
+
+def test_sigkill_during_md_then_resume(tmp_path):
+    """SIGKILL a worker mid-run; the next run resumes from the checkpoint and ends like an
+    uninterrupted run."""
+    script = tmp_path / "run.py"
+    script.write_text(KILL_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    clean = subprocess.run([sys.executable, str(script), str(tmp_path / "ref"), "0"], env=env,
+                           capture_output=True, text=True, check=True).stdout.split()
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "killed"), "0.01"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    md_dir = tmp_path / "killed" / "md"
+    deadline = time.time() + 60
+    while time.time() < deadline and not list(md_dir.glob("*.partial/checkpoint.pkl")):
+        time.sleep(0.1)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list(md_dir.glob("*.partial/checkpoint.pkl")), "no checkpoint before the kill"
+    resumed = subprocess.run([sys.executable, str(script), str(tmp_path / "killed"), "0"], env=env,
+                             capture_output=True, text=True, check=True).stdout.split()
+    assert resumed[:2] == clean[:2] and resumed[2] == "False"
+    again = subprocess.run([sys.executable, str(script), str(tmp_path / "killed"), "0"], env=env,
+                           capture_output=True, text=True, check=True).stdout.split()
+    assert again[2] == "True"
+
+
+# --- each dynamic check fails on a model wrong in that way (the real check file) ---------------
+
+@pytest.fixture
+def run_dynamic(pytester):
+    pytester.makepyfile(test_dynamic=(ROOT / "tests" / "test_dynamic.py").read_text())
+
+    def run(model: str, *args: str):
+        report = pytester.path / "out"
+        result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--model={model}", "--protocol=smoke",
+                                               f"--pto-cache={pytester.path / 'cache'}", f"--report={report}",
+                                               *args)
+        data = json.loads((report / "results.json").read_text())
+        checks = {k.split("::")[-1]: v for k, v in data["models"][model]["checks"].items()}
+        return result, checks, data
+
+    return run
+
+
+@pytest.mark.parametrize(("variant", "must_fail", "must_pass"), [
+    ("md_polar", {"test_cubic_above_tc", "test_tc_vs_experiment", "test_polarization_vanishes_above_tc"},
+     {"test_npt_no_melting_or_instability", "test_tetragonal_at_300K", "test_no_supertetragonal_phase",
+      "test_nvt_no_melting_or_instability", "test_polar_at_300K"}),
+    ("md_cubic", {"test_polar_at_300K"}, {"test_polarization_vanishes_above_tc"}),
+    ("md_supertetragonal", {"test_no_supertetragonal_phase"}, set()),
+    ("liquid", {"test_npt_no_melting_or_instability", "test_nvt_no_melting_or_instability"}, set()),
+    ("nan", {"test_npt_no_melting_or_instability", "test_nvt_no_melting_or_instability"}, set()),
+])
+def test_dynamic_check_fails_on_flawed_model(run_dynamic, variant, must_fail, must_pass):
+    result, checks, data = run_dynamic(f"synthetic:{variant}")
+    status = {k: v["status"] for k, v in checks.items()}
+    assert all(status[k] == "fail" for k in must_fail), status
+    assert all(status[k] == "pass" for k in must_pass), status
+    assert "error" not in status.values(), status
+    md = data["models"][f"synthetic:{variant}"]["quantities"]["md"]
+    assert set(md) == {"npt_melchionna", "nvt_langevin"}
+    assert (Path(result.stdout.str().split("results written to ")[-1].split()[0]).parent
+            / "md" / f"synthetic:{variant}" / "npt_melchionna.png").is_file()
+
+
+def test_rerun_hits_the_md_cache(run_dynamic):
+    run_dynamic("synthetic:md_polar", "-m", "npt")
+    _, _, data = run_dynamic("synthetic:md_polar", "-m", "npt")
+    rows = data["models"]["synthetic:md_polar"]["quantities"]["md"]["npt_melchionna"]["value"]["rows"]
+    assert all(r["cache_hit"] for r in rows)
+
+
+def test_both_integrators_recorded(run_dynamic):
+    _, checks, data = run_dynamic("synthetic:md_polar", "-m", "npt", "--npt-integrator=melchionna",
+                                  "--npt-integrator=mtk")
+    assert set(data["models"]["synthetic:md_polar"]["quantities"]["md"]) == {"npt_melchionna", "npt_mtk"}
+    assert "test_cubic_above_tc[mtk]" in checks and "test_cubic_above_tc" in checks
