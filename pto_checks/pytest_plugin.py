@@ -17,7 +17,7 @@ import pytest
 from pto_checks import models as registry
 from pto_checks.cache import Cache
 from pto_checks.protocols import apply_overrides, get_protocol
-from pto_checks.results import Results, merge
+from pto_checks.results import Results, annotate_integrator_flips, merge
 from pto_checks.verdicts import Verdict
 
 DEFAULT_MODEL = "chgnet"
@@ -313,7 +313,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     parts.mkdir(parents=True, exist_ok=True)
     st["results"].write(parts / f"{worker or 'main'}.json")
     if worker is None:  # the controlling process (or a run without xdist) merges
-        data = merge([json.loads(p.read_text()) for p in sorted(parts.glob("*.json"))])
+        data = annotate_integrator_flips(merge([json.loads(p.read_text()) for p in sorted(parts.glob("*.json"))]))
+        config.stash[_STATE_KEY]["merged"] = data
         data["harness"]["exit_status"] = int(exitstatus)
         from pto_checks.cache import write_json_atomic
 
@@ -329,6 +330,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.section("pto-checks: models that could not load")
         for name, err in st["load_errors"].items():
             terminalreporter.write_line(f"{name}: {err}")
+    flips = {m: e["integrator_artefacts"] for m, e in st.get("merged", {}).get("models", {}).items()
+             if e.get("integrator_artefacts")}
+    if flips:
+        terminalreporter.section("pto-checks: verdicts that flip between NPT integrators (artefacts)")
+        for m, fl in flips.items():
+            for f in fl:
+                terminalreporter.write_line(f"{m}: {f['check']}: melchionna {f['melchionna']}, mtk {f['mtk']}")
     d = config.getoption("--report")
     if d and os.environ.get("PYTEST_XDIST_WORKER") is None:
         terminalreporter.write_line(f"pto-checks: results written to {Path(d) / 'results.json'}")

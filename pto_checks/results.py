@@ -84,3 +84,25 @@ def load(path: str | Path) -> dict[str, Any]:
     if data.get("schema_version") != SCHEMA_VERSION:
         raise ValueError(f"{path}: schema_version {data.get('schema_version')} != {SCHEMA_VERSION}")
     return data
+
+
+def annotate_integrator_flips(data: dict[str, Any]) -> dict[str, Any]:
+    """Mark NPT verdicts that differ between the study's integrator and MTK.
+
+    A check id ``file::test[mtk]`` is compared with ``file::test`` (Melchionna); each model gets
+    ``integrator_artefacts``: the checks whose pass/fail flips, which are integrator artefacts, not
+    properties of the model.
+    """
+    for entry in data.get("models", {}).values():
+        checks = entry.get("checks", {})
+        flips = []
+        for tid, chk in checks.items():
+            if not tid.endswith("[mtk]"):
+                continue
+            base = checks.get(tid[: -len("[mtk]")])
+            if base and {base["status"], chk["status"]} == {"pass", "fail"}:
+                flips.append({"check": tid[: -len("[mtk]")], "melchionna": base["status"],
+                              "mtk": chk["status"]})
+        if flips:
+            entry["integrator_artefacts"] = flips
+    return data

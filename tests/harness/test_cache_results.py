@@ -92,3 +92,16 @@ def test_results_merge_and_schema(tmp_path):
     assert merged["models"]["m2"]["checks"]["test_static.py::test_x"]["status"] == "fail"
     write_json_atomic(tmp_path / "r.json", merged)
     assert load(tmp_path / "r.json")["schema_version"] == 1
+
+
+def test_integrator_flips_are_marked():
+    from pto_checks.results import annotate_integrator_flips
+
+    r = Results()
+    r.check("m", "test_dynamic.py::test_cubic_above_tc", "fail")
+    r.check("m", "test_dynamic.py::test_cubic_above_tc[mtk]", "pass")
+    r.check("m", "test_dynamic.py::test_tc_vs_experiment", "fail")
+    r.check("m", "test_dynamic.py::test_tc_vs_experiment[mtk]", "fail")
+    data = annotate_integrator_flips(r.data)
+    assert data["models"]["m"]["integrator_artefacts"] == [
+        {"check": "test_dynamic.py::test_cubic_above_tc", "melchionna": "fail", "mtk": "pass"}]
