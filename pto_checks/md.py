@@ -152,8 +152,10 @@ def _atomic_pickle(obj: Any, path: Path) -> None:
 class Progress:
     """Progress lines (steps/s, ETA, T, c/a) on the real stderr; silent when ``enabled`` is False."""
 
-    def __init__(self, label: str, total: int, enabled: bool = True, every_s: float = 5.0):
+    def __init__(self, label: str, total: int, enabled: bool = True, every_s: float = 5.0,
+                 write: Callable[[str], None] | None = None):
         self.label, self.total, self.enabled, self.every_s = label, total, enabled, every_s
+        self.write = write or self._stderr
         self.t0 = time.perf_counter()
         self.last = -1e9
         self.start_step = None
@@ -162,8 +164,9 @@ class Progress:
         if not self.enabled:
             return
         now = time.perf_counter()
-        if self.start_step is None:
-            self.start_step = step
+        if self.start_step is None:  # rates count from the first step seen (after a resume too)
+            self.start_step, self.t0, self.last = step, now, now
+            return
         if not final and now - self.last < self.every_s:
             return
         self.last = now
@@ -172,10 +175,12 @@ class Progress:
         eta = (self.total - step) / rate if rate > 0 else float("nan")
         lens = sorted([row["a"], row["b"], row["c"]])
         ca = lens[2] / (0.5 * (lens[0] + lens[1]))
-        sys.__stderr__.write(f"\r[pto-checks] {self.label}: step {step}/{self.total} "
-                             f"{rate:.2f} steps/s ETA {eta:.0f} s T {row['T_K']:.0f} K c/a {ca:.3f}   ")
-        if final:
-            sys.__stderr__.write("\n")
+        self.write(f"[pto-checks] {self.label}: step {step}/{self.total} {rate:.2f} steps/s "
+                   f"ETA {eta:.0f} s T {row['T_K']:.0f} K c/a {ca:.3f}")
+
+    @staticmethod
+    def _stderr(line: str) -> None:
+        sys.__stderr__.write(line + "\n")
         sys.__stderr__.flush()
 
 

@@ -230,6 +230,21 @@ def phonon_bands(request: pytest.FixtureRequest, model: registry.LoadedModel,
     return dict(data, result=res, folder=folder)
 
 
+def _terminal_writer(config: pytest.Config):
+    """A function that prints a line on the terminal past pytest's output capture."""
+    capman = config.pluginmanager.getplugin("capturemanager")
+    tr = config.pluginmanager.getplugin("terminalreporter")
+
+    def write(line: str) -> None:
+        if capman is not None and tr is not None:
+            with capman.global_and_fixture_disabled():
+                tr.write_line(line)
+        else:
+            print(line, flush=True)
+
+    return write
+
+
 def _sweep(request: pytest.FixtureRequest, model: registry.LoadedModel, ensemble: str,
            integrator: str) -> dict[str, Any]:
     from pto_checks import analysis, report, stages
@@ -237,7 +252,8 @@ def _sweep(request: pytest.FixtureRequest, model: registry.LoadedModel, ensemble
     st = _state(request)
     quiet = os.environ.get("PYTEST_XDIST_WORKER") is not None or request.config.getoption("verbose") < 0
     rows = stages.md_sweep(model, st["protocol"], st["cache"], ensemble, integrator,
-                           engine=request.config.getoption("--engine"), progress=not quiet)
+                           engine=request.config.getoption("--engine"), progress=not quiet,
+                           write=_terminal_writer(request.config))
     phases = [r["phase"] for r in rows]
     temps = [r["T_K"] for r in rows]
     tc = analysis.transition_temperature(temps, phases)

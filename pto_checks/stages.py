@@ -98,7 +98,7 @@ def md_tasks(protocol: Protocol, ensemble: str, integrator: str) -> list:
 
 
 def md_sweep(model: LoadedModel, protocol: Protocol, cache: Cache, ensemble: str, integrator: str,
-             engine: str = "ase", progress: bool = True) -> list[dict[str, Any]]:
+             engine: str = "ase", progress: bool = True, write=None) -> list[dict[str, Any]]:
     """Run (or read from the cache) one temperature sweep; return the per-temperature rows.
 
     Each temperature is one cache entry keyed by the model fingerprint, the task (ensemble,
@@ -118,7 +118,7 @@ def md_sweep(model: LoadedModel, protocol: Protocol, cache: Cache, ensemble: str
         def compute(folder: Path, task=task) -> dict[str, Any]:
             label = f"{model.name} {ensemble}/{integrator} {task.temperature_K:.0f} K"
             res = md.ENGINES[engine].run(task, model.calculator, folder,
-                                         md.Progress(label, task.steps, enabled=progress),
+                                         md.Progress(label, task.steps, enabled=progress, write=write),
                                          tol["melting"])
             if res["samples"]:
                 with (folder / "samples.csv").open("w", newline="") as fh:
