@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from pto_checks.reference import functional_reference, load_reference, tolerance
 
 
@@ -237,3 +239,30 @@ def polarization_vanishes(sweep: dict[str, Any], functional: str) -> Verdict:
     what = (f"|Pz| at {top['T_K']:.0f} K = {abs(top['Pz']):.3f} C/m^2 (threshold {thr}, at the imposed "
             f"c/a = 1.06); phase {top['phase']}" + ("" if ok else ": the polarization does not vanish"))
     return _sweep_verdict("polarization_vanishes_above_tc", ok, what, sweep, functional, top["Pz"], thr)
+
+
+def unchanged_vs_baseline(model: str, baseline: dict[str, Any], current: dict[str, tuple[float, float]]) -> Verdict:
+    """Quantities ``{name: (value, std error)}`` vs the baseline results (CI gate).
+
+    Moved = |diff| > max(threshold, 2 x combined error); a model absent from the baseline fails
+    with the command that records it.
+    """
+    from pto_checks.report import _gs_quantities, _threshold
+
+    entry = baseline.get("models", {}).get(model)
+    if entry is None:
+        return Verdict("unchanged_vs_baseline", False,
+                       f"model {model!r} is not in the baseline: record it with --update-baseline")
+    old = _gs_quantities(entry)
+    moved, rows = [], []
+    for k, (v, e) in sorted(current.items()):
+        if k not in old:
+            continue
+        vo, eo = old[k]
+        limit = max(_threshold(k), 2 * float(np.hypot(e, eo)))
+        rows.append(f"{k}: {vo:.4f} -> {v:.4f} (limit {limit:.3g})")
+        if abs(v - vo) > limit:
+            moved.append(k)
+    msg = ("REGRESSION: moved beyond tolerance: " + ", ".join(moved) if moved else
+           "unchanged within tolerance") + "; " + "; ".join(rows)
+    return Verdict("unchanged_vs_baseline", not moved, msg, current, None, None)

@@ -1,0 +1,146 @@
+"""Reports (HTML in headless Chromium, Markdown, comparison) and the CI gate (baselines)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from pto_checks import report
+
+ROOT = Path(__file__).resolve().parents[2]
+CHECK_FILES = ("test_static.py", "test_phonons.py", "test_dynamic.py", "test_regression.py", "test_sanity.py")
+
+
+@pytest.fixture
+def checks(pytester):
+    for f in CHECK_FILES:
+        pytester.makepyfile(**{f[:-3]: (ROOT / "tests" / f).read_text()})
+
+    def run(*args: str):
+        return pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--pto-cache={pytester.path / 'cache'}",
+                                             *args)
+
+    return run
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def _dump_dom(html: Path) -> str:
+    exe = _chromium()
+    if exe is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
+        pytest.skip("chromium not installed: apt-get install chromium")
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tempfile.mkdtemp()}", "--virtual-time-budget=5000", "--dump-dom",
+           html.resolve().as_uri()]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
+
+
+def test_html_report_renders_in_headless_chromium(checks, pytester):
+    out = pytester.path / "out"
+    checks("-m", "static or phonon or dynamic", "--model=synthetic:good,synthetic:md_polar",
+           "--protocol=smoke", f"--report={out}")
+    assert (out / "report.md").is_file()
+    dom = _dump_dom(out / "report.html")
+    assert dom.count('<tr class="model">') == 2
+    body = dom[dom.index("<body"):dom.index(">", dom.index("<body"))]
+    n = int(body.split('data-figures="')[1].split('"')[0])
+    rendered = int(body.split('data-figures-rendered="')[1].split('"')[0])
+    # ground state + 2 phonon plots + 2 models x (NPT + NVT) sweeps
+    assert n == rendered == 7
+
+
+def test_report_rebuilt_from_saved_results_with_comparison(checks, pytester, tmp_path):
+    old, new = pytester.path / "old", pytester.path / "new"
+    checks("-m", "static", "--model=synthetic:good", f"--report={old}")
+    checks("-m", "static", "--model-file", str(_model_file(pytester.path, "compressed")), "--model=my-model",
+           f"--report={new}")
+    data_old = json.loads((old / "results.json").read_text())
+    data_new = json.loads((new / "results.json").read_text())
+    data_new["models"]["synthetic:good"] = data_new["models"].pop("my-model")
+    changes = report.compare(data_new, data_old)
+    worse = [c for c in changes if c["kind"] == "verdict" and c["worse"]]
+    moved = {c["what"] for c in changes if c["kind"] == "quantity"}
+    assert [c["what"] for c in worse] == ["test_static.py::test_lattice_a_vs_experiment"]
+    assert {"ground_state.a", "ground_state.c"} <= moved
+    saved = tmp_path / "r.json"
+    saved.write_text(json.dumps(data_new))
+    from pto_checks.cli import main
+
+    assert main(["report", str(saved), "-o", str(tmp_path / "rep"), "--compare", str(old / "results.json")]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "lattice a vs experiment" in md and "pass -> fail (WORSE)" in md
+
+
+def _model_file(folder: Path, variant: str) -> Path:
+    f = folder / f"model_{variant}.toml"
+    f.write_text('[models.my-model]\nfamily = "ase"\nfunctional = "PBEsol"\n'
+                 '[models.my-model.options]\nfactory = "pto_checks.models.synthetic:make"\n'
+                 f'kwargs = {{ variant = "{variant}" }}\n')
+    return f
+
+
+def test_gate_unchanged_passes_regression_fails_improvement_is_reported(checks, pytester):
+    base = pytester.path / "baseline.json"
+    args = ["-m", "static", "--model=my-model"]
+    r = checks(*args, "--model-file", str(_model_file(pytester.path, "compressed")), f"--report={pytester.path / 'b'}",
+               f"--baseline={base}", "--update-baseline")
+    assert base.is_file() and r.ret == 1  # the baseline run itself has a failing verdict
+
+    same = checks(*args, "--model-file", str(_model_file(pytester.path, "compressed")), f"--baseline={base}")
+    assert same.ret == 0
+    same.assert_outcomes(passed=6, xfailed=1)
+
+    worse = checks(*args, "--model-file", str(_model_file(pytester.path, "shallow")), f"--baseline={base}")
+    assert worse.ret == 1
+    worse.stdout.fnmatch_lines(["*FAILED*test_delta_e_vs_pbesol*"])
+
+    better = checks(*args, "--model-file", str(_model_file(pytester.path, "good")), f"--baseline={base}",
+                    f"--report={pytester.path / 'g'}")
+    assert better.ret == 1
+    better.stdout.fnmatch_lines(["*test_lattice_a_vs_experiment*", "*XPASS(strict)*--update-baseline*"])
+    better.stdout.fnmatch_lines(["*REGRESSION: moved beyond tolerance: ground_state.a*"])
+    data = json.loads((pytester.path / "g" / "results.json").read_text())
+    chk = data["models"]["my-model"]["checks"]["test_static.py::test_lattice_a_vs_experiment"]
+    assert chk["status"] == "pass" and chk["gate"].startswith("UNEXPECTED PASS")
+
+
+def test_gate_fails_when_a_model_starts_melting(checks, pytester):
+    base = pytester.path / "baseline.json"
+    args = ["-m", "npt", "--protocol=smoke", "--model=my-model"]
+    checks(*args, "--model-file", str(_model_file(pytester.path, "md_polar")), f"--report={pytester.path / 'b'}",
+           f"--baseline={base}", "--update-baseline")
+    same = checks(*args, "--model-file", str(_model_file(pytester.path, "md_polar")), f"--baseline={base}")
+    assert same.ret == 0
+    melts = checks(*args, "--model-file", str(_model_file(pytester.path, "liquid")), f"--baseline={base}")
+    assert melts.ret == 1
+    melts.stdout.fnmatch_lines(["*test_npt_no_melting_or_instability*", "*MOLTEN at*"])
+
+
+def test_gate_cannot_pass_by_skipping(checks):
+    r = checks("-m", "sanity", "-k", "reference_energies", "--model=synthetic:good")
+    r.assert_outcomes(skipped=1)
+    assert r.ret == 1
+    r.stdout.fnmatch_lines(["*every check was skipped*"])
+
+
+def test_update_baseline_needs_report_and_baseline(checks):
+    r = checks("-m", "static", "--model=synthetic:good", "--update-baseline")
+    assert r.ret == pytest.ExitCode.USAGE_ERROR
+
+
+def test_junitxml_works(checks, pytester):
+    r = checks("-m", "static", "--model=synthetic:compressed", f"--junitxml={pytester.path / 'j.xml'}")
+    assert r.ret == 1
+    xml = (pytester.path / "j.xml").read_text()
+    assert "test_lattice_a_vs_experiment" in xml and 'name="pto_status" value="fail"' in xml
