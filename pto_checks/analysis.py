@@ -180,13 +180,13 @@ def order_metrics(positions: np.ndarray, cell: np.ndarray, reps: tuple[int, int,
     return {"lindemann": float(np.sqrt(np.mean(r**2)) / (a / 2)), "order": float(np.mean(r < 1.0))}
 
 
-def min_distance(positions: np.ndarray, cell: np.ndarray) -> float:
-    """Smallest interatomic distance (Angstrom) under periodic boundary conditions."""
-    from ase.geometry import get_distances
+def min_distance(positions: np.ndarray, cell: np.ndarray, cutoff: float = 1.5) -> float:
+    """Smallest interatomic distance (Angstrom) under periodic boundary conditions, searched up to
+    ``cutoff`` (returns ``cutoff`` when no pair is closer).  Linear in the number of atoms."""
+    from ase.neighborlist import primitive_neighbor_list
 
-    _, d = get_distances(positions, cell=cell, pbc=True)
-    d = d + np.eye(len(positions)) * 1e9
-    return float(d.min())
+    d = primitive_neighbor_list("d", (True, True, True), np.asarray(cell), np.asarray(positions), cutoff)
+    return float(d.min()) if len(d) else float(cutoff)
 
 
 def block_average(x: np.ndarray, n_blocks: int = 5) -> tuple[float, float]:

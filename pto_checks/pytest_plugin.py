@@ -49,6 +49,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="NPT integrator(s): melchionna (ASE NPT, the study's; default) and/or mtk "
                          "(ASE MaskedMTKNPT); give twice to compare")
     group.addoption("--engine", default="ase", choices=["ase"], help="MD engine (default ase)")
+    group.addoption("--bench-sizes", default="1,2,3,4,5,6,7,8,9,10", metavar="N,N,...",
+                    help="benchmark: supercell sizes n (n x n x n, 5 n^3 atoms)")
+    group.addoption("--bench-budget", type=float, default=300.0, metavar="SECONDS",
+                    help="benchmark: time budget per model; larger sizes are skipped past it")
     group.addoption("--list-models", action="store_true", help="list registered models and exit")
     group.addoption("--compare", default=None, metavar="OLD.json",
                     help="with --report: mark verdicts that changed and quantities that moved since OLD.json")
@@ -60,7 +64,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    for marker in ("sanity", "static", "phonon", "dynamic", "npt", "nvt", "harness", "slow", "regression"):
+    for marker in ("sanity", "static", "phonon", "dynamic", "npt", "nvt", "harness", "slow", "regression",
+                   "benchmark"):
         config.addinivalue_line("markers", f"{marker}: pto-checks {marker} checks")
     for f in config.getoption("--model-file") or []:
         registry.load_model_file(f)
