@@ -9,7 +9,7 @@
                                                 verdicts are accepted: they are results)
     pto-checks nightly DIR [--protocol quick] [-n N] [--model all]
                                                 every model that loads, results + report in
-                                                DIR/<date>/, compared with the previous night
+                                                DIR/<UTC time>/, compared with the previous run
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def _nightly(args: argparse.Namespace) -> int:
     import datetime as dt
 
     root = Path(args.dir)
-    out = root / dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    out = root / dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H%M%SZ")
     runs = sorted(p for p in root.glob("*/results.json") if p.parent != out)
     extra = ["-m", args.marker, "--protocol", args.protocol, "--report", str(out)]
     for m in args.model or ["all"]:

@@ -144,3 +144,37 @@ def test_junitxml_works(checks, pytester):
     assert r.ret == 1
     xml = (pytester.path / "j.xml").read_text()
     assert "test_lattice_a_vs_experiment" in xml and 'name="pto_status" value="fail"' in xml
+
+
+def test_nightly_compares_with_the_previous_run(tmp_path, monkeypatch):
+    import time
+
+    from pto_checks.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    args = ["nightly", str(tmp_path / "nightly"), "--protocol", "smoke", "--model", "synthetic:good", "-m", "static"]
+    assert main(args) == 0
+    time.sleep(1.1)
+    assert main(args) == 0
+    runs = sorted((tmp_path / "nightly").glob("*/report.md"))
+    assert len(runs) == 2
+    assert "## Changes since the previous results" in runs[-1].read_text()
+
+
+def test_real_model_report_renders():
+    """The report of real models' results (CI: CHGNet and SevenNet under the smoke protocol)."""
+    paths = [p for p in os.environ.get("PTO_REAL_RESULTS", "").split(",") if p]
+    if not paths:
+        pytest.skip("set PTO_REAL_RESULTS=results.json[,...] (.ci/run does, after the smoke runs)")
+    from pto_checks.results import load, merge
+
+    data = merge([load(p) for p in paths])
+    out = Path(tempfile.mkdtemp())
+    html = report.build_report(data, out)
+    dom = _dump_dom(html)
+    assert dom.count('<tr class="model">') == len(data["models"]) >= 1
+    body = dom[dom.index("<body"):dom.index(">", dom.index("<body"))]
+    n = int(body.split('data-figures="')[1].split('"')[0])
+    rendered = int(body.split('data-figures-rendered="')[1].split('"')[0])
+    # per model: phonon bands, NPT and NVT sweeps; plus the ground-state figure
+    assert n == rendered == 1 + 3 * len(data["models"])
