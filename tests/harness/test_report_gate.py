@@ -46,6 +46,13 @@ def _dump_dom(html: Path) -> str:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
 
 
+def _figures(dom: str) -> tuple[int, int]:
+    """(figures on the page, figures the browser decoded), as the page's load script recorded them."""
+    body = dom[dom.index("<body"):dom.index(">", dom.index("<body"))]
+    n = int(body.split('data-figures="')[1].split('"')[0])
+    return n, int(body.split('data-figures-rendered="')[1].split('"')[0])
+
+
 def test_html_report_renders_in_headless_chromium(checks, pytester):
     out = pytester.path / "out"
     checks("-m", "static or phonon or dynamic", "--model=synthetic:good,synthetic:md_polar",
@@ -53,9 +60,7 @@ def test_html_report_renders_in_headless_chromium(checks, pytester):
     assert (out / "report.md").is_file()
     dom = _dump_dom(out / "report.html")
     assert dom.count('<tr class="model">') == 2
-    body = dom[dom.index("<body"):dom.index(">", dom.index("<body"))]
-    n = int(body.split('data-figures="')[1].split('"')[0])
-    rendered = int(body.split('data-figures-rendered="')[1].split('"')[0])
+    n, rendered = _figures(dom)
     # ground state + 2 phonon plots + 2 models x (NPT + NVT) sweeps
     assert n == rendered == 7
 
@@ -173,8 +178,6 @@ def test_real_model_report_renders():
     html = report.build_report(data, out)
     dom = _dump_dom(html)
     assert dom.count('<tr class="model">') == len(data["models"]) >= 1
-    body = dom[dom.index("<body"):dom.index(">", dom.index("<body"))]
-    n = int(body.split('data-figures="')[1].split('"')[0])
-    rendered = int(body.split('data-figures-rendered="')[1].split('"')[0])
+    n, rendered = _figures(dom)
     # per model: phonon bands, NPT and NVT sweeps; plus the ground-state figure
     assert n == rendered == 1 + 3 * len(data["models"])
