@@ -207,7 +207,7 @@ def classify_phase(row: dict[str, Any], ensemble: str, thresholds: dict[str, Any
     ``row`` holds production means: ``c_over_a``, ``P_abs`` (C/m^2), ``lindemann``, ``order``,
     and ``failure`` (None or a description).  NPT decides by c/a, NVT by |P|.
     """
-    if row.get("failure"):
+    if row.get("failure") or not row.get("n_samples", 1):
         return "unstable"
     if row["lindemann"] > melt["max_lindemann"] or row["order"] < melt["min_order"]:
         return "molten"
@@ -236,12 +236,12 @@ def transition_temperature(temperatures: list[float], phases: list[str]) -> dict
 
 
 def summarize_run(samples: list[dict[str, Any]], failure: dict[str, Any] | None, temperature_K: float,
-                  production_fraction: float, ensemble: str, thresholds: dict[str, Any],
-                  melt: dict[str, Any]) -> dict[str, Any]:
-    """Production averages of one temperature, with block-average errors, and its phase.
+                  production_fraction: float) -> dict[str, Any]:
+    """Production averages of one temperature, with block-average errors (no phase: see
+    :func:`classify_phase`, applied on reading so that changed thresholds need no new MD).
 
-    a, c in Angstrom (per perovskite cell, long axis found per frame), |P| and Pz in C/m^2.
-    A run that failed keeps what it has: averages over its samples, phase ``unstable``.
+    a, c in Angstrom (per perovskite cell, long axis from the averaged lengths), |P| and Pz in
+    C/m^2.  A run that failed keeps what it has: averages over its samples.
     """
     n = len(samples)
     start = int(round(n * (1 - production_fraction))) if failure is None else n // 2
@@ -274,7 +274,6 @@ def summarize_run(samples: list[dict[str, Any]], failure: dict[str, Any] | None,
     else:
         row.update(a=float("nan"), c=float("nan"), c_over_a=float("nan"), Pz=float("nan"),
                    P_abs=float("nan"), lindemann=float("nan"), order=float("nan"))
-    row["phase"] = classify_phase(row, ensemble, thresholds, melt) if prod else "unstable"
     return row
 
 

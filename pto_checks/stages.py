@@ -99,7 +99,8 @@ def md_tasks(protocol: Protocol, ensemble: str, integrator: str) -> list:
 
 def md_sweep(model: LoadedModel, protocol: Protocol, cache: Cache, ensemble: str, integrator: str,
              engine: str = "ase", progress: bool = True, write=None) -> list[dict[str, Any]]:
-    """Run (or read from the cache) one temperature sweep; return the per-temperature rows.
+    """Run (or read from the cache) one temperature sweep; return the per-temperature rows, each
+    with its phase (classified on reading, from the thresholds in reference_data).
 
     Each temperature is one cache entry keyed by the model fingerprint, the task (ensemble,
     integrator, temperature, cell, steps, seed, ...), the engine and the stage version; its
@@ -132,12 +133,12 @@ def md_sweep(model: LoadedModel, protocol: Protocol, cache: Cache, ensemble: str
             if frames:
                 ase.io.write(folder / "trajectory.extxyz", frames)
             row = analysis.summarize_run(res["samples"], res["failure"], task.temperature_K,
-                                         protocol.md.production_fraction, ensemble, tol["phase"],
-                                         tol["melting"])
+                                         protocol.md.production_fraction)
             row["task"] = task.to_dict()
             return row
 
         folder, row, hit = cache.get_or_compute("md", key, compute, meta={"model": model.identity()},
                                                 resumable=True)
-        rows.append(dict(row, cache_hit=hit, folder=str(folder)))
+        phase = analysis.classify_phase(row, ensemble, tol["phase"], tol["melting"])
+        rows.append(dict(row, phase=phase, cache_hit=hit, folder=str(folder)))
     return rows

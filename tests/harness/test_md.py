@@ -68,7 +68,9 @@ def test_order_metrics_separate_crystal_from_liquid():
     rng = np.random.default_rng(0)
     liquid_pos = rng.uniform(0, 1, size=(len(at), 3)) @ at.cell.array
     liquid = analysis.order_metrics(liquid_pos, at.cell.array, (3, 3, 3))
-    melt = {"max_lindemann": 0.15, "min_order": 0.5}
+    from pto_checks.reference import tolerance
+
+    melt = tolerance("melting")
     assert crystal["lindemann"] < melt["max_lindemann"] < liquid["lindemann"]
     assert crystal["order"] > melt["min_order"] > liquid["order"]
 
