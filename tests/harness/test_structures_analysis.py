@@ -102,3 +102,17 @@ def test_numerical_stress_matches_synthetic_analytic():
     calc = make("good")
     at.calc = calc
     assert np.allclose(at.get_stress()[:3], analysis.numerical_stress(at, calc)[:3], atol=1e-6)
+
+
+def test_reference_energy_check_catches_the_pyg_m3gnet_numbers():
+    """The energies measured here with matgl 4.1.2 and the DGL-era M3GNet files fail the sanity
+    check; the same files under matgl 1.1.3 + DGL pass it."""
+    from pto_checks import verdicts
+
+    broken = {"Si": -5.419, "Cu": -4.096, "Pb": -3.708, "MgO": -1.993, "TiO2": 0.228}
+    good = {"Si": -5.419, "Cu": -4.096, "Pb": -3.708, "MgO": -5.956, "TiO2": -8.943}
+    v = verdicts.reference_energies(broken, "mp-raw", "PBE")
+    assert not v.passed and "BROKEN ENERGIES for MgO, TiO2" in v.message
+    assert verdicts.reference_energies(good, "mp-raw", "PBE").passed
+    # and the MP2020 scale (CHGNet) is not the uncorrected one (SevenNet, M3GNet)
+    assert not verdicts.reference_energies(good, "mp2020", "PBE").passed
