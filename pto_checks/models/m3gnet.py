@@ -3,8 +3,9 @@
 The published ``M3GNet-MP-2021.2.8-PES`` directory was trained and saved with matgl < 2 (DGL).
 matgl >= 2 (PyTorch Geometric) loads those files without complaint but gives wrong energies for
 oxides (measured here with matgl 4.1.2: MgO -1.99 and TiO2 rutile +0.23 eV/atom instead of the
-Materials Project -5.96 and -8.94, while elemental Si, Cu, Pb agree to 0.01 eV/atom).  With matgl 1.1.3 + dgl 2.1.0 + torch 2.2.1
-the same files give MgO -5.956 and TiO2 -8.937 eV/atom, the uncorrected MP values.  So this adapter
+Materials Project -5.96 and -8.94, while elemental Si, Cu, Pb agree to 0.01 eV/atom).  With
+matgl 1.1.3 + dgl 2.1.0 + torch 2.2.1 the same files give MgO -5.956 and TiO2 -8.937 eV/atom, the
+uncorrected MP values.  So this adapter
 refuses that pairing unless ``options['allow_pyg'] = true``; install the DGL stack in its own
 environment (README, "M3GNet") to run the model correctly.
 """
