@@ -41,16 +41,25 @@ class Cache:
         return self.root / stage / key
 
     @contextlib.contextmanager
-    def lock(self, stage: str, key: str) -> Iterator[None]:
-        """Exclusive lock for one entry (blocks while another process holds it)."""
+    def lock(self, stage: str, key: str, blocking: bool = True) -> Iterator[bool]:
+        """Exclusive lock for one entry; yields True when held.  Blocks while another process
+        holds it, or with ``blocking=False`` yields False at once instead."""
         d = self.root / stage
         d.mkdir(parents=True, exist_ok=True)
         with open(d / f"{key}.lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
             try:
-                yield
+                fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def is_done(self, stage: str, key: str) -> bool:
+        """True when a finished entry exists (and the cache is enabled)."""
+        return self.enabled and (self.entry(stage, key) / "meta.json").is_file()
 
     def get_or_compute(
         self,
@@ -59,15 +68,19 @@ class Cache:
         compute: Callable[[Path], dict[str, Any]],
         meta: dict[str, Any] | None = None,
         resumable: bool = False,
-    ) -> tuple[Path, dict[str, Any], bool]:
+        blocking: bool = True,
+    ) -> tuple[Path, dict[str, Any], bool] | None:
         """Return ``(folder, data, hit)``; on a miss ``compute(workdir)`` writes files and returns data.
 
         ``data`` (JSON) is stored in ``meta.json`` with ``meta``.  With ``resumable`` the work folder
         is ``<key>.partial`` and survives an interruption (the computation checkpoints into it and
         picks up from there next time); otherwise it is a fresh temporary folder, removed on failure.
+        With ``blocking=False``, returns None at once when another process holds the entry.
         """
         final = self.entry(stage, key)
-        with self.lock(stage, key):
+        with self.lock(stage, key, blocking) as held:
+            if not held:
+                return None
             if self.enabled and (final / "meta.json").is_file():
                 return final, json.loads((final / "meta.json").read_text())["data"], True
             final.parent.mkdir(parents=True, exist_ok=True)

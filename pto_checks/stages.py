@@ -105,40 +105,67 @@ def md_sweep(model: LoadedModel, protocol: Protocol, cache: Cache, ensemble: str
     Each temperature is one cache entry keyed by the model fingerprint, the task (ensemble,
     integrator, temperature, cell, steps, seed, ...), the engine and the stage version; its
     folder holds ``samples.csv``, ``trajectory.extxyz`` (thinned) and ``checkpoint.pkl``.
+    A temperature that another process (an xdist worker) is running is passed over and read
+    once that process has finished it, so workers share a sweep instead of queueing on it.
     """
-    import csv
-
-    from pto_checks import md
     from pto_checks.reference import load_reference
 
     tol = load_reference()["tolerances"]
+    tasks = md_tasks(protocol, ensemble, integrator)
+    done: dict[int, tuple[dict[str, Any], Path, bool]] = {}
+    pending = list(range(len(tasks)))
+    while pending:
+        progressed = False
+        for i in list(pending):
+            out = _md_temperature(model, protocol, cache, engine, tasks[i], tol, progress, write, blocking=False)
+            if out is not None:
+                done[i] = out
+                pending.remove(i)
+                progressed = True
+        if pending and not progressed:  # all busy elsewhere: wait for the first one
+            i = pending.pop(0)
+            done[i] = _md_temperature(model, protocol, cache, engine, tasks[i], tol, progress, write, blocking=True)
     rows = []
-    for task in md_tasks(protocol, ensemble, integrator):
-        key = cache_key("md", model=model.identity(), task=task.to_dict(), engine=engine)
-
-        def compute(folder: Path, task=task) -> dict[str, Any]:
-            label = f"{model.name} {ensemble}/{integrator} {task.temperature_K:.0f} K"
-            res = md.ENGINES[engine].run(task, model.calculator, folder,
-                                         md.Progress(label, task.steps, enabled=progress, write=write),
-                                         tol["melting"])
-            if res["samples"]:
-                with (folder / "samples.csv").open("w", newline="") as fh:
-                    w = csv.DictWriter(fh, fieldnames=list(res["samples"][0]))
-                    w.writeheader()
-                    w.writerows(res["samples"])
-            from ase import Atoms
-
-            frames = [Atoms(f["numbers"], positions=f["positions"], cell=f["cell"], pbc=True)
-                      for f in res["frames"]]
-            if frames:
-                ase.io.write(folder / "trajectory.extxyz", frames)
-            row = analysis.summarize_run(res["samples"], res["failure"], task.temperature_K,
-                                         protocol.md.production_fraction)
-            row["task"] = task.to_dict()
-            return row
-
-        folder, row, hit = cache.get_or_compute("md", key, compute, meta={"model": model.identity()},
-                                                resumable=True)
+    for i in range(len(tasks)):
+        row, folder, hit = done[i]
         phase = analysis.classify_phase(row, ensemble, tol["phase"], tol["melting"])
         rows.append(dict(row, phase=phase, cache_hit=hit, folder=str(folder)))
     return rows
+
+
+def _md_temperature(model: LoadedModel, protocol: Protocol, cache: Cache, engine: str, task, tol: dict[str, Any],
+                    progress: bool, write, blocking: bool) -> tuple[dict[str, Any], Path, bool] | None:
+    """One temperature of a sweep: (row, folder, cache hit); None when another process holds it
+    and ``blocking`` is False."""
+    import csv
+
+    from ase import Atoms
+
+    from pto_checks import md
+
+    key = cache_key("md", model=model.identity(), task=task.to_dict(), engine=engine)
+
+    def compute(folder: Path) -> dict[str, Any]:
+        label = f"{model.name} {task.ensemble}/{task.integrator} {task.temperature_K:.0f} K"
+        res = md.ENGINES[engine].run(task, model.calculator, folder,
+                                     md.Progress(label, task.steps, enabled=progress, write=write),
+                                     tol["melting"])
+        if res["samples"]:
+            with (folder / "samples.csv").open("w", newline="") as fh:
+                w = csv.DictWriter(fh, fieldnames=list(res["samples"][0]))
+                w.writeheader()
+                w.writerows(res["samples"])
+        frames = [Atoms(f["numbers"], positions=f["positions"], cell=f["cell"], pbc=True) for f in res["frames"]]
+        if frames:
+            ase.io.write(folder / "trajectory.extxyz", frames)
+        row = analysis.summarize_run(res["samples"], res["failure"], task.temperature_K,
+                                     protocol.md.production_fraction)
+        row["task"] = task.to_dict()
+        return row
+
+    got = cache.get_or_compute("md", key, compute, meta={"model": model.identity()}, resumable=True,
+                               blocking=blocking)
+    if got is None:
+        return None
+    folder, row, hit = got
+    return row, folder, hit

@@ -295,3 +295,36 @@ def test_both_integrators_recorded(run_dynamic):
                                   "--npt-integrator=mtk")
     assert set(data["models"]["synthetic:md_polar"]["quantities"]["md"]) == {"npt_melchionna", "npt_mtk"}
     assert "test_cubic_above_tc[mtk]" in checks and "test_cubic_above_tc" in checks
+
+
+SHARE_SCRIPT = """
+import sys, time, json
+from pto_checks.cache import Cache
+from pto_checks.models import load_model
+from pto_checks.protocols import get_protocol, apply_overrides
+from pto_checks import stages
+
+model = load_model("synthetic:md_polar", "cpu")
+orig = model.calculator.calculate
+def slow(*a, **k):
+    time.sleep(0.004)
+    return orig(*a, **k)
+model.calculator.calculate = slow
+proto = apply_overrides(get_protocol("smoke"), ["md.temperatures_K=300,500,700,900", "md.steps=100"])
+rows = stages.md_sweep(model, proto, Cache(sys.argv[1]), "nvt", "langevin", progress=False)
+print(json.dumps([[r["T_K"], r["cache_hit"], r["Pz"]] for r in rows]))
+"""
+
+
+def test_two_workers_share_a_sweep(tmp_path):
+    """Two processes asking for the same sweep run each temperature once, in parallel."""
+    script = tmp_path / "share.py"
+    script.write_text(SHARE_SCRIPT)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
+    procs = [subprocess.Popen([sys.executable, str(script), str(tmp_path / "c")], env=env,
+                              stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [json.loads(p.communicate(timeout=300)[0]) for p in procs]
+    assert [r[2] for r in outs[0]] == [r[2] for r in outs[1]]
+    computed = [not a[1] for a in outs[0]], [not b[1] for b in outs[1]]
+    # every temperature computed by exactly one of the two processes
+    assert all(x != y for x, y in zip(*computed, strict=True)), outs
