@@ -68,7 +68,10 @@ def pytest_configure(config: pytest.Config) -> None:
                    "benchmark"):
         config.addinivalue_line("markers", f"{marker}: pto-checks {marker} checks")
     for f in config.getoption("--model-file") or []:
-        registry.load_model_file(f)
+        try:
+            registry.load_model_file(f)
+        except (OSError, KeyError, ValueError) as exc:
+            raise pytest.UsageError(f"--model-file {f}: {type(exc).__name__}: {exc}") from None
     try:
         protocol = get_protocol(config.getoption("--protocol"))
         protocol = apply_overrides(protocol, config.getoption("--protocol-set") or [])
@@ -139,7 +142,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         names = [s.name for s in st["specs"]]
         metafunc.parametrize("model_name", names, ids=names, scope="session")
     if "npt_integrator" in metafunc.fixturenames:
-        chosen = metafunc.config.getoption("--npt-integrator") or ["melchionna"]
+        st = metafunc.config.stash[_STATE_KEY]
+        chosen = metafunc.config.getoption("--npt-integrator") or [st["protocol"].md.npt_integrator]
         chosen = list(dict.fromkeys(chosen))
         metafunc.parametrize("npt_integrator", chosen, ids=chosen, scope="session")
 
