@@ -136,7 +136,8 @@ def site_displacements(positions: np.ndarray, cell: np.ndarray, reps: tuple[int,
     return site_assignment(positions, cell, reps)[0]
 
 
-def polarization(positions: np.ndarray, cell: np.ndarray, reps: tuple[int, int, int]) -> dict[str, Any]:
+def polarization(positions: np.ndarray, cell: np.ndarray, reps: tuple[int, int, int],
+                 assignment: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """Polarization from Born effective charges, in C/m^2.
 
     ``P``: the supercell average (Px, Py, Pz) = sum_i Z*_i u_i / V (equal to the mean of the local
@@ -145,7 +146,7 @@ def polarization(positions: np.ndarray, cell: np.ndarray, reps: tuple[int, int, 
     Independent of the origin (charges neutral) and of wrapping (nearest-site assignment).
     """
     reps_a = np.asarray(reps)
-    u, cidx, basis = site_assignment(positions, cell, reps)
+    u, cidx, basis = assignment if assignment is not None else site_assignment(positions, cell, reps)
     zb = born_charge_tensors()
     vol = abs(np.linalg.det(cell))
     dip = zb[basis] * u  # (N, 3), e*A
@@ -166,13 +167,14 @@ def polarization(positions: np.ndarray, cell: np.ndarray, reps: tuple[int, int, 
     return {"P": p_total, "local_abs": float(np.mean(np.linalg.norm(p_local, axis=1)))}
 
 
-def order_metrics(positions: np.ndarray, cell: np.ndarray, reps: tuple[int, int, int]) -> dict[str, float]:
+def order_metrics(positions: np.ndarray, cell: np.ndarray, reps: tuple[int, int, int],
+                  assignment: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict[str, float]:
     """Crystal order: Lindemann ratio and fraction of atoms within 1 A of their site.
 
     Each species' mean displacement (the polar offset, and drift) is removed first.  The
     Lindemann ratio is the rms displacement over the nearest-neighbour (Ti-O) distance a/2.
     """
-    u = site_displacements(positions, cell, reps)
+    u = (assignment if assignment is not None else site_assignment(positions, cell, reps))[0]
     u = u.reshape(-1, 5, 3)
     u = u - u.mean(axis=0, keepdims=True)
     r = np.linalg.norm(u, axis=2).ravel()
@@ -182,10 +184,24 @@ def order_metrics(positions: np.ndarray, cell: np.ndarray, reps: tuple[int, int,
 
 def min_distance(positions: np.ndarray, cell: np.ndarray, cutoff: float = 1.5) -> float:
     """Smallest interatomic distance (Angstrom) under periodic boundary conditions, searched up to
-    ``cutoff`` (returns ``cutoff`` when no pair is closer).  Linear in the number of atoms."""
+    ``cutoff`` (returns ``cutoff`` when no pair is closer).
+
+    Orthorhombic cells (all MD cells here: diagonal masks) use a periodic k-d tree (~1 ms for 625
+    atoms); other cells fall back to ASE's neighbour list.
+    """
+    cell = np.asarray(cell, dtype=float)
+    positions = np.asarray(positions, dtype=float)
+    if np.allclose(cell, np.diag(np.diag(cell))) and np.all(np.diag(cell) > 2 * cutoff):
+        from scipy.spatial import cKDTree
+
+        lengths = np.diag(cell)
+        wrapped = np.mod(positions, lengths)
+        wrapped[wrapped >= lengths] = 0.0  # np.mod can return exactly L for tiny negatives
+        d, _ = cKDTree(wrapped, boxsize=lengths).query(wrapped, k=2, distance_upper_bound=cutoff)
+        return float(min(d[:, 1].min(), cutoff))
     from ase.neighborlist import primitive_neighbor_list
 
-    d = primitive_neighbor_list("d", (True, True, True), np.asarray(cell), np.asarray(positions), cutoff)
+    d = primitive_neighbor_list("d", (True, True, True), cell, positions, cutoff)
     return float(d.min()) if len(d) else float(cutoff)
 
 

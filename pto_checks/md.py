@@ -106,8 +106,9 @@ def sample(atoms: Atoms, step: int, task: MDTask) -> dict[str, Any]:
     cell = atoms.cell.array
     pos = atoms.positions
     lengths = analysis.unit_cell_lengths(cell, task.reps)
-    pol = analysis.polarization(pos, cell, task.reps)
-    order = analysis.order_metrics(pos, cell, task.reps)
+    assignment = analysis.site_assignment(pos, cell, task.reps)  # shared by both observables
+    pol = analysis.polarization(pos, cell, task.reps, assignment)
+    order = analysis.order_metrics(pos, cell, task.reps, assignment)
     return {
         "step": step,
         "time_ps": step * task.timestep_fs / 1000.0,

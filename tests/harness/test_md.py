@@ -328,3 +328,21 @@ def test_two_workers_share_a_sweep(tmp_path):
     computed = [not a[1] for a in outs[0]], [not b[1] for b in outs[1]]
     # every temperature computed by exactly one of the two processes
     assert all(x != y for x, y in zip(*computed, strict=True)), outs
+
+
+@settings(max_examples=30, deadline=None)
+@given(seed=st.integers(0, 1000), n=st.integers(1, 4), shear=st.booleans())
+def test_min_distance_matches_brute_force(seed, n, shear):
+    from ase.geometry import get_distances
+
+    at = structures.supercell(structures.tetragonal(a=3.9, c=4.15), n)
+    rng = np.random.default_rng(seed)
+    at.positions += rng.normal(0, 0.4, size=at.positions.shape)
+    if shear:
+        cell = at.cell.array.copy()
+        cell[2, 0] = 0.7
+        at.set_cell(cell, scale_atoms=True)
+    _, d = get_distances(at.positions, cell=at.cell, pbc=True)
+    d[np.diag_indices_from(d)] = np.inf
+    expected = min(float(d.min()), 1.5)
+    assert analysis.min_distance(at.positions, at.cell.array) == pytest.approx(expected)
