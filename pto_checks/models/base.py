@@ -121,7 +121,8 @@ def require(module: str, *, model: str, extra: str | None, hint: str = "") -> An
     try:
         return importlib.import_module(module)
     except ImportError as exc:  # includes ModuleNotFoundError and broken binary deps
-        fix = f"pip install 'pto-checks[{extra}]'" if extra else "install it"
+        fix = (f"pip install 'pto-checks[{extra}]' (in a checkout: bash scripts/install.sh {extra}, "
+               "which also handles the mace/deepmd pins)") if extra else "install it"
         msg = f"Python package {module!r} cannot be imported ({exc}). Fix: {fix}"
         if hint:
             msg += f"; {hint}"

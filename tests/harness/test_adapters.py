@@ -18,7 +18,7 @@ from tests.harness import small_models
 
 def _need(module: str, extra: str):
     if importlib.util.find_spec(module) is None:
-        pytest.skip(f"{module} not installed: pip install 'pto-checks[{extra}]' (README)")
+        pytest.skip(f"{module} not installed: bash scripts/install.sh {extra} (README, 'Installing model families')")
 
 
 def _exercise(loaded: models.LoadedModel) -> None:
