@@ -67,15 +67,17 @@ def checks_dir() -> Path:
 
 
 def _run(args: argparse.Namespace) -> int:
-    import pytest
+    """Run pytest on the check files in a fresh interpreter (no state shared with the caller)."""
+    import subprocess
 
     folder = checks_dir()
     extra = list(args.pytest_args)
     if extra and extra[0] == "--":
         extra = extra[1:]
     ignore = ["--ignore", str(folder / "harness")] if (folder / "harness").is_dir() else []
-    return int(pytest.main([str(folder), "--rootdir", str(folder), "-p", "no:cacheprovider", *ignore,
-                            "--pto-cache", str(Path(args.cache).resolve()), *extra]))
+    cmd = [sys.executable, "-m", "pytest", str(folder), "--rootdir", str(folder), "-p", "no:cacheprovider",
+           *ignore, "--pto-cache", str(Path(args.cache).resolve()), *extra]
+    return subprocess.run(cmd).returncode
 
 
 def _report(args: argparse.Namespace) -> int:

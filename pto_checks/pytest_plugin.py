@@ -177,13 +177,16 @@ def model(request: pytest.FixtureRequest, model_name: str) -> registry.LoadedMod
     if model_name in st["loaded"]:
         return st["loaded"][model_name]
     spec = next(s for s in st["specs"] if s.name == model_name)
+    error = None
     try:
         loaded = registry.load_model(spec, request.config.getoption("--device"))
     except registry.ModelUnavailable as exc:
-        st["load_errors"][model_name] = str(exc)
+        error = str(exc)
+    if error is not None:  # outside the except block: one message, no chained traceback
+        st["load_errors"][model_name] = error
         if model_name in st["explicit"]:
-            raise
-        pytest.skip(f"{exc} (skipped under --model all)")
+            pytest.fail(error, pytrace=False)
+        pytest.skip(f"{error} (skipped under --model all)")
     st["loaded"][model_name] = loaded
     st["results"].set_spec(model_name, loaded.to_dict())
     return loaded

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 import shutil
 from pathlib import Path
 from typing import Any
+
+from pto_checks.results import comparable_quantities, finite_or_zero, movement_limit
 
 PHASE_MARKERS = {"tetragonal": "o", "cubic": "s", "supertetragonal": "^", "molten": "x", "unstable": "X"}
 STATUS_SYMBOL = {"pass": "✔ pass", "fail": "✘ fail", "skip": "– skip", "error": "⚠ error"}
@@ -34,13 +35,13 @@ def plot_sweep(rows: list[dict[str, Any]], ensemble: str, path: str | Path, titl
     temps = [r["T_K"] for r in rows]
     if ensemble == "npt":
         for key, color in (("a", "tab:blue"), ("c", "tab:red")):
-            ax.errorbar(temps, [r[key] for r in rows], yerr=[_num(r.get(f"{key}_err")) for r in rows],
+            ax.errorbar(temps, [r[key] for r in rows], yerr=[finite_or_zero(r.get(f"{key}_err")) for r in rows],
                         color=color, label=key, capsize=3)
             for r in rows:
                 ax.plot(r["T_K"], r[key], PHASE_MARKERS.get(r["phase"], "o"), color=color, ms=7)
         ax.set_ylabel("Lattice parameter (Å)")
     else:
-        ax.errorbar(temps, [abs(r["Pz"]) for r in rows], yerr=[_num(r.get("Pz_err")) for r in rows],
+        ax.errorbar(temps, [abs(r["Pz"]) for r in rows], yerr=[finite_or_zero(r.get("Pz_err")) for r in rows],
                     color="tab:green", label="|Pz|", capsize=3)
         for r in rows:
             ax.plot(r["T_K"], abs(r["Pz"]), PHASE_MARKERS.get(r["phase"], "o"), color="tab:green", ms=7)
@@ -55,14 +56,6 @@ def plot_sweep(rows: list[dict[str, Any]], ensemble: str, path: str | Path, titl
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def _num(x: Any) -> float:
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return 0.0
-    return 0.0 if math.isnan(x) else x
 
 
 def plot_ground_states(data: dict[str, Any], path: Path) -> bool:
@@ -147,34 +140,6 @@ def _safe(name: str) -> str:
 
 # --- comparison --------------------------------------------------------------------------------
 
-def _gs_quantities(m: dict[str, Any]) -> dict[str, tuple[float, float]]:
-    out = {}
-    g = m.get("quantities", {}).get("ground_state", {})
-    for k in ("a", "c", "c_over_a", "delta_e"):
-        if k in g:
-            out[f"ground_state.{k}"] = (g[k]["value"], 0.0)
-    ph = m.get("quantities", {}).get("phonons", {})
-    if "f_min" in ph:
-        out["phonons.f_min"] = (ph["f_min"]["value"], 0.0)
-    for key, sweep in m.get("quantities", {}).get("md", {}).items():
-        v = sweep["value"]
-        if v["tc"].get("tc") is not None:
-            out[f"md.{key}.tc"] = (v["tc"]["tc"], 0.0)
-        if v["rows"]:
-            r = v["rows"][0]
-            out[f"md.{key}.c_over_a@{r['T_K']:.0f}K"] = (r["c_over_a"], _num(r.get("c_over_a_err")))
-            out[f"md.{key}.Pz@{r['T_K']:.0f}K"] = (r["Pz"], _num(r.get("Pz_err")))
-    return out
-
-
-def _threshold(name: str) -> float:
-    from pto_checks.reference import load_reference
-
-    reg = load_reference()["regression"]
-    last = name.split(".")[-1].split("@")[0]
-    return float(reg.get(last, reg.get("c_over_a")))
-
-
 def compare(new: dict[str, Any], old: dict[str, Any]) -> list[dict[str, Any]]:
     """Changes from ``old`` to ``new``: verdicts that changed, quantities that moved.
 
@@ -195,10 +160,10 @@ def compare(new: dict[str, Any], old: dict[str, Any]) -> list[dict[str, Any]]:
             if prev and prev["status"] != chk["status"]:
                 changes.append({"kind": "verdict", "model": name, "what": tid, "old": prev["status"],
                                 "new": chk["status"], "worse": rank[chk["status"]] > rank[prev["status"]]})
-        qn, qo = _gs_quantities(m), _gs_quantities(o)
+        qn, qo = comparable_quantities(m), comparable_quantities(o)
         for k in sorted(set(qn) & set(qo)):
             (vn, en), (vo, eo) = qn[k], qo[k]
-            limit = max(_threshold(k), 2 * math.hypot(en, eo))
+            limit = movement_limit(k, en, eo)
             if abs(vn - vo) > limit:
                 changes.append({"kind": "quantity", "model": name, "what": k, "old": vo, "new": vn,
                                 "limit": limit, "worse": False})

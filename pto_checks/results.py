@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import math
 import platform
 import sys
 from pathlib import Path
@@ -106,3 +107,48 @@ def annotate_integrator_flips(data: dict[str, Any]) -> dict[str, Any]:
         if flips:
             entry["integrator_artefacts"] = flips
     return data
+
+
+def finite_or_zero(x: Any) -> float:
+    """``float(x)``, or 0.0 for None/NaN/non-numbers (missing error bars)."""
+    try:
+        x = float(x)
+    except (TypeError, ValueError):
+        return 0.0
+    return 0.0 if math.isnan(x) else x
+
+
+def sweep_quantities(key: str, rows: list[dict[str, Any]], tc: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """Comparable quantities of one MD sweep (``key`` e.g. ``npt_melchionna``): Tc, and c/a and Pz
+    at the lowest temperature, as ``{name: (value, standard error)}``."""
+    out = {}
+    if tc.get("tc") is not None:
+        out[f"md.{key}.tc"] = (tc["tc"], 0.0)
+    if rows:
+        r = rows[0]
+        out[f"md.{key}.c_over_a@{r['T_K']:.0f}K"] = (r["c_over_a"], finite_or_zero(r.get("c_over_a_err")))
+        out[f"md.{key}.Pz@{r['T_K']:.0f}K"] = (r["Pz"], finite_or_zero(r.get("Pz_err")))
+    return out
+
+
+def comparable_quantities(entry: dict[str, Any]) -> dict[str, tuple[float, float]]:
+    """The quantities of a model's results entry that runs are compared on (nightly report, CI
+    gate): ground-state a, c, c/a, dE, the lowest phonon, and each sweep's :func:`sweep_quantities`."""
+    q = entry.get("quantities", {})
+    out = {f"ground_state.{k}": (v["value"], 0.0) for k, v in q.get("ground_state", {}).items()
+           if k in ("a", "c", "c_over_a", "delta_e")}
+    if "f_min" in q.get("phonons", {}):
+        out["phonons.f_min"] = (q["phonons"]["f_min"]["value"], 0.0)
+    for key, sweep in q.get("md", {}).items():
+        out.update(sweep_quantities(key, sweep["value"]["rows"], sweep["value"]["tc"]))
+    return out
+
+
+def movement_limit(name: str, err_new: float = 0.0, err_old: float = 0.0) -> float:
+    """How far quantity ``name`` may move between runs: max(threshold of reference_data/pto.toml
+    [regression], 2 x combined standard error)."""
+    from pto_checks.reference import load_reference
+
+    reg = load_reference()["regression"]
+    last = name.split(".")[-1].split("@")[0]
+    return max(float(reg.get(last, reg["c_over_a"])), 2 * math.hypot(err_new, err_old))

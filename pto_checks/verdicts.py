@@ -9,8 +9,6 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-import numpy as np
-
 from pto_checks.reference import functional_reference, load_reference, tolerance
 
 
@@ -247,19 +245,19 @@ def unchanged_vs_baseline(model: str, baseline: dict[str, Any], current: dict[st
     Moved = |diff| > max(threshold, 2 x combined error); a model absent from the baseline fails
     with the command that records it.
     """
-    from pto_checks.report import _gs_quantities, _threshold
+    from pto_checks.results import comparable_quantities, movement_limit
 
     entry = baseline.get("models", {}).get(model)
     if entry is None:
         return Verdict("unchanged_vs_baseline", False,
                        f"model {model!r} is not in the baseline: record it with --update-baseline")
-    old = _gs_quantities(entry)
+    old = comparable_quantities(entry)
     moved, rows = [], []
     for k, (v, e) in sorted(current.items()):
         if k not in old:
             continue
         vo, eo = old[k]
-        limit = max(_threshold(k), 2 * float(np.hypot(e, eo)))
+        limit = movement_limit(k, e, eo)
         rows.append(f"{k}: {vo:.4f} -> {v:.4f} (limit {limit:.3g})")
         if abs(v - vo) > limit:
             moved.append(k)

@@ -19,10 +19,7 @@ def test_ground_state_unchanged_vs_baseline(model, ground_state, pto_baseline, c
 @pytest.mark.npt
 def test_npt_sweep_unchanged_vs_baseline(model, npt_sweep, npt_integrator, pto_baseline, check):
     """Tc and the lowest-temperature c/a match the baseline's within their uncertainty."""
-    from pto_checks.report import _gs_quantities
+    from pto_checks.results import sweep_quantities
 
-    key = f"md.npt_{npt_integrator}."
-    current = {k: v for k, v in _gs_quantities({"quantities": {"md": {f"npt_{npt_integrator}": {"value": {
-        "rows": [{k2: v2 for k2, v2 in r.items()} for r in npt_sweep["rows"]], "tc": npt_sweep["tc"]}}}}}).items()
-        if k.startswith(key)}
+    current = sweep_quantities(f"npt_{npt_integrator}", npt_sweep["rows"], npt_sweep["tc"])
     check(verdicts.unchanged_vs_baseline(model.name, pto_baseline, current))

@@ -18,7 +18,8 @@ def load(spec: ModelSpec, device: str) -> Loaded:
             "UniPero is published as a TensorFlow .pb and needs deepmd-kit built with TensorFlow)",
         )
     if not Path(path).is_file():
-        raise ModelUnavailable(spec.name, "weights", f"DeePMD model file not found: {path}")
+        raise ModelUnavailable(spec.name, "weights", f"DeePMD model file not found: {path}. Fix: give the path "
+                               "of a frozen model (dp --pt freeze -o model.pth): --model deepmd:/path/model.pth")
     require("deepmd.calculator", model=spec.name, extra="deepmd",
             hint="deepmd-kit must be built against the installed torch (README, 'DeePMD')")
     from deepmd.calculator import DP

@@ -23,7 +23,8 @@ def load(spec: ModelSpec, device: str) -> Loaded:
     path = spec.options.get("path")
     if path:
         if not Path(path).is_file():
-            raise ModelUnavailable(spec.name, "weights", f"MACE model file not found: {path}")
+            raise ModelUnavailable(spec.name, "weights", f"MACE model file not found: {path}. Fix: "
+                                   "--model mace:/path/to/file.model (a model saved by MACE)")
         calc = MACECalculator(model_paths=str(path), device=device, default_dtype=dtype)
         return Loaded(calc, sha256_module(calc.models[0]), [str(path)], {"file_sha256": sha256_files([path])})
     hub = spec.options.get("hub", "medium-0b")
