@@ -61,6 +61,35 @@ class Cache:
         """True when a finished entry exists (and the cache is enabled)."""
         return self.enabled and (self.entry(stage, key) / "meta.json").is_file()
 
+    @contextlib.contextmanager
+    def claim(self, stage: str, key: str, resumable: bool = False, blocking: bool = True
+              ) -> Iterator[Claim | None]:
+        """Hold one entry while computing it: yields a :class:`Claim` (a hit, or a work folder to
+        fill and :meth:`Claim.commit`), or None when another process holds it and ``blocking`` is
+        False.  Several claims can be held at once (a batched computation of many entries)."""
+        final = self.entry(stage, key)
+        with self.lock(stage, key, blocking) as held:
+            if not held:
+                yield None
+                return
+            if self.enabled and (final / "meta.json").is_file():
+                yield Claim(final, final, json.loads((final / "meta.json").read_text())["data"], True)
+                return
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if resumable:
+                work = final.parent / f"{key}.partial"
+                if not self.enabled:
+                    shutil.rmtree(work, ignore_errors=True)
+                work.mkdir(exist_ok=True)
+            else:
+                work = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
+            claim = Claim(final, work, None, False)
+            try:
+                yield claim
+            finally:
+                if not resumable and not claim.committed:
+                    shutil.rmtree(work, ignore_errors=True)
+
     def get_or_compute(
         self,
         stage: str,
@@ -77,31 +106,29 @@ class Cache:
         picks up from there next time); otherwise it is a fresh temporary folder, removed on failure.
         With ``blocking=False``, returns None at once when another process holds the entry.
         """
-        final = self.entry(stage, key)
-        with self.lock(stage, key, blocking) as held:
-            if not held:
+        with self.claim(stage, key, resumable, blocking) as claim:
+            if claim is None:
                 return None
-            if self.enabled and (final / "meta.json").is_file():
-                return final, json.loads((final / "meta.json").read_text())["data"], True
-            final.parent.mkdir(parents=True, exist_ok=True)
-            if resumable:
-                work = final.parent / f"{key}.partial"
-                if not self.enabled:
-                    shutil.rmtree(work, ignore_errors=True)
-                work.mkdir(exist_ok=True)
-            else:
-                work = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
-            try:
-                data = compute(work)
-                write_json_atomic(work / "meta.json", {"meta": meta or {}, "data": data})
-                if final.exists():
-                    shutil.rmtree(final)
-                os.replace(work, final)
-            except BaseException:
-                if not resumable:
-                    shutil.rmtree(work, ignore_errors=True)
-                raise
-        return final, data, False
+            if claim.hit:
+                return claim.folder, claim.data, True
+            claim.commit(compute(claim.work), meta)
+            return claim.folder, claim.data, False
+
+
+class Claim:
+    """An entry held by :meth:`Cache.claim`: ``hit`` with ``data``, or ``work`` to fill and commit."""
+
+    def __init__(self, folder: Path, work: Path, data: dict[str, Any] | None, hit: bool):
+        self.folder, self.work, self.data, self.hit = folder, work, data, hit
+        self.committed = hit
+
+    def commit(self, data: dict[str, Any], meta: dict[str, Any] | None = None) -> None:
+        """Write ``meta.json`` and move the work folder into place (atomically)."""
+        write_json_atomic(self.work / "meta.json", {"meta": meta or {}, "data": data})
+        if self.folder.exists():
+            shutil.rmtree(self.folder)
+        os.replace(self.work, self.folder)
+        self.data, self.committed = data, True
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:

@@ -3,8 +3,8 @@
 An :class:`MDTask` says what to run (ensemble, integrator, temperature, cell, steps, seed ...);
 an engine runs it with a model's ASE calculator into a work folder and returns the sampled
 time series.  :class:`ASEEngine` is the reference engine (ASE integrators, one replica at a
-time); a batched GPU engine that advances all temperatures at once can implement the same
-``run_many`` without touching the checks.
+time); :class:`pto_checks.md_batched.BatchedEngine` advances all temperatures (and both
+ensembles) at once through the same ``run_many``.
 
 Work folders hold ``checkpoint.pkl`` (positions, momenta, cell, thermostat/barostat state and
 random state: the pickled ASE dynamics object without its calculator, written atomically), so a
@@ -275,3 +275,15 @@ class ASEEngine:
 
 
 ENGINES: dict[str, Engine] = {"ase": ASEEngine()}
+
+
+def engine(name: str) -> Engine:
+    """The engine called ``name``: ``ase`` (reference) or ``batched`` (:mod:`pto_checks.md_batched`)."""
+    if name == "batched" and name not in ENGINES:
+        from pto_checks.md_batched import BatchedEngine
+
+        ENGINES[name] = BatchedEngine()
+    try:
+        return ENGINES[name]
+    except KeyError:
+        raise ValueError(f"unknown MD engine {name!r}; known: ase, batched") from None

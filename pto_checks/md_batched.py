@@ -249,8 +249,9 @@ class BatchedEngine:
 
     name = "batched"
 
-    def __init__(self, potential_factory: Callable[..., Any] | None = None):
+    def __init__(self, potential_factory: Callable[..., Any] | None = None, max_replicas: int | None = None):
         self.potential_factory = potential_factory
+        self.max_replicas = max_replicas  #: replicas per model call (None: all; halves itself on OOM)
 
     def potential(self, model: Any, atoms: Atoms, device: str):
         from pto_checks.models import batched
@@ -293,7 +294,8 @@ class BatchedEngine:
         pot = None
         for group in by_step.values():
             if pot is None:
-                pot = self.potential(model, md.initial_atoms(group[0].task), device)
+                pot = ChunkedCall(self.potential(model, md.initial_atoms(group[0].task), device),
+                                  self.max_replicas)
             self._run_batch(group, pot, torch.device(pot.device), limits, progress)
         for r in replicas:
             r.checkpoint()
@@ -365,6 +367,38 @@ class BatchedEngine:
             if live:
                 prog(step, live[0].samples[-1], step >= total)
         self.last_wall_s = time.perf_counter() - t0
+
+
+class ChunkedCall:
+    """Call a batched potential in chunks of replicas that fit the device.
+
+    Starts with all replicas in one call; on a CUDA out-of-memory error it halves the chunk and
+    retries (and keeps the smaller size), so a batch larger than the GPU's memory still runs.
+    """
+
+    def __init__(self, pot: Any, max_replicas: int | None = None):
+        self.pot = pot
+        self.max_replicas = max_replicas
+        self.name = pot.name
+        self.device = pot.device
+
+    def __call__(self, pos: torch.Tensor, cel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b = pos.shape[0]
+        while True:
+            size = min(b, self.max_replicas or b)
+            try:
+                parts = [self.pot(pos[k:k + size], cel[k:k + size]) for k in range(0, b, size)]
+            except torch.OutOfMemoryError:
+                if size == 1:
+                    raise
+                torch.cuda.empty_cache()
+                self.max_replicas = max(1, size // 2)
+                md.Progress._stderr(f"[pto-checks] out of GPU memory with {size} replicas per model call; "
+                                    f"retrying with {self.max_replicas}")
+                continue
+            if len(parts) == 1:
+                return parts[0]
+            return tuple(torch.cat([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
 
 
 def _drop_failed(groups: list[tuple[Any, list[_Replica]]]) -> list[tuple[Any, list[_Replica]]]:

@@ -48,7 +48,11 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--npt-integrator", action="append", default=[], choices=["melchionna", "mtk"],
                     help="NPT integrator(s): melchionna (ASE NPT, the study's; default) and/or mtk "
                          "(ASE MaskedMTKNPT); give twice to compare")
-    group.addoption("--engine", default="ase", choices=["ase"], help="MD engine (default ase)")
+    group.addoption("--engine", default="auto", choices=["auto", "ase", "batched"],
+                    help="MD engine: ase (reference, one temperature at a time), batched (all temperatures "
+                         "and both ensembles of a sweep in one model call per step, on the model's device), "
+                         "auto (default: batched on a GPU for models with a device-side interface "
+                         "(CHGNet, SevenNet, MACE), else ase)")
     group.addoption("--bench-sizes", default="1,2,3,4,5,6,7,8,9,10", metavar="N,N,...",
                     help="benchmark: supercell sizes n (n x n x n, 5 n^3 atoms)")
     group.addoption("--bench-budget", type=float, default=300.0, metavar="SECONDS",
@@ -293,16 +297,20 @@ def _sweep(request: pytest.FixtureRequest, model: registry.LoadedModel, ensemble
 
     st = _state(request)
     quiet = os.environ.get("PYTEST_XDIST_WORKER") is not None or request.config.getoption("verbose") < 0
+    option = request.config.getoption("--engine")
+    engine = resolve_engine(option, model)
+    if engine == "batched" and option == "auto" and integrator not in ("melchionna", "langevin"):
+        engine = "ase"  # the batched engine ports ASE's NPT (melchionna) and Langevin only
     rows = stages.md_sweep(model, st["protocol"], st["cache"], ensemble, integrator,
-                           engine=request.config.getoption("--engine"), progress=not quiet,
-                           write=_terminal_writer(request.config))
+                           engine=engine, progress=not quiet, write=_terminal_writer(request.config),
+                           together=_sweeps_requested(request.session, model.name))
     phases = [r["phase"] for r in rows]
     temps = [r["T_K"] for r in rows]
     tc = analysis.transition_temperature(temps, phases)
     results: Results = st["results"]
     clean = [{k: v for k, v in r.items() if k not in ("folder", "task")} for r in rows]
     results.quantity(model.name, "md", f"{ensemble}_{integrator}",
-                     {"rows": clean, "tc": tc, "engine": request.config.getoption("--engine")},
+                     {"rows": clean, "tc": tc, "engine": engine},
                      "T in K; a, c in Angstrom; P in C/m^2")
     out = request.config.getoption("--report")
     if out:
@@ -312,6 +320,32 @@ def _sweep(request: pytest.FixtureRequest, model: registry.LoadedModel, ensemble
                           title=f"{model.name}: {ensemble.upper()} ({integrator}), protocol {st['protocol'].name}")
     return {"rows": rows, "tc": tc, "ensemble": ensemble, "integrator": integrator,
             "protocol": st["protocol"], "table": analysis.format_table(rows)}
+
+
+def resolve_engine(option: str, model: registry.LoadedModel) -> str:
+    """``auto`` -> ``batched`` on a GPU for a model with a device-side batched interface, else ``ase``."""
+    if option != "auto":
+        return option
+    from pto_checks.models.batched import native_family
+
+    on_gpu = str(model.device).startswith("cuda")
+    return "batched" if on_gpu and native_family(model) is not None else "ase"
+
+
+def _sweeps_requested(session: pytest.Session, model_name: str) -> list[tuple[str, str]]:
+    """The (ensemble, integrator) sweeps that the collected tests of ``model_name`` will ask for
+    (so that a batched engine runs them in one batch)."""
+    out: set[tuple[str, str]] = set()
+    for item in session.items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if params.get("model_name") != model_name:
+            continue
+        names = getattr(item, "fixturenames", ())
+        if "npt_sweep" in names:
+            out.add(("npt", params.get("npt_integrator", "melchionna")))
+        if "nvt_sweep" in names:
+            out.add(("nvt", "langevin"))
+    return sorted(out)
 
 
 @pytest.fixture(scope="session")

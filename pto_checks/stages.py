@@ -6,6 +6,7 @@ protocol section it uses and the stage's code version (:data:`pto_checks.cache.S
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -98,7 +99,8 @@ def md_tasks(protocol: Protocol, ensemble: str, integrator: str) -> list:
 
 
 def md_sweep(model: LoadedModel, protocol: Protocol, cache: Cache, ensemble: str, integrator: str,
-             engine: str = "ase", progress: bool = True, write=None) -> list[dict[str, Any]]:
+             engine: str = "ase", progress: bool = True, write=None,
+             together: Sequence[tuple[str, str]] = ()) -> list[dict[str, Any]]:
     """Run (or read from the cache) one temperature sweep; return the per-temperature rows, each
     with its phase (classified on reading, from the thresholds in reference_data).
 
@@ -107,11 +109,18 @@ def md_sweep(model: LoadedModel, protocol: Protocol, cache: Cache, ensemble: str
     folder holds ``samples.csv``, ``trajectory.extxyz`` (thinned) and ``checkpoint.pkl``.
     A temperature that another process (an xdist worker) is running is passed over and read
     once that process has finished it, so workers share a sweep instead of queueing on it.
+
+    With ``engine="batched"`` every pending temperature of this sweep, and of the sweeps named
+    in ``together`` (``(ensemble, integrator)`` pairs, e.g. the NVT sweep), runs as one batch;
+    those land in the cache and are read from it when their own sweep is asked for.
     """
     from pto_checks.reference import load_reference
 
     tol = load_reference()["tolerances"]
     tasks = md_tasks(protocol, ensemble, integrator)
+    if engine == "batched":
+        extra = [t for e, i in together if (e, i) != (ensemble, integrator) for t in md_tasks(protocol, e, i)]
+        _md_batch(model, protocol, cache, tasks + extra, tol, progress, write)
     done: dict[int, tuple[dict[str, Any], Path, bool]] = {}
     pending = list(range(len(tasks)))
     while pending:
@@ -133,38 +142,70 @@ def md_sweep(model: LoadedModel, protocol: Protocol, cache: Cache, ensemble: str
     return rows
 
 
-def _md_temperature(model: LoadedModel, protocol: Protocol, cache: Cache, engine: str, task, tol: dict[str, Any],
-                    progress: bool, write, blocking: bool) -> tuple[dict[str, Any], Path, bool] | None:
-    """One temperature of a sweep: (row, folder, cache hit); None when another process holds it
-    and ``blocking`` is False."""
+def _md_key(model: LoadedModel, task, engine: str) -> str:
+    return cache_key("md", model=model.identity(), task=task.to_dict(), engine=engine)
+
+
+def _md_finish(folder: Path, res: dict[str, Any], task, protocol: Protocol) -> dict[str, Any]:
+    """Write one temperature's ``samples.csv`` and ``trajectory.extxyz``; return its summary row."""
     import csv
 
     from ase import Atoms
 
-    from pto_checks import md
+    if res["samples"]:
+        with (folder / "samples.csv").open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=list(res["samples"][0]))
+            w.writeheader()
+            w.writerows(res["samples"])
+    frames = [Atoms(f["numbers"], positions=f["positions"], cell=f["cell"], pbc=True) for f in res["frames"]]
+    if frames:
+        ase.io.write(folder / "trajectory.extxyz", frames)
+    row = analysis.summarize_run(res["samples"], res["failure"], task.temperature_K,
+                                 protocol.md.production_fraction)
+    row["task"] = task.to_dict()
+    return row
 
-    key = cache_key("md", model=model.identity(), task=task.to_dict(), engine=engine)
+
+def _md_batch(model: LoadedModel, protocol: Protocol, cache: Cache, tasks: list, tol: dict[str, Any],
+              progress: bool, write) -> None:
+    """Run every task not yet cached (and not held by another process) as one batch."""
+    import contextlib
+
+    from pto_checks import md
+    from pto_checks.md_batched import BatchedEngine
+
+    with contextlib.ExitStack() as stack:
+        claimed = []
+        for t in tasks:
+            claim = stack.enter_context(cache.claim("md", _md_key(model, t, "batched"), resumable=True,
+                                                    blocking=False))
+            if claim is not None and not claim.hit:
+                claimed.append((t, claim))
+        if not claimed:
+            return
+        prog = md.Progress(f"{model.name}", 0, enabled=progress, write=write)
+        results = BatchedEngine().run_many([t for t, _ in claimed], model, [c.work for _, c in claimed],
+                                           progress=prog, limits=tol["melting"])
+        for (t, claim), res in zip(claimed, results, strict=True):
+            claim.commit(_md_finish(claim.work, res, t, protocol), {"model": model.identity()})
+
+
+def _md_temperature(model: LoadedModel, protocol: Protocol, cache: Cache, engine: str, task, tol: dict[str, Any],
+                    progress: bool, write, blocking: bool) -> tuple[dict[str, Any], Path, bool] | None:
+    """One temperature of a sweep: (row, folder, cache hit); None when another process holds it
+    and ``blocking`` is False."""
+    from pto_checks import md
 
     def compute(folder: Path) -> dict[str, Any]:
         label = f"{model.name} {task.ensemble}/{task.integrator} {task.temperature_K:.0f} K"
-        res = md.ENGINES[engine].run(task, model.calculator, folder,
-                                     md.Progress(label, task.steps, enabled=progress, write=write),
-                                     tol["melting"])
-        if res["samples"]:
-            with (folder / "samples.csv").open("w", newline="") as fh:
-                w = csv.DictWriter(fh, fieldnames=list(res["samples"][0]))
-                w.writeheader()
-                w.writerows(res["samples"])
-        frames = [Atoms(f["numbers"], positions=f["positions"], cell=f["cell"], pbc=True) for f in res["frames"]]
-        if frames:
-            ase.io.write(folder / "trajectory.extxyz", frames)
-        row = analysis.summarize_run(res["samples"], res["failure"], task.temperature_K,
-                                     protocol.md.production_fraction)
-        row["task"] = task.to_dict()
-        return row
+        eng = md.engine(engine)
+        calc = model if engine == "batched" else model.calculator
+        res = eng.run(task, calc, folder, md.Progress(label, task.steps, enabled=progress, write=write),
+                      tol["melting"])
+        return _md_finish(folder, res, task, protocol)
 
-    got = cache.get_or_compute("md", key, compute, meta={"model": model.identity()}, resumable=True,
-                               blocking=blocking)
+    got = cache.get_or_compute("md", _md_key(model, task, engine), compute, meta={"model": model.identity()},
+                               resumable=True, blocking=blocking)
     if got is None:
         return None
     folder, row, hit = got

@@ -10,8 +10,9 @@ Implementations:
 * :class:`CHGNetBatched`: CHGNet's own ``CHGNet.forward`` on crystal graphs built on the device
   (:func:`chgnet_graph`: neighbor list, undirected-edge pairing and the three-body bond graph
   in torch, no pymatgen and no CPU round trip).
-* :class:`TorchSimPotential`: a TorchSim ``ModelInterface`` (SevenNet, MACE), fed our device
-  neighbor list (TorchSim 0.3.0's default one runs on the CPU).
+* :class:`SevenNetBatched`: SevenNet's own model on a torch_geometric batch of device-built edges.
+* :class:`TorchSimPotential`: a TorchSim ``ModelInterface`` (MACE), fed our device neighbor list
+  (TorchSim 0.3.0's default one runs on the CPU).
 * :class:`CalculatorLoop`: any ASE calculator, one replica after another (CPU fallback; exact
   same forces as the ASE engine, used to test the batched integrators against ASE's).
 
@@ -187,6 +188,61 @@ class CHGNetBatched:
         return e.detach(), f.detach(), s.detach()
 
 
+# ----------------------------------------------------------------------------- SevenNet
+
+
+class SevenNetBatched:
+    """SevenNet on device-built edge lists, all replicas as one torch_geometric batch.
+
+    Written here because TorchSim 0.3.0's SevenNet interface imports a name that sevenn 0.13
+    removed (``sevenn.calculator.torch_script_type``).  Same inputs as ``SevenNetCalculator``
+    (edge vectors, no shifts: SevenNet takes forces and virial from edge-vector gradients).
+    """
+
+    native = True
+
+    def __init__(self, calc: Any, numbers: np.ndarray, device: str | torch.device):
+        self.device = torch.device(device)
+        self.model = calc.model.to(self.device)
+        self.cutoff = float(calc.cutoff)
+        self.modal = getattr(calc, "modal", None)
+        self.numbers = torch.as_tensor(numbers, dtype=torch.int64, device=self.device)
+        self.name = "sevennet-device-graphs"
+
+    def __call__(self, positions: torch.Tensor, cells: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        import sevenn._keys as key
+        from sevenn.atom_graph_data import AtomGraphData
+        from torch_geometric.data import Batch
+
+        b, n, _ = positions.shape
+        data = []
+        for k in range(b):
+            i, j, _, vec = neighbor_list(positions[k], cells[k], self.cutoff)
+            d = {
+                key.NODE_FEATURE: self.numbers, key.ATOMIC_NUMBERS: self.numbers,
+                key.POS: positions[k].float(), key.EDGE_IDX: torch.stack([i, j]),
+                key.EDGE_VEC: vec.float(), key.CELL_VOLUME: torch.abs(torch.linalg.det(cells[k])).float(),
+                key.NUM_ATOMS: torch.tensor(n, device=self.device), key.INFO: {},
+            }
+            if self.modal:
+                d[key.DATA_MODALITY] = self.modal
+            data.append(AtomGraphData(**d))
+        batch = Batch.from_data_list(data)
+        self.model.set_is_batch_data(True)
+        try:
+            out = self.model(batch)
+        finally:
+            self.model.set_is_batch_data(False)
+        e = out[key.PRED_TOTAL_ENERGY].detach().double().reshape(b)
+        f = out[key.PRED_FORCE].detach().double().reshape(b, n, 3)
+        v = -out[key.PRED_STRESS].detach().double().reshape(b, 6)  # xx yy zz xy yz zx, ASE sign
+        s = torch.stack([torch.stack([v[:, 0], v[:, 3], v[:, 5]], -1),
+                         torch.stack([v[:, 3], v[:, 1], v[:, 4]], -1),
+                         torch.stack([v[:, 5], v[:, 4], v[:, 2]], -1)], 1)
+        return e, f, s
+
+
 # ----------------------------------------------------------------------------- TorchSim models
 
 
@@ -285,7 +341,9 @@ def batched_potential(model: Any, numbers: np.ndarray, masses: np.ndarray, devic
     calc = model.calculator
     if family == "chgnet":
         return CHGNetBatched(calc.model, numbers, device)
-    if family in ("sevennet", "mace"):
+    if family == "sevennet":
+        return SevenNetBatched(calc, numbers, device)
+    if family == "mace":
         try:
             ts_model = _torchsim_model(family, calc, device)
         except ImportError:
@@ -295,12 +353,6 @@ def batched_potential(model: Any, numbers: np.ndarray, masses: np.ndarray, devic
 
 
 def _torchsim_model(family: str, calc: Any, device: str) -> Any:
-    if family == "sevennet":
-        from torch_sim.models.sevennet import SevenNetModel
-
-        modal = getattr(calc, "modal", None)
-        return SevenNetModel(model=calc.model, modal=modal, neighbor_list_fn=_ts_neighbor_list,
-                             device=torch.device(device))
     from torch_sim.models.mace import MaceModel
 
     mace = calc.models[0]
