@@ -336,21 +336,36 @@ class BatchedEngine:
         step = reps[0].step
         total = task0.steps
         label = f"{'+'.join(sorted({r.task.ensemble for r in reps}))} x{len(reps)} replicas (batched, {pot.name})"
-        prog = md.Progress(label, total, enabled=progress is not None and getattr(progress, "enabled", True),
-                           write=getattr(progress, "write", None))
+        if isinstance(progress, md.Progress):  # the stage's progress printer: one line for the batch
+            prog = md.Progress(label, total, enabled=progress.enabled, write=progress.write)
+        else:  # None, or any callable(step, row, final) (called with the first live replica's row)
+            prog = progress
         t0 = time.perf_counter()
         while groups and step < total:
             n = min(task0.sample_every, total - step)
-            for _ in range(n):
+            for i in range(n):
                 new = [integ.advance() for integ, _ in groups]
                 pos = torch.cat([p for p, _ in new])
                 cel = torch.cat([c for _, c in new])
-                e, f, s = pot(pos, cel)
+                try:
+                    e, f, s = pot(pos, cel)
+                except Exception as exc:  # find the replica(s) the model fails on; the others go on
+                    groups = _fail_culprits(groups, pot, pos, cel, step + i + 1, exc)
+                    for r in reps:
+                        if r.failure is not None and r.state is None:
+                            r.checkpoint()
+                    if not groups:
+                        break
+                    pos = torch.cat([integ.positions() for integ, _ in groups])
+                    cel = torch.cat([integ.cells() for integ, _ in groups])
+                    e, f, s = pot(pos, cel)
                 k0 = 0
                 for integ, members in groups:
                     k1 = k0 + len(members)
                     integ.finish(f[k0:k1], s[k0:k1])
                     k0 = k1
+            if not groups:
+                break
             step += n
             k0 = 0
             for integ, members in groups:
@@ -364,7 +379,7 @@ class BatchedEngine:
                 k0 += len(members)
             groups = _drop_failed(groups)
             live = [r for _, ms in groups for r in ms]
-            if live:
+            if live and prog is not None:
                 prog(step, live[0].samples[-1], step >= total)
         self.last_wall_s = time.perf_counter() - t0
 
@@ -399,6 +414,24 @@ class ChunkedCall:
             if len(parts) == 1:
                 return parts[0]
             return tuple(torch.cat([p[i] for p in parts]) for i in range(3))  # type: ignore[return-value]
+
+
+def _fail_culprits(groups: list[tuple[Any, list[_Replica]]], pot: Any, pos: torch.Tensor, cel: torch.Tensor,
+                   step: int, exc: Exception) -> list[tuple[Any, list[_Replica]]]:
+    """After a failed batched call: call each replica alone, mark those the model raises on as
+    failed at ``step`` (as the ASE engine records a raising model), drop them.  Re-raises when
+    every replica alone is fine (the failure was the batch's, e.g. memory)."""
+    members = [r for _, ms in groups for r in ms]
+    bad = 0
+    for k, r in enumerate(members):
+        try:
+            pot(pos[k:k + 1], cel[k:k + 1])
+        except Exception as one:
+            r.failure = {"step": step, "reason": f"integrator/model raised {type(one).__name__}: {one}"}
+            bad += 1
+    if not bad:
+        raise exc
+    return _drop_failed(groups)
 
 
 def _drop_failed(groups: list[tuple[Any, list[_Replica]]]) -> list[tuple[Any, list[_Replica]]]:

@@ -360,6 +360,25 @@ def nvt_sweep(request: pytest.FixtureRequest, model: registry.LoadedModel) -> di
     return _sweep(request, model, "nvt", "langevin")
 
 
+@pytest.fixture(scope="session")
+def engine_sweeps(request: pytest.FixtureRequest, model: registry.LoadedModel):
+    """``engine_sweeps(ensemble, integrator)`` -> (ASE-engine rows, batched-engine rows) of one sweep
+    of ``model`` (both cached; the batched engine runs NPT and NVT together)."""
+    from pto_checks import stages
+
+    st = _state(request)
+    quiet = os.environ.get("PYTEST_XDIST_WORKER") is not None or request.config.getoption("verbose") < 0
+    both = [("npt", "melchionna"), ("nvt", "langevin")]
+
+    def get(ensemble: str, integrator: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        ref, new = (stages.md_sweep(model, st["protocol"], st["cache"], ensemble, integrator, engine=e,
+                                    progress=not quiet, write=_terminal_writer(request.config), together=both)
+                    for e in ("ase", "batched"))
+        return ref, new
+
+    return get
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
     outcome = yield

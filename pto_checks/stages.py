@@ -118,9 +118,10 @@ def md_sweep(model: LoadedModel, protocol: Protocol, cache: Cache, ensemble: str
 
     tol = load_reference()["tolerances"]
     tasks = md_tasks(protocol, ensemble, integrator)
+    computed: set[str] = set()
     if engine == "batched":
         extra = [t for e, i in together if (e, i) != (ensemble, integrator) for t in md_tasks(protocol, e, i)]
-        _md_batch(model, protocol, cache, tasks + extra, tol, progress, write)
+        computed = _md_batch(model, protocol, cache, tasks + extra, tol, progress, write)
     done: dict[int, tuple[dict[str, Any], Path, bool]] = {}
     pending = list(range(len(tasks)))
     while pending:
@@ -137,6 +138,7 @@ def md_sweep(model: LoadedModel, protocol: Protocol, cache: Cache, ensemble: str
     rows = []
     for i in range(len(tasks)):
         row, folder, hit = done[i]
+        hit = hit and folder.name not in computed  # computed by this call's batch, then read back
         phase = analysis.classify_phase(row, ensemble, tol["phase"], tol["melting"])
         rows.append(dict(row, phase=phase, cache_hit=hit, folder=str(folder)))
     return rows
@@ -167,8 +169,9 @@ def _md_finish(folder: Path, res: dict[str, Any], task, protocol: Protocol) -> d
 
 
 def _md_batch(model: LoadedModel, protocol: Protocol, cache: Cache, tasks: list, tol: dict[str, Any],
-              progress: bool, write) -> None:
-    """Run every task not yet cached (and not held by another process) as one batch."""
+              progress: bool, write) -> set[str]:
+    """Run every task not yet cached (and not held by another process) as one batch; return the
+    keys it computed."""
     import contextlib
 
     from pto_checks import md
@@ -182,12 +185,13 @@ def _md_batch(model: LoadedModel, protocol: Protocol, cache: Cache, tasks: list,
             if claim is not None and not claim.hit:
                 claimed.append((t, claim))
         if not claimed:
-            return
+            return set()
         prog = md.Progress(f"{model.name}", 0, enabled=progress, write=write)
         results = BatchedEngine().run_many([t for t, _ in claimed], model, [c.work for _, c in claimed],
                                            progress=prog, limits=tol["melting"])
         for (t, claim), res in zip(claimed, results, strict=True):
             claim.commit(_md_finish(claim.work, res, t, protocol), {"model": model.identity()})
+    return {claim.folder.name for _, claim in claimed}
 
 
 def _md_temperature(model: LoadedModel, protocol: Protocol, cache: Cache, engine: str, task, tol: dict[str, Any],

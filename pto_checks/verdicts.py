@@ -264,3 +264,42 @@ def unchanged_vs_baseline(model: str, baseline: dict[str, Any], current: dict[st
     msg = ("REGRESSION: moved beyond tolerance: " + ", ".join(moved) if moved else
            "unchanged within tolerance") + "; " + "; ".join(rows)
     return Verdict("unchanged_vs_baseline", not moved, msg, current, None, None)
+
+
+def engines_agree(reference: list[dict[str, Any]], candidate: list[dict[str, Any]], ensemble: str,
+                  engines: tuple[str, str] = ("ase", "batched")) -> Verdict:
+    """Two engines' sweeps of one model agree: per temperature the same phase, and c/a and |P|
+    within ``sigma`` combined standard errors or the floors of ``tolerances.engine_equivalence``."""
+    import math
+
+    tol = tolerance("engine_equivalence")
+    bad, lines = [], []
+    for r, c in zip(reference, candidate, strict=True):
+        t = r["T_K"]
+        d_ca = abs(r["c_over_a"] - c["c_over_a"])
+        e_ca = math.hypot(_err(r, "c_over_a_err"), _err(c, "c_over_a_err"))
+        d_p = abs(r["P_abs"] - c["P_abs"])
+        e_p = math.hypot(_err(r, "Pz_err"), _err(c, "Pz_err"))
+        lim_ca = max(tol["sigma"] * e_ca, tol["c_over_a_floor"])
+        lim_p = max(tol["sigma"] * e_p, tol["polarization_floor"])
+        lines.append(f"{t:.0f} K: c/a {r['c_over_a']:.4f} vs {c['c_over_a']:.4f} (limit {lim_ca:.4f}), "
+                     f"|P| {r['P_abs']:.3f} vs {c['P_abs']:.3f} C/m^2 (limit {lim_p:.3f}), "
+                     f"phase {r.get('phase')} vs {c.get('phase')}")
+        if r.get("phase") != c.get("phase"):
+            bad.append(f"{t:.0f} K phase {r.get('phase')} vs {c.get('phase')}")
+        if not d_ca <= lim_ca:
+            bad.append(f"{t:.0f} K c/a differs by {d_ca:.4f} > {lim_ca:.4f}")
+        if not d_p <= lim_p:
+            bad.append(f"{t:.0f} K |P| differs by {d_p:.3f} > {lim_p:.3f} C/m^2")
+    ok = not bad
+    head = (f"{ensemble.upper()}: {engines[1]} engine {'agrees' if ok else 'DISAGREES'} with the {engines[0]} "
+            f"engine" + ("" if ok else ": " + "; ".join(bad)))
+    return Verdict(f"engine_equivalence_{ensemble}", ok, head + "\n" + "\n".join(lines), measured=len(bad), reference=0,
+                   tolerance=tol["sigma"], unit="", source="tolerances.engine_equivalence")
+
+
+def _err(row: dict[str, Any], key: str) -> float:
+    import math
+
+    v = row.get(key)
+    return float(v) if v is not None and math.isfinite(float(v)) else 0.0

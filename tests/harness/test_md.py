@@ -213,20 +213,22 @@ def slow(*a, **k):
 model.calculator.calculate = slow
 proto = apply_overrides(get_protocol("smoke"), ["md.temperatures_K=600", "md.steps=200",
                                                 "md.checkpoint_every=20"])
-rows = stages.md_sweep(model, proto, Cache(sys.argv[1]), "npt", "melchionna", progress=False)
+engine = sys.argv[3] if len(sys.argv) > 3 else "ase"
+rows = stages.md_sweep(model, proto, Cache(sys.argv[1]), "npt", "melchionna", engine=engine, progress=False)
 print(rows[0]["c_over_a"], rows[0]["Pz"], rows[0]["cache_hit"])
 """
 
 
-def test_sigkill_during_md_then_resume(tmp_path):
+@pytest.mark.parametrize("engine", ["ase", "batched"])
+def test_sigkill_during_md_then_resume(tmp_path, engine):
     """SIGKILL a worker mid-run; the next run resumes from the checkpoint and ends like an
-    uninterrupted run."""
+    uninterrupted run (either engine)."""
     script = tmp_path / "run.py"
     script.write_text(KILL_SCRIPT)
     env = dict(os.environ, PYTHONPATH=str(ROOT))
-    clean = subprocess.run([sys.executable, str(script), str(tmp_path / "ref"), "0"], env=env,
+    clean = subprocess.run([sys.executable, str(script), str(tmp_path / "ref"), "0", engine], env=env,
                            capture_output=True, text=True, check=True).stdout.split()
-    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "killed"), "0.01"], env=env,
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "killed"), "0.01", engine], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     md_dir = tmp_path / "killed" / "md"
     deadline = time.time() + 60
@@ -236,10 +238,10 @@ def test_sigkill_during_md_then_resume(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert list(md_dir.glob("*.partial/checkpoint.pkl")), "no checkpoint before the kill"
-    resumed = subprocess.run([sys.executable, str(script), str(tmp_path / "killed"), "0"], env=env,
+    resumed = subprocess.run([sys.executable, str(script), str(tmp_path / "killed"), "0", engine], env=env,
                              capture_output=True, text=True, check=True).stdout.split()
     assert resumed[:2] == clean[:2] and resumed[2] == "False"
-    again = subprocess.run([sys.executable, str(script), str(tmp_path / "killed"), "0"], env=env,
+    again = subprocess.run([sys.executable, str(script), str(tmp_path / "killed"), "0", engine], env=env,
                            capture_output=True, text=True, check=True).stdout.split()
     assert again[2] == "True"
 

@@ -1,0 +1,23 @@
+"""Engine equivalence (marker ``equivalence``): the batched MD engine against the ASE engine.
+
+For each model and the chosen protocol, both engines run the NPT and NVT sweeps (each cached on
+its own); per temperature the phase must be the same and c/a and |P| must agree within the
+statistical error (``reference_data/pto.toml``, ``tolerances.engine_equivalence``).
+"""
+
+import pytest
+
+from pto_checks import analysis, verdicts
+
+pytestmark = pytest.mark.equivalence
+
+
+@pytest.mark.parametrize(("ensemble", "integrator"), [("npt", "melchionna"), ("nvt", "langevin")],
+                         ids=["npt", "nvt"])
+def test_batched_engine_matches_ase(model, engine_sweeps, ensemble, integrator, check):
+    """The batched engine reproduces the ASE engine's per-temperature c/a, |P| and phase."""
+    ref, new = engine_sweeps(ensemble, integrator)
+    verdict = verdicts.engines_agree(ref, new, ensemble)
+    verdict.message += (f"\nASE engine:\n{analysis.format_table(ref)}"
+                        f"\nbatched engine:\n{analysis.format_table(new)}")
+    check(verdict)
