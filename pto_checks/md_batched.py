@@ -337,7 +337,8 @@ class BatchedEngine:
         total = task0.steps
         label = f"{'+'.join(sorted({r.task.ensemble for r in reps}))} x{len(reps)} replicas (batched, {pot.name})"
         if isinstance(progress, md.Progress):  # the stage's progress printer: one line for the batch
-            prog = md.Progress(label, total, enabled=progress.enabled, write=progress.write)
+            prog = md.Progress(f"{progress.label} {label}".strip(), total, enabled=progress.enabled,
+                               write=progress.write)
         else:  # None, or any callable(step, row, final) (called with the first live replica's row)
             prog = progress
         t0 = time.perf_counter()

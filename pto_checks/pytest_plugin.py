@@ -55,6 +55,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "(CHGNet, SevenNet, MACE), else ase)")
     group.addoption("--bench-sizes", default="1,2,3,4,5,6,7,8,9,10", metavar="N,N,...",
                     help="benchmark: supercell sizes n (n x n x n, 5 n^3 atoms)")
+    group.addoption("--bench-replicas", type=int, default=8, metavar="N",
+                    help="benchmark: replicas advanced together in the batched-engine benchmark (default 8)")
     group.addoption("--bench-budget", type=float, default=300.0, metavar="SECONDS",
                     help="benchmark: time budget per model; larger sizes are skipped past it")
     group.addoption("--list-models", action="store_true", help="list registered models and exit")

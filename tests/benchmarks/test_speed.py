@@ -2,6 +2,7 @@
 
     pytest -m benchmark --model chgnet --bench-sizes 1,2,3 --benchmark-autosave
     pytest -m benchmark --model chgnet --bench-sizes 1,2,3 --benchmark-compare --benchmark-compare-fail=mean:25%
+    pytest -m benchmark --model chgnet --device cuda --bench-sizes 5 -k "md_speed"   # ASE vs batched
 
 Sizes are n x n x n PbTiO3 supercells (5 n^3 atoms; the study went to n = 10); a size whose
 estimated cost exceeds what is left of ``--bench-budget`` seconds per model is skipped.  Results
@@ -25,6 +26,7 @@ pytestmark = pytest.mark.benchmark
 MAX_N = 10
 _spent: dict[str, float] = {}
 _last: dict[str, tuple[int, float]] = {}
+_ase_s_per_step: dict[tuple[str, int], float] = {}
 
 
 def _task(n: int, steps: int, temperature: float = 300.0) -> MDTask:
@@ -37,7 +39,8 @@ def _task(n: int, steps: int, temperature: float = 300.0) -> MDTask:
 def _record(results, model, row):
     entry = results.model_entry(model)["quantities"].setdefault("benchmark", {})
     md = entry.setdefault("md_speed", {"value": [], "unit": "steps/s, atom-steps/s, s/step"})
-    md["value"] = [r for r in md["value"] if r["n"] != row["n"]] + [row]
+    same = (row["n"], row.get("engine", "ase"))
+    md["value"] = [r for r in md["value"] if (r["n"], r.get("engine", "ase")) != same] + [row]
 
 
 @pytest.mark.parametrize("n", range(1, MAX_N + 1))
@@ -65,8 +68,51 @@ def test_md_speed(benchmark, model, n, request, pto_results, tmp_path):
     _spent[model.name] = _spent.get(model.name, 0) + time.perf_counter() - t0
     s_per_step = benchmark.stats.stats.mean / steps
     _last[model.name] = (n, s_per_step)
+    _ase_s_per_step[(model.name, n)] = s_per_step
     row = {"n": n, "n_atoms": atoms, "steps_per_s": 1 / s_per_step, "atom_steps_per_s": atoms / s_per_step,
            "seconds_per_step": s_per_step, "device": model.device, "engine": "ase"}
+    benchmark.extra_info.update(row)
+    _record(pto_results, model.name, row)
+
+
+@pytest.mark.parametrize("n", range(1, MAX_N + 1))
+def test_batched_md_speed(benchmark, model, n, request, pto_results, tmp_path):
+    """Batched-engine speed: ``--bench-replicas`` replicas (temperatures 300 K upwards, NVT) of an
+    n x n x n supercell advanced together; replica-steps per second, next to the ASE engine's
+    steps per second at the same n when ``test_md_speed`` measured it in this session."""
+    from pto_checks.md_batched import BatchedEngine
+
+    sizes = [int(x) for x in request.config.getoption("--bench-sizes").split(",")]
+    if n not in sizes:
+        pytest.skip(f"n = {n} not in --bench-sizes")
+    replicas = request.config.getoption("--bench-replicas")
+    budget = request.config.getoption("--bench-budget")
+    atoms = 5 * n**3
+    key = f"{model.name}/batched"
+    if key in _last:
+        n_prev, s_prev = _last[key]
+        estimate = s_prev * atoms / (5 * n_prev**3) * 4
+        if _spent.get(key, 0) + estimate > budget:
+            pytest.skip(f"estimated {estimate:.0f} s exceeds what is left of --bench-budget {budget} s")
+    steps = 5
+    tasks = [_task(n, steps, temperature=300.0 + 100.0 * k) for k in range(replicas)]
+    engine = BatchedEngine()
+    counter = iter(range(10**6))
+
+    def run():
+        k = next(counter)
+        engine.run_many(tasks, model, [tmp_path / f"b{k}_{i}" for i in range(replicas)])
+
+    t0 = time.perf_counter()
+    benchmark.pedantic(run, rounds=2, warmup_rounds=1, iterations=1)
+    _spent[key] = _spent.get(key, 0) + time.perf_counter() - t0
+    s_per_step = benchmark.stats.stats.mean / steps
+    _last[key] = (n, s_per_step)
+    row = {"n": n, "n_atoms": atoms, "engine": "batched", "replicas": replicas, "device": model.device,
+           "seconds_per_step": s_per_step, "steps_per_s": 1 / s_per_step,
+           "replica_steps_per_s": replicas / s_per_step, "atom_steps_per_s": replicas * atoms / s_per_step}
+    if (model.name, n) in _ase_s_per_step:
+        row["speedup_vs_ase"] = row["replica_steps_per_s"] * _ase_s_per_step[(model.name, n)]
     benchmark.extra_info.update(row)
     _record(pto_results, model.name, row)
 
