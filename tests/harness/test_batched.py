@@ -260,3 +260,17 @@ def test_engine_equivalence_passes_for_the_same_physics_and_fails_otherwise(tmp_
     assert verdicts.engines_agree(ref, same, "npt").passed
     bad = verdicts.engines_agree(ref, other, "npt")
     assert not bad.passed and "DISAGREES" in bad.message and "phase" in bad.message
+
+
+def test_sevennet_accelerator_choice(monkeypatch):
+    """On a GPU the first installed tensor-product accelerator is turned on; never on a CPU."""
+    from pto_checks.models import sevennet
+
+    installed = {"flashTP_e3nn"}
+    monkeypatch.setattr(sevennet.importlib.util, "find_spec", lambda m: object() if m in installed else None)
+    assert sevennet.accelerator("cpu") == {}
+    assert sevennet.accelerator("cuda") == {"enable_flash": True}
+    assert sevennet.accelerator("cuda:0", "cueq") == {}
+    assert sevennet.accelerator("cuda", "none") == {}
+    installed.add("cuequivariance_torch")
+    assert sevennet.accelerator("cuda") == {"enable_cueq": True}
