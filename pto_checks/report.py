@@ -86,6 +86,16 @@ def plot_ground_states(data: dict[str, Any], path: Path) -> bool:
     return True
 
 
+def _engine_text(data: dict[str, Any]) -> str:
+    """'MD engine ase' / 'MD engines ase, batched' from the sweeps recorded, or 'no MD'."""
+    engines = sorted({q.get("value", {}).get("engine", "ase")
+                      for m in data.get("models", {}).values()
+                      for q in m.get("quantities", {}).get("md", {}).values() if isinstance(q, dict)})
+    if not engines:
+        return "no MD sweep recorded"
+    return f"MD engine{'s' if len(engines) > 1 else ''} {', '.join(engines)}"
+
+
 def plot_speed(data: dict[str, Any], path: Path) -> bool:
     """MD steps per second vs number of atoms, per model (from the benchmark section)."""
     series = {name: m["quantities"]["benchmark"]["md_speed"]["value"] for name, m in data["models"].items()
@@ -204,7 +214,7 @@ def write_markdown(data: dict[str, Any], figs: list[tuple[str, Path]], changes: 
     lines = ["# pto-checks report", "",
              f"Harness {data['harness']['version']}, created {data['harness']['created']}; protocol "
              f"**{proto.get('name', '?')}**{' (reduced)' if proto.get('reduced') else ''}; "
-             f"engine {data.get('engine', 'ase')}.", ""]
+             f"{_engine_text(data)}.", ""]
     if changes is not None:
         lines += ["## Changes since the previous results", ""]
         lines += [f"- {_change_text(c)}" for c in changes] or ["- none"]
@@ -283,7 +293,7 @@ figure{{display:inline-block;margin:8px}} img{{max-width:520px}}
 <h1>pto-checks report</h1>
 <p>Harness {esc(str(data['harness']['version']))}, created {esc(str(data['harness']['created']))};
 protocol <b>{esc(str(proto.get('name', '?')))}</b>{' (reduced: qualitative only)' if proto.get('reduced') else ''};
-engine {esc(str(data.get('engine', 'ase')))}. Hover a cell for the verdict's message.</p>
+{esc(_engine_text(data))}. Hover a cell for the verdict's message.</p>
 {change_html}
 <h2>Verdicts</h2>
 <table id="verdicts">{head}{''.join(rows)}</table>
