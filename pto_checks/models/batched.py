@@ -11,6 +11,7 @@ Implementations:
   (:func:`chgnet_graph`: neighbor list, undirected-edge pairing and the three-body bond graph
   in torch, no pymatgen and no CPU round trip).
 * :class:`SevenNetBatched`: SevenNet's own model on a torch_geometric batch of device-built edges.
+* :class:`DeePMDBatched`: DeePMD's ``DeepPot.eval`` with the replicas as frames of one call.
 * :class:`TorchSimPotential`: a TorchSim ``ModelInterface`` (MACE), fed our device neighbor list
   (TorchSim 0.3.0's default one runs on the CPU).
 * :class:`CalculatorLoop`: any ASE calculator, one replica after another (CPU fallback; exact
@@ -243,6 +244,36 @@ class SevenNetBatched:
         return e, f, s
 
 
+# ----------------------------------------------------------------------------- DeePMD
+
+
+class DeePMDBatched:
+    """DeePMD's own ``DeepPot.eval`` with all replicas as frames of one call (the PyTorch backend
+    builds its neighbor list in torch on the model's device; positions travel as a few kB)."""
+
+    native = True
+
+    def __init__(self, calc: Any, numbers: np.ndarray, device: str | torch.device):
+        from ase.data import chemical_symbols
+
+        self.dp = calc.dp
+        self.atype = [calc.type_dict[chemical_symbols[z]] for z in numbers]
+        self.device = torch.device(device)
+        self.name = "deepmd-frames"
+
+    def __call__(self, positions: torch.Tensor, cells: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        b, n, _ = positions.shape
+        pos = positions.detach().cpu().numpy().reshape(b, -1)
+        cel = cells.detach().cpu().numpy().reshape(b, 9)
+        e, f, v = self.dp.eval(coords=pos, cells=cel, atom_types=self.atype)[:3]
+        t = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float64, device=self.device)  # noqa: E731
+        v = t(v).reshape(b, 3, 3)
+        vol = torch.abs(torch.linalg.det(cells.double()))
+        stress = -0.5 * (v + v.transpose(1, 2)) / vol[:, None, None]  # as deepmd.calculator.DP
+        return t(e).reshape(b), t(f).reshape(b, n, 3), stress
+
+
 # ----------------------------------------------------------------------------- TorchSim models
 
 
@@ -332,6 +363,8 @@ def native_family(model: Any) -> str | None:
         return "sevennet"
     if kind == "MACECalculator":
         return "mace"
+    if kind == "DP" and type(calc).__module__.startswith("deepmd"):
+        return "deepmd"
     return None
 
 
@@ -343,6 +376,8 @@ def batched_potential(model: Any, numbers: np.ndarray, masses: np.ndarray, devic
         return CHGNetBatched(calc.model, numbers, device)
     if family == "sevennet":
         return SevenNetBatched(calc, numbers, device)
+    if family == "deepmd":
+        return DeePMDBatched(calc, numbers, device)
     if family == "mace":
         try:
             ts_model = _torchsim_model(family, calc, device)

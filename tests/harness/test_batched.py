@@ -114,6 +114,15 @@ def test_mace_through_torchsim_matches_the_calculator(tmp_path):
     assert name == "torchsim-mace"
 
 
+def test_deepmd_frames_match_the_calculator(tmp_path):
+    pytest.importorskip("deepmd")
+    from tests.harness.small_models import deepmd_model_file
+
+    path = deepmd_model_file(tmp_path)
+    name = _compare(load_model(f"deepmd:{path}", "cpu"), _frame(2), f_tol=1e-8)
+    assert name == "deepmd-frames"
+
+
 def test_other_models_use_the_calculator_loop():
     model = load_model("synthetic:good", "cpu")
     atoms = _frame(1)
