@@ -13,6 +13,7 @@ killed run resumes where it stopped.  Units: fs, K, Angstrom, eV, C/m^2.
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import sys
@@ -238,11 +239,17 @@ class ASEEngine:
 
         def checkpoint() -> None:
             atoms.calc = None
+            # ASE < 3.24 keeps an open log file (os.devnull) on the dynamics: not picklable, not state
+            held = {k: v for k, v in vars(dyn).items() if isinstance(v, io.IOBase) or k == "_lazy_cache"}
+            for k in held:
+                setattr(dyn, k, {} if k == "_lazy_cache" else None)
             try:
                 _atomic_pickle({"dyn": dyn, "step": step, "samples": samples, "frames": frames,
                                 "failure": failure, "v0": v0, "task": task.to_dict()}, ckpt)
             finally:
                 atoms.calc = calc
+                for k, v in held.items():
+                    setattr(dyn, k, v)
 
         while failure is None and step < task.steps:
             n = min(task.sample_every, task.steps - step)

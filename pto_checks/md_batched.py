@@ -5,8 +5,9 @@ tensors on the model's device; each step makes one call of a
 :class:`~pto_checks.models.batched.BatchedPotential` for the whole batch (for CHGNet, SevenNet
 and MACE the graphs and neighbor lists are built on the device too).
 
-The integrators are batched ports of the ASE ones the reference engine uses, equation for
-equation, so the two engines simulate the same dynamics:
+The integrators are batched ports of the ASE (3.29) ones the reference engine uses, equation for
+equation, so the two engines simulate the same dynamics (older ASE's Langevin draws its noise
+differently; there the two agree in distribution only):
 
 * :class:`MelchionnaBatch`: ASE ``NPT``/``MelchionnaNPT`` (Nose-Hoover thermostat +
   Parrinello-Rahman-type barostat, ``ttime``, ``pfactor``, mask ``diag(1, 1, 1)``: a, b and c
@@ -385,6 +386,9 @@ class BatchedEngine:
         self.last_wall_s = time.perf_counter() - t0
 
 
+_OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch < 2.5: only the cuda one
+
+
 class ChunkedCall:
     """Call a batched potential in chunks of replicas that fit the device.
 
@@ -404,7 +408,7 @@ class ChunkedCall:
             size = min(b, self.max_replicas or b)
             try:
                 parts = [self.pot(pos[k:k + size], cel[k:k + size]) for k in range(0, b, size)]
-            except torch.OutOfMemoryError:
+            except _OOM:
                 if size == 1:
                     raise
                 torch.cuda.empty_cache()

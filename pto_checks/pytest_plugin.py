@@ -52,7 +52,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="MD engine: ase (reference, one temperature at a time), batched (all temperatures "
                          "and both ensembles of a sweep in one model call per step, on the model's device), "
                          "auto (default: batched on a GPU for models with a device-side interface "
-                         "(CHGNet, SevenNet, MACE, DeePMD), else ase)")
+                         "(CHGNet, SevenNet, MACE, DeePMD, M3GNet), else ase)")
     group.addoption("--bench-sizes", default="1,2,3,4,5,6,7,8,9,10", metavar="N,N,...",
                     help="benchmark: supercell sizes n (n x n x n, 5 n^3 atoms)")
     group.addoption("--bench-replicas", type=int, default=8, metavar="N",

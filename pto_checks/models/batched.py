@@ -12,6 +12,7 @@ Implementations:
   in torch, no pymatgen and no CPU round trip).
 * :class:`SevenNetBatched`: SevenNet's own model on a torch_geometric batch of device-built edges.
 * :class:`DeePMDBatched`: DeePMD's ``DeepPot.eval`` with the replicas as frames of one call.
+* :class:`M3GNetBatched`: matgl's (DGL-era) ``Potential`` on one batched DGL graph.
 * :class:`TorchSimPotential`: a TorchSim ``ModelInterface`` (MACE), fed our device neighbor list
   (TorchSim 0.3.0's default one runs on the CPU).
 * :class:`CalculatorLoop`: any ASE calculator, one replica after another (CPU fallback; exact
@@ -274,6 +275,49 @@ class DeePMDBatched:
         return t(e).reshape(b), t(f).reshape(b, n, 3), stress
 
 
+# ----------------------------------------------------------------------------- M3GNet (matgl, DGL)
+
+
+class M3GNetBatched:
+    """matgl's ``Potential`` on one batched DGL graph of device-built edges (the DGL-era matgl
+    that the study's M3GNet weights need; ``Potential`` takes batched graphs natively)."""
+
+    native = True
+
+    def __init__(self, calc: Any, numbers: np.ndarray, device: str | torch.device):
+        import dgl  # noqa: F401  (the DGL backend; matgl >= 2 has another API: calculator loop)
+        from ase.data import chemical_symbols
+
+        self.device = torch.device(device)
+        self.potential = calc.potential.to(self.device)
+        self.cutoff = float(calc.cutoff)
+        types = list(calc.element_types)
+        self.node_type = torch.tensor([types.index(chemical_symbols[z]) for z in numbers], device=self.device)
+        self.state_attr = getattr(calc, "state_attr", None)
+        self.stress_weight = float(getattr(calc, "stress_weight", 1.0 / EV_A3_IN_GPA))
+        self.name = "m3gnet-device-graphs"
+
+    def __call__(self, positions: torch.Tensor, cells: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        import dgl
+
+        b, n, _ = positions.shape
+        graphs = []
+        for k in range(b):
+            i, j, shifts, _ = neighbor_list(positions[k], cells[k], self.cutoff)
+            g = dgl.graph((i, j), num_nodes=n, device=self.device)
+            g.edata["pbc_offset"] = shifts.float()
+            g.ndata["node_type"] = self.node_type
+            g.ndata["frac_coords"] = (positions[k] @ torch.linalg.inv(cells[k])).float()
+            graphs.append(g)
+        state = self.state_attr
+        if state is None:
+            state = torch.zeros((b, 2), device=self.device)
+        e, f, s = self.potential(dgl.batch(graphs), cells.float(), state)[:3]
+        return (e.detach().double().reshape(b), f.detach().double().reshape(b, n, 3),
+                s.detach().double().reshape(b, 3, 3) * self.stress_weight)
+
+
 # ----------------------------------------------------------------------------- TorchSim models
 
 
@@ -365,6 +409,10 @@ def native_family(model: Any) -> str | None:
         return "mace"
     if kind == "DP" and type(calc).__module__.startswith("deepmd"):
         return "deepmd"
+    if kind in ("PESCalculator", "M3GNetCalculator") and type(calc).__module__.startswith("matgl"):
+        import importlib.util
+
+        return "m3gnet" if importlib.util.find_spec("dgl") is not None else None
     return None
 
 
@@ -378,6 +426,8 @@ def batched_potential(model: Any, numbers: np.ndarray, masses: np.ndarray, devic
         return SevenNetBatched(calc, numbers, device)
     if family == "deepmd":
         return DeePMDBatched(calc, numbers, device)
+    if family == "m3gnet":
+        return M3GNetBatched(calc, numbers, device)
     if family == "mace":
         try:
             ts_model = _torchsim_model(family, calc, device)

@@ -123,6 +123,20 @@ def test_deepmd_frames_match_the_calculator(tmp_path):
     assert name == "deepmd-frames"
 
 
+def test_m3gnet_dgl_batch_matches_the_calculator():
+    """Runs in the DGL environment (.ci/run: .venv-m3gnet), with the study's M3GNet weights."""
+    pytest.importorskip("dgl")
+    pytest.importorskip("matgl")
+    from pto_checks.models import ModelUnavailable
+
+    try:
+        model = load_model("m3gnet", "cpu")
+    except ModelUnavailable as exc:
+        pytest.skip(str(exc))
+    name = _compare(model, _frame(2), f_tol=2e-3)
+    assert name == "m3gnet-device-graphs"
+
+
 def test_other_models_use_the_calculator_loop():
     model = load_model("synthetic:good", "cpu")
     atoms = _frame(1)
