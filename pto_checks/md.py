@@ -32,6 +32,8 @@ from pto_checks import analysis, structures
 
 ENSEMBLES = ("npt", "nvt")
 NPT_INTEGRATORS = ("melchionna", "mtk")
+#: what the batched engine (:mod:`pto_checks.md_batched`) integrates, per ensemble
+BATCHED_INTEGRATORS = {"npt": ("melchionna",), "nvt": ("langevin",)}
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from pto_checks import md
 
-BATCHED_INTEGRATORS = {"npt": ("melchionna",), "nvt": ("langevin",)}
+BATCHED_INTEGRATORS = md.BATCHED_INTEGRATORS
 
 
 def _kinetic_stress(p: torch.Tensor, m: torch.Tensor, volume: torch.Tensor) -> torch.Tensor:

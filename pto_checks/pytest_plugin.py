@@ -299,10 +299,15 @@ def _sweep(request: pytest.FixtureRequest, model: registry.LoadedModel, ensemble
 
     st = _state(request)
     quiet = os.environ.get("PYTEST_XDIST_WORKER") is not None or request.config.getoption("verbose") < 0
+    from pto_checks.md import BATCHED_INTEGRATORS
+
     option = request.config.getoption("--engine")
     engine = resolve_engine(option, model)
-    if engine == "batched" and option == "auto" and integrator not in ("melchionna", "langevin"):
-        engine = "ase"  # the batched engine ports ASE's NPT (melchionna) and Langevin only
+    if engine == "batched" and integrator not in BATCHED_INTEGRATORS[ensemble]:
+        if option == "batched":
+            pytest.fail(f"--engine batched runs NPT with the melchionna integrator only; {integrator} needs "
+                        f"--engine ase (or drop --npt-integrator {integrator})", pytrace=False)
+        engine = "ase"  # auto: the batched engine ports ASE's NPT (melchionna) and Langevin only
     rows = stages.md_sweep(model, st["protocol"], st["cache"], ensemble, integrator,
                            engine=engine, progress=not quiet, write=_terminal_writer(request.config),
                            together=_sweeps_requested(request.session, model.name))

@@ -348,3 +348,10 @@ def test_min_distance_matches_brute_force(seed, n, shear):
     d[np.diag_indices_from(d)] = np.inf
     expected = min(float(d.min()), 1.5)
     assert analysis.min_distance(at.positions, at.cell.array) == pytest.approx(expected)
+
+
+def test_batched_engine_with_mtk_is_one_clear_error(run_dynamic):
+    result, _, _ = run_dynamic("synthetic:md_polar", "--engine=batched", "--npt-integrator=mtk", "-m", "npt",
+                               "--protocol-set=md.steps=20")
+    result.stdout.fnmatch_lines(["*mtk needs --engine ase*"])
+    assert "Traceback" not in result.stdout.str() and "ValueError" not in result.stdout.str()
