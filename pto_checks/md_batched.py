@@ -295,7 +295,7 @@ class BatchedEngine:
         pot = None
         for group in by_step.values():
             if pot is None:
-                pot = ChunkedCall(self.potential(model, md.initial_atoms(group[0].task), device),
+                pot = ChunkedCall(self.potential(model, group[0].atoms, device),
                                   self.max_replicas)
             self._run_batch(group, pot, torch.device(pot.device), limits, progress)
         for r in replicas:
@@ -305,8 +305,7 @@ class BatchedEngine:
     def _run_batch(self, reps: list[_Replica], pot, device: torch.device, limits: dict[str, Any],
                    progress) -> None:
         task0 = reps[0].task
-        atoms0 = md.initial_atoms(task0)
-        m = torch.as_tensor(atoms0.get_masses(), dtype=torch.float64, device=device)[:, None]
+        m = torch.as_tensor(reps[0].atoms.get_masses(), dtype=torch.float64, device=device)[:, None]
         dt = task0.timestep_fs * units.fs
         groups: list[tuple[Any, list[_Replica]]] = []
         for ens in ("npt", "nvt"):
