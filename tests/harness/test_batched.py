@@ -93,20 +93,20 @@ def _compare(model, atoms, f_tol: float) -> str:
 @pytest.mark.parametrize("n", [1, 2])
 def test_chgnet_device_graph_matches_the_calculator(n):
     """CHGNet's own forward on graphs built in torch (n=1: edges to the atom's own images)."""
-    pytest.importorskip("chgnet")
+    pytest.importorskip("chgnet", reason="bash scripts/install.sh chgnet")
     name = _compare(load_model("chgnet", "cpu"), _frame(n), f_tol=2e-4)
     assert name == "chgnet-device-graphs"
 
 
 def test_sevennet_batch_matches_the_calculator():
-    pytest.importorskip("sevenn")
+    pytest.importorskip("sevenn", reason="bash scripts/install.sh sevennet")
     name = _compare(load_model("sevennet", "cpu"), _frame(2), f_tol=2e-4)
     assert name == "sevennet-device-graphs"
 
 
 def test_mace_through_torchsim_matches_the_calculator(tmp_path):
-    pytest.importorskip("mace")
-    pytest.importorskip("torch_sim")
+    pytest.importorskip("mace", reason="bash scripts/install.sh mace")
+    pytest.importorskip("torch_sim", reason="bash scripts/install.sh mace")
     from tests.harness.small_models import mace_model_file
 
     path = mace_model_file(tmp_path / "small.model")
@@ -115,7 +115,7 @@ def test_mace_through_torchsim_matches_the_calculator(tmp_path):
 
 
 def test_deepmd_frames_match_the_calculator(tmp_path):
-    pytest.importorskip("deepmd")
+    pytest.importorskip("deepmd", reason="bash scripts/install.sh deepmd")
     from tests.harness.small_models import deepmd_model_file
 
     path = deepmd_model_file(tmp_path)
@@ -125,8 +125,8 @@ def test_deepmd_frames_match_the_calculator(tmp_path):
 
 def test_m3gnet_dgl_batch_matches_the_calculator():
     """Runs in the DGL environment (.ci/run: .venv-m3gnet), with the study's M3GNet weights."""
-    pytest.importorskip("dgl")
-    pytest.importorskip("matgl")
+    pytest.importorskip("dgl", reason="bash scripts/install.sh m3gnet")
+    pytest.importorskip("matgl", reason="bash scripts/install.sh m3gnet")
     from pto_checks.models import ModelUnavailable
 
     try:
