@@ -36,6 +36,9 @@ class Cache:
     def __init__(self, root: str | os.PathLike[str], enabled: bool = True):
         self.root = Path(root)
         self.enabled = enabled
+        #: entries committed through this object: read back even when disabled (``--recompute``
+        #: recomputes each entry once per session, not once per reader)
+        self.fresh: set[tuple[str, str]] = set()
 
     def entry(self, stage: str, key: str) -> Path:
         return self.root / stage / key
@@ -57,10 +60,6 @@ class Cache:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def is_done(self, stage: str, key: str) -> bool:
-        """True when a finished entry exists (and the cache is enabled)."""
-        return self.enabled and (self.entry(stage, key) / "meta.json").is_file()
-
     @contextlib.contextmanager
     def claim(self, stage: str, key: str, resumable: bool = False, blocking: bool = True
               ) -> Iterator[Claim | None]:
@@ -72,7 +71,7 @@ class Cache:
             if not held:
                 yield None
                 return
-            if self.enabled and (final / "meta.json").is_file():
+            if (self.enabled or (stage, key) in self.fresh) and (final / "meta.json").is_file():
                 yield Claim(final, final, json.loads((final / "meta.json").read_text())["data"], True)
                 return
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +86,9 @@ class Cache:
             try:
                 yield claim
             finally:
-                if not resumable and not claim.committed:
+                if claim.committed:
+                    self.fresh.add((stage, key))
+                elif not resumable:
                     shutil.rmtree(work, ignore_errors=True)
 
     def get_or_compute(

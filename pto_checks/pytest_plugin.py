@@ -70,9 +70,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    for marker in ("sanity", "static", "phonon", "dynamic", "npt", "nvt", "harness", "slow", "regression",
-                   "benchmark"):
-        config.addinivalue_line("markers", f"{marker}: pto-checks {marker} checks")
+    from pto_checks import markers
+
+    markers.register(config)
     for f in config.getoption("--model-file") or []:
         try:
             registry.load_model_file(f)
@@ -299,18 +299,11 @@ def _sweep(request: pytest.FixtureRequest, model: registry.LoadedModel, ensemble
 
     st = _state(request)
     quiet = os.environ.get("PYTEST_XDIST_WORKER") is not None or request.config.getoption("verbose") < 0
-    from pto_checks.md import BATCHED_INTEGRATORS
-
-    option = request.config.getoption("--engine")
-    engine = resolve_engine(option, model)
-    if engine == "batched" and integrator not in BATCHED_INTEGRATORS[ensemble]:
-        if option == "batched":
-            pytest.fail(f"--engine batched runs NPT with the melchionna integrator only; {integrator} needs "
-                        f"--engine ase (or drop --npt-integrator {integrator})", pytrace=False)
-        engine = "ase"  # auto: the batched engine ports ASE's NPT (melchionna) and Langevin only
     rows = stages.md_sweep(model, st["protocol"], st["cache"], ensemble, integrator,
-                           engine=engine, progress=not quiet, write=_terminal_writer(request.config),
+                           engine=request.config.getoption("--engine"), progress=not quiet,
+                           write=_terminal_writer(request.config),
                            together=_sweeps_requested(request.session, model.name))
+    engine = "+".join(sorted({r.get("engine", "ase") for r in rows}))
     phases = [r["phase"] for r in rows]
     temps = [r["T_K"] for r in rows]
     tc = analysis.transition_temperature(temps, phases)
@@ -327,16 +320,6 @@ def _sweep(request: pytest.FixtureRequest, model: registry.LoadedModel, ensemble
                           title=f"{model.name}: {ensemble.upper()} ({integrator}), protocol {st['protocol'].name}")
     return {"rows": rows, "tc": tc, "ensemble": ensemble, "integrator": integrator,
             "protocol": st["protocol"], "table": analysis.format_table(rows)}
-
-
-def resolve_engine(option: str, model: registry.LoadedModel) -> str:
-    """``auto`` -> ``batched`` on a GPU for a model with a device-side batched interface, else ``ase``."""
-    if option != "auto":
-        return option
-    from pto_checks.models.batched import native_family
-
-    on_gpu = str(model.device).startswith("cuda")
-    return "batched" if on_gpu and native_family(model) is not None else "ase"
 
 
 def _sweeps_requested(session: pytest.Session, model_name: str) -> list[tuple[str, str]]:
@@ -434,14 +417,21 @@ def _test_id(item: pytest.Item) -> str:
     return tid
 
 
+def _deselect(config: pytest.Config, items: list[pytest.Item], drop) -> None:
+    keep = [i for i in items if not drop(i)]
+    if len(keep) != len(items):
+        config.hook.pytest_deselected(items=[i for i in items if drop(i)])
+        items[:] = keep
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # engine equivalence runs both engines on both ensembles: only when -m names it
+    if "equivalence" not in (config.getoption("markexpr", "") or ""):
+        _deselect(config, items, lambda i: i.get_closest_marker("equivalence") is not None)
     st = config.stash.get(_STATE_KEY, None)
     baseline = st and st.get("baseline")
     if not baseline:  # regression checks only mean something against a baseline
-        keep = [i for i in items if i.get_closest_marker("regression") is None]
-        if len(keep) != len(items):
-            config.hook.pytest_deselected(items=[i for i in items if i not in keep])
-            items[:] = keep
+        _deselect(config, items, lambda i: i.get_closest_marker("regression") is not None)
         return
     for item in items:
         name = getattr(getattr(item, "callspec", None), "params", {}).get("model_name")

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
 
 from pto_checks.models.base import (
     Loaded,
@@ -38,3 +42,65 @@ def load(spec: ModelSpec, device: str) -> Loaded:
             "the .model file on a machine with internet and run --model mace:/path/to/file.model",
         ) from exc
     return Loaded(calc, sha256_module(calc.models[0]), details={"hub": hub})
+
+
+# ----------------------------------------------------------------------------- batched MD interface
+# The batched engine's device-side interface of this family (see pto_checks.models.batched):
+# batched_potential(model, numbers, masses, device) -> BatchedPotential.
+
+
+def batched_available() -> bool:
+    """MACE's device-side interface is TorchSim's ``MaceModel`` (``pip install -e ".[batched]"``)."""
+    import importlib.util
+
+    return importlib.util.find_spec("torch_sim") is not None
+
+
+def batched_potential(model, numbers, masses, device):
+    """TorchSim's ``MaceModel`` fed our device neighbor list (TorchSim 0.3.0's runs on the CPU)."""
+    import torch
+    from torch_sim.models.mace import MaceModel
+
+    mace = model.calculator.models[0]
+    dtype = next(mace.parameters()).dtype
+    ts_model = MaceModel(model=mace, device=torch.device(device), dtype=dtype, neighbor_list_fn=_ts_neighbor_list)
+    return TorchSimPotential(ts_model, numbers, masses, "torchsim-mace")
+
+
+class TorchSimPotential:
+    """A TorchSim ``ModelInterface`` (positions concatenated over replicas, one call)."""
+
+    def __init__(self, ts_model: Any, numbers: np.ndarray, masses: np.ndarray, name: str):
+        self.model = ts_model
+        self.device = torch.device(ts_model.device)
+        self.dtype = ts_model.dtype
+        self.numbers = torch.as_tensor(numbers, device=self.device)
+        self.masses = torch.as_tensor(masses, device=self.device, dtype=self.dtype)
+        self.name = name
+
+    def __call__(self, positions: torch.Tensor, cells: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        import torch_sim as ts
+
+        b, n, _ = positions.shape
+        state = ts.SimState(
+            positions=positions.reshape(-1, 3).to(self.dtype),
+            masses=self.masses.repeat(b),
+            cell=cells.transpose(1, 2).to(self.dtype),  # TorchSim stores column vectors
+            pbc=True,
+            atomic_numbers=self.numbers.repeat(b),
+            system_idx=torch.arange(b, device=self.device).repeat_interleave(n),
+        )
+        out = self.model(state)
+        return (out["energy"].double().reshape(b), out["forces"].double().reshape(b, n, 3),
+                out["stress"].double().reshape(b, 3, 3))
+
+
+def _ts_neighbor_list(positions, cell, pbc, cutoff):
+    """Our device neighbor list with TorchSim's ``neighbor_list_fn`` signature (row-vector cell)."""
+    import torch
+
+    from pto_checks.neighbors import neighbor_list
+
+    i, j, shifts, _ = neighbor_list(positions, cell, float(cutoff))
+    return torch.stack([i, j]), shifts.to(positions.dtype)

@@ -15,10 +15,11 @@ from hypothesis import strategies as st
 from pto_checks import stages, structures, verdicts
 from pto_checks.cache import Cache
 from pto_checks.md import ASEEngine, MDTask
-from pto_checks.md_batched import BatchedEngine, ChunkedCall
+from pto_checks.md.batched_engine import BatchedEngine, ChunkedCall
 from pto_checks.models import load_model
-from pto_checks.models.batched import CalculatorLoop, batched_potential, neighbor_list
+from pto_checks.models.batched import CalculatorLoop, batched_potential
 from pto_checks.models.synthetic import make
+from pto_checks.neighbors import neighbor_list
 from pto_checks.protocols import PROTOCOLS, apply_overrides, get_protocol
 
 

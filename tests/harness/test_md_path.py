@@ -43,7 +43,6 @@ def _run(pytester, *args: str):
     return result, data
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 bug 1, fixed by the single MD path")
 def test_batched_engine_with_both_npt_integrators_runs_each_where_it_is_supported(checks_dir):
     """Bug 1: --engine batched with --npt-integrator melchionna --npt-integrator mtk ran the mtk
     sweep's tasks in the batch (the batched engine does not integrate MTK) and the melchionna
@@ -60,7 +59,6 @@ def test_batched_engine_with_both_npt_integrators_runs_each_where_it_is_supporte
     assert md["npt_mtk"]["value"]["engine"] == "ase"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 9 bug 2, fixed by the single MD path")
 def test_rerun_md_computes_each_task_once(checks_dir):
     """Bug 2: --rerun-md with the batched engine computed every temperature two or three times
     (the batch, then each temperature alone with the cache disabled, then the next fixture's batch).
@@ -80,8 +78,7 @@ def test_rerun_md_computes_each_task_once(checks_dir):
     assert not any(r["cache_hit"] for r in rows)
 
 
-@pytest.mark.parametrize("expr", [pytest.param(e, marks=pytest.mark.xfail(strict=True, reason="issue 9 bug 3"))
-                                  for e in ("npt", "nvt", "npt or nvt")] + ["dynamic"])
+@pytest.mark.parametrize("expr", ["npt", "nvt", "dynamic", "npt or nvt"])
 def test_ensemble_markers_do_not_select_engine_equivalence(checks_dir, expr):
     """Bug 3: -m npt / -m nvt also selected the engine-equivalence tests (marked npt/nvt besides
     equivalence), which run both engines and both ensembles.  Equivalence runs only when asked."""
