@@ -131,11 +131,6 @@ def site_assignment(positions: np.ndarray, cell: np.ndarray,
     return u, np.mod(cidx, reps_a).astype(int), basis
 
 
-def site_displacements(positions: np.ndarray, cell: np.ndarray, reps: tuple[int, int, int]) -> np.ndarray:
-    """Displacements (Angstrom, (N, 3)) from the nearest ideal sites (see :func:`site_assignment`)."""
-    return site_assignment(positions, cell, reps)[0]
-
-
 def polarization(positions: np.ndarray, cell: np.ndarray, reps: tuple[int, int, int],
                  assignment: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
     """Polarization from Born effective charges, in C/m^2.
@@ -275,6 +270,8 @@ def summarize_run(samples: list[dict[str, Any]], failure: dict[str, Any] | None,
         row["long_axis"] = axis
         row["c_over_a_frames"] = float(np.mean(srt[:, 2] / (0.5 * (srt[:, 0] + srt[:, 1]))))
         for name, series in (("a", a_f), ("c", c_f),
+                             ("Px", np.array([s["Px"] for s in prod])),
+                             ("Py", np.array([s["Py"] for s in prod])),
                              ("Pz", np.array([s["Pz"] for s in prod])),
                              ("P_local_abs", np.array([s["P_local_abs"] for s in prod])),
                              ("T_measured", np.array([s["T_K"] for s in prod])),
@@ -287,6 +284,10 @@ def summarize_run(samples: list[dict[str, Any]], failure: dict[str, Any] | None,
         pvec = np.array([[s["Px"], s["Py"], s["Pz"]] for s in prod]).mean(axis=0)
         row["P"] = pvec.tolist()
         row["P_abs"] = float(np.linalg.norm(pvec))
+        # error of |P| from the components' errors (linear propagation; its own error bar, not Pz's)
+        perr = np.array([row["Px_err"], row["Py_err"], row["Pz_err"]])
+        row["P_abs_err"] = (float(np.sqrt(np.sum((pvec * perr) ** 2)) / row["P_abs"]) if row["P_abs"] > 0
+                            else float(np.linalg.norm(perr)))
     else:
         row.update(a=float("nan"), c=float("nan"), c_over_a=float("nan"), Pz=float("nan"),
                    P_abs=float("nan"), lindemann=float("nan"), order=float("nan"))

@@ -11,8 +11,6 @@ from ase import Atoms
 
 from pto_checks.reference import load_reference
 
-SYMBOLS = ("Pb", "Ti", "O", "O", "O")
-
 
 def tetragonal(a: float | None = None, c: float | None = None) -> Atoms:
     """Polar tetragonal P4mm PbTiO3 (5 atoms), polar axis along z.

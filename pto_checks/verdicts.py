@@ -174,10 +174,6 @@ def no_melting_or_instability(sweep: dict[str, Any], functional: str) -> Verdict
                           [r["phase"] for r in sweep["rows"]], tolerance("melting"))
 
 
-def _row_at(sweep: dict[str, Any], temperature: float) -> dict[str, Any]:
-    return min(sweep["rows"], key=lambda r: abs(r["T_K"] - temperature))
-
-
 def polar_at_low_temperature(sweep: dict[str, Any], functional: str) -> Verdict:
     """The lowest temperature of the sweep (300 K) is tetragonal and polar."""
     r = sweep["rows"][0]
@@ -279,7 +275,7 @@ def engines_agree(reference: list[dict[str, Any]], candidate: list[dict[str, Any
         d_ca = abs(r["c_over_a"] - c["c_over_a"])
         e_ca = math.hypot(_err(r, "c_over_a_err"), _err(c, "c_over_a_err"))
         d_p = abs(r["P_abs"] - c["P_abs"])
-        e_p = math.hypot(_err(r, "Pz_err"), _err(c, "Pz_err"))
+        e_p = math.hypot(_err(r, "P_abs_err"), _err(c, "P_abs_err"))  # |P| with its own error bar
         lim_ca = max(tol["sigma"] * e_ca, tol["c_over_a_floor"])
         lim_p = max(tol["sigma"] * e_p, tol["polarization_floor"])
         lines.append(f"{t:.0f} K: c/a {r['c_over_a']:.4f} vs {c['c_over_a']:.4f} (limit {lim_ca:.4f}), "

@@ -95,3 +95,16 @@ def test_equivalence_runs_when_asked(checks_dir):
     out = result.stdout.str()
     assert "test_engines.py::test_batched_engine_matches_ase_npt" in out
     assert "test_dynamic.py::" not in out
+
+
+def test_engines_agree_bounds_abs_p_with_its_own_error_bar():
+    """|P| differing by 0.3 C/m^2 with a small |P| error fails, even where Pz's error bar (another
+    quantity, here large) would have hidden it."""
+    from pto_checks import verdicts
+
+    row = {"T_K": 300.0, "c_over_a": 1.05, "c_over_a_err": 0.001, "phase": "tetragonal", "P_abs": 0.6,
+           "P_abs_err": 0.01, "Pz": 0.0, "Pz_err": 0.5}
+    other = dict(row, P_abs=0.9)
+    assert verdicts.engines_agree([row], [dict(row)], "nvt").passed
+    bad = verdicts.engines_agree([row], [other], "nvt")
+    assert not bad.passed and "|P| differs" in bad.message
