@@ -26,8 +26,8 @@ if has chgnet || has sevennet || has orb || has mace || has deepmd; then
     .venv/bin/pip install -c constraints/cpu.txt "e3nn>=0.5.9" matscipy lmdb h5py opt_einsum torchmetrics orjson
     .venv/bin/pip install --no-deps mace-torch torch-ema ConfigArgParse GitPython gitdb smmap \
       prettytable python-hostlist wcwidth
-    # TorchSim: MACE's device-side interface for the batched MD engine (extra "batched")
-    .venv/bin/pip install -c constraints/cpu.txt "torch-sim-atomistic>=0.3"
+    # TorchSim: MACE's device-side interface for the batched MD engine (extra "batched"), and vesin
+    .venv/bin/pip install -c constraints/cpu.txt "torch-sim-atomistic>=0.3" "vesin[torch]>=0.3"
   fi
   if has deepmd; then
     # The PyPI wheel's op library is built for another torch: build deepmd-kit against ours (~2 min).
