@@ -20,7 +20,7 @@ _orig = synthetic.ElasticNetworkCalculator.calculate
 
 def _counting(self, *a, **k):
     with open(os.path.join(os.path.dirname(__file__), "calls.txt"), "a") as fh:
-        fh.write("1\\n")
+        fh.write("1\n")
     return _orig(self, *a, **k)
 
 synthetic.ElasticNetworkCalculator.calculate = _counting
@@ -108,3 +108,41 @@ def test_engines_agree_bounds_abs_p_with_its_own_error_bar():
     assert verdicts.engines_agree([row], [dict(row)], "nvt").passed
     bad = verdicts.engines_agree([row], [other], "nvt")
     assert not bad.passed and "|P| differs" in bad.message
+
+
+def test_a_waiting_process_says_who_holds_the_entry(tmp_path):
+    """A process waiting for a cache entry names the holder (host, PID, since when, for how long)."""
+    import os
+    import subprocess
+    import sys
+
+    from pto_checks.cache import Cache
+
+    script = ("import sys, time; from pto_checks.cache import Cache\n"
+              "c = Cache(sys.argv[1])\n"
+              "with c.lock('md', 'k'):\n    print('held', flush=True); time.sleep(30)\n")
+    holder = subprocess.Popen([sys.executable, "-c", script, str(tmp_path)], stdout=subprocess.PIPE, text=True,
+                              env=dict(os.environ, PYTHONPATH=str(ROOT)))
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        cache = Cache(tmp_path)
+        with cache.lock("md", "k", blocking=False) as got:
+            assert got is False
+        lines: list[str] = []
+        cache.report_every_s, cache.notify = 0.2, lines.append
+
+        def give_up(line: str) -> None:
+            lines.append(line)
+            if len(lines) >= 2:
+                raise TimeoutError
+
+        cache.notify = give_up
+        with pytest.raises(TimeoutError), cache.lock("md", "k"):
+            pass
+        assert f"PID {holder.pid}" in lines[0] and "since" in lines[0] and "waiting" in lines[0], lines
+    finally:
+        holder.kill()
+        holder.wait()
+    with Cache(tmp_path).lock("md", "k", blocking=False) as got:  # released when the holder died
+        assert got is True
+    assert not (tmp_path / "md" / "k.lock.holder").exists()
