@@ -293,9 +293,8 @@ def _terminal_writer(config: pytest.Config):
     return write
 
 
-def _sweep(request: pytest.FixtureRequest, model: registry.LoadedModel, ensemble: str,
-           integrator: str) -> dict[str, Any]:
-    from pto_checks import analysis, report, stages
+def _sweep(request: pytest.FixtureRequest, model: registry.LoadedModel, ensemble: str, integrator: str):
+    from pto_checks import report, stages
 
     st = _state(request)
     quiet = os.environ.get("PYTEST_XDIST_WORKER") is not None or request.config.getoption("verbose") < 0
@@ -303,23 +302,21 @@ def _sweep(request: pytest.FixtureRequest, model: registry.LoadedModel, ensemble
                            engine=request.config.getoption("--engine"), progress=not quiet,
                            write=_terminal_writer(request.config),
                            together=_sweeps_requested(request.session, model.name))
-    engine = "+".join(sorted({r.get("engine", "ase") for r in rows}))
-    phases = [r["phase"] for r in rows]
-    temps = [r["T_K"] for r in rows]
-    tc = analysis.transition_temperature(temps, phases)
+    from pto_checks.md.sweep import Sweep
+
+    sweep = Sweep(ensemble, integrator, rows, st["protocol"],
+                  engine="+".join(sorted({r.get("engine", "ase") for r in rows})))
     results: Results = st["results"]
-    clean = [{k: v for k, v in r.items() if k not in ("folder", "task")} for r in rows]
+    data = sweep.to_dict()
     results.quantity(model.name, "md", f"{ensemble}_{integrator}",
-                     {"rows": clean, "tc": tc, "engine": engine},
-                     "T in K; a, c in Angstrom; P in C/m^2")
+                     {k: data[k] for k in ("rows", "tc", "engine")}, "T in K; a, c in Angstrom; P in C/m^2")
     out = request.config.getoption("--report")
     if out:
         folder = Path(out) / "md" / model.name
         folder.mkdir(parents=True, exist_ok=True)
-        report.plot_sweep(clean, ensemble, folder / f"{ensemble}_{integrator}.png",
+        report.plot_sweep(data["rows"], ensemble, folder / f"{ensemble}_{integrator}.png",
                           title=f"{model.name}: {ensemble.upper()} ({integrator}), protocol {st['protocol'].name}")
-    return {"rows": rows, "tc": tc, "ensemble": ensemble, "integrator": integrator,
-            "protocol": st["protocol"], "table": analysis.format_table(rows)}
+    return sweep
 
 
 def _sweeps_requested(session: pytest.Session, model_name: str) -> list[tuple[str, str]]:
@@ -339,14 +336,16 @@ def _sweeps_requested(session: pytest.Session, model_name: str) -> list[tuple[st
 
 
 @pytest.fixture(scope="session")
-def npt_sweep(request: pytest.FixtureRequest, model: registry.LoadedModel, npt_integrator: str) -> dict[str, Any]:
-    """The NPT heating sweep of ``model`` (cached per temperature): rows, Tc, table."""
+def npt_sweep(request: pytest.FixtureRequest, model: registry.LoadedModel, npt_integrator: str):
+    """The NPT heating sweep of ``model`` (cached per temperature): a :class:`pto_checks.md.sweep.Sweep`
+    (rows, Tc, table, protocol, engine)."""
     return _sweep(request, model, "npt", npt_integrator)
 
 
 @pytest.fixture(scope="session")
-def nvt_sweep(request: pytest.FixtureRequest, model: registry.LoadedModel) -> dict[str, Any]:
-    """The NVT (Langevin, experimental lattice) heating sweep of ``model`` (cached per temperature)."""
+def nvt_sweep(request: pytest.FixtureRequest, model: registry.LoadedModel):
+    """The NVT (Langevin, experimental lattice) heating sweep of ``model`` (cached per temperature):
+    a :class:`pto_checks.md.sweep.Sweep`."""
     return _sweep(request, model, "nvt", "langevin")
 
 

@@ -11,14 +11,59 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from pto_checks import analysis
 from pto_checks.cache import Cache, Claim, cache_key
 from pto_checks.md.engines import choose_engine, run_group
 from pto_checks.md.observe import Progress, write_outputs
 from pto_checks.md.task import EngineName, MDTask, sweep_tasks
+
+
+@dataclass
+class Sweep:
+    """One temperature sweep of one model, as the checks read it.
+
+    ``rows``: one dict per temperature (keys and units in :attr:`UNITS`; ``phase`` classified on
+    reading; ``cache_hit``, ``folder``, ``engine``); ``tc``: the transition temperature estimate
+    (:func:`pto_checks.analysis.transition_temperature`); ``protocol``: the
+    :class:`~pto_checks.protocols.Protocol` it ran under; ``engine``: the engine(s) that ran it.
+    ``sweep["rows"]`` works too (the check files and verdicts were written against a dict).
+    """
+
+    ensemble: str
+    integrator: str
+    rows: list[dict[str, Any]]
+    protocol: Any
+    engine: str = "ase"
+    tc: dict[str, Any] = field(default_factory=dict)
+
+    #: units of the row entries (the rest are dimensionless or text)
+    UNITS: ClassVar[dict[str, str]] = {
+        "T_K": "K", "T_measured": "K", "a": "Angstrom", "c": "Angstrom", "a_err": "Angstrom",
+        "c_err": "Angstrom", "Pz": "C/m^2", "Pz_err": "C/m^2", "Px": "C/m^2", "Py": "C/m^2",
+        "P_abs": "C/m^2", "P_abs_err": "C/m^2", "P_local_abs": "C/m^2", "P": "C/m^2",
+    }
+
+    def __post_init__(self) -> None:
+        if not self.tc:
+            self.tc = analysis.transition_temperature([r["T_K"] for r in self.rows],
+                                                      [r["phase"] for r in self.rows])
+
+    def __getitem__(self, key: str) -> Any:
+        return getattr(self, key)
+
+    @property
+    def table(self) -> str:
+        """The per-temperature table (T, a, c, c/a, |P|, Pz, phase) as text."""
+        return analysis.format_table(self.rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready (rows without their cache folders and tasks), as results.json stores it."""
+        rows = [{k: v for k, v in r.items() if k not in ("folder", "task")} for r in self.rows]
+        return {"rows": rows, "tc": self.tc, "engine": self.engine, "units": dict(self.UNITS)}
 
 
 def task_key(model: Any, task: MDTask, engine: str | EngineName) -> str:
