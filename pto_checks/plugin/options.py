@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from pto_checks.md.task import EngineName
+
 DEFAULT_MODEL = "chgnet"
 
 
@@ -31,11 +33,12 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--npt-integrator", action="append", default=[], choices=["melchionna", "mtk"],
                     help="NPT integrator(s): melchionna (ASE NPT, the study's; default) and/or mtk "
                          "(ASE MaskedMTKNPT); give twice to compare")
-    group.addoption("--engine", default="auto", choices=["auto", "ase", "batched"],
+    group.addoption("--engine", default="auto", choices=[e.value for e in EngineName],
                     help="MD engine: ase (reference, one temperature at a time), batched (all temperatures "
                          "and both ensembles of a sweep in one model call per step, on the model's device), "
                          "auto (default: batched on a GPU for models with a device-side interface "
-                         "(CHGNet, SevenNet, MACE, DeePMD, M3GNet), else ase)")
+                         "(CHGNet, SevenNet, MACE, DeePMD, M3GNet), else ase). Chosen per task: a task the "
+                         "batched engine has no integrator for (NPT mtk) runs on ase")
     group.addoption("--bench-sizes", default="1,2,3,4,5,6,7,8,9,10", metavar="N,N,...",
                     help="benchmark: supercell sizes n (n x n x n, 5 n^3 atoms)")
     group.addoption("--bench-replicas", type=int, default=8, metavar="N",
