@@ -18,7 +18,7 @@ from pto_checks.protocols import Protocol, apply_overrides, get_protocol
 from pto_checks.results import Results
 
 
-@dataclass
+@dataclass(eq=False)  # hashable by identity: it is registered as a plugin
 class PtoSession:
     """What one pytest run of pto-checks holds: the chosen models and protocol, the cache, the
     results being collected, the baseline, loaded models and their errors, check outcomes."""
