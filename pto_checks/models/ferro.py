@@ -54,7 +54,7 @@ class FerroParameters:
     A_eV_per_A2: float = -1.6
     B_eV_per_A4: float = 12.0
     C_eV_per_A4: float = 30.0
-    J_eV_per_A2: float = 0.35
+    J_eV_per_A2: float = 0.55
     g_eV_per_A2: float = 20.0
     energy_per_fu_eV: float = -8.0
 
