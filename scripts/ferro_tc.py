@@ -1,0 +1,94 @@
+"""Measure the transition of the synthetic ferroelectric model (``synthetic:ferro``) with long runs.
+
+Each temperature is one MD run through the harness's ASE engine (``pto_checks.md.ASEEngine``,
+the protocol's integrators: NPT = ASE's Melchionna NPT with the study's ttime and pfactor, NVT =
+Langevin), started afresh from the polar cell (heating).  The statistics and phase decisions are
+the harness's own (:func:`pto_checks.analysis.summarize_run`, :func:`pto_checks.verdicts.phase_decision`);
+Tc is bracketed between the highest temperature decided polar and the first above it decided
+cubic (:func:`pto_checks.verdicts.tc_bracket`).
+
+    python scripts/ferro_tc.py --steps 20000 --temperatures 500,550,600,625,650,675,700,750,800 \
+        --out benchmarks/ferro_tc_npt.json
+
+Writes a JSON with one row per temperature (c/a, |P|, Pz with standard errors, t0, n_eff, phase,
+steps/s) and the bracket, and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+
+def run_one(args: tuple[str, float, int, int, int]) -> dict:
+    ensemble, temperature, supercell, steps, seed = args
+    from pto_checks import analysis, verdicts
+    from pto_checks.md import ASEEngine, MDTask
+    from pto_checks.models.ferro import make
+    from pto_checks.protocols import PROTOCOLS
+
+    p = PROTOCOLS["paper"].md
+    a, c = (p.start_a, p.start_c) if ensemble == "npt" else (p.nvt_a, p.nvt_c)
+    task = MDTask(ensemble, "melchionna" if ensemble == "npt" else "langevin", float(temperature), supercell,
+                  a, c, steps, p.timestep_fs, seed, p.ttime_fs, p.pfactor_ase, p.mtk_tdamp_fs, p.mtk_pdamp_fs,
+                  p.friction_per_fs, p.sample_every, 10**9, max(steps // 4, p.sample_every))
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory() as d:
+        res = ASEEngine().run(task, make(), Path(d) / "run")
+    wall = time.perf_counter() - t0
+    row = analysis.summarize_run(res["samples"], res["failure"], temperature, p.production_fraction)
+    phase, _, text = verdicts.phase_decision(row, ensemble)
+    st = row["stats"]["series"]
+    out = {"T_K": temperature, "phase": phase, "decision": text, "steps": steps, "wall_s": wall,
+           "steps_per_s": steps / wall, "t0_ps": row["t0_ps"], "production_ps": row["production_ps"],
+           "failure": res["failure"]}
+    for k in ("c_over_a", "P_abs", "Pz", "lindemann"):
+        out[k] = {"mean": st[k]["mean"] if k != "P_abs" else row["P_abs_mean"],
+                  "sem": row.get(f"{k}_sem", st[k]["sem"]), "n_eff": row.get(f"{k}_n_eff", st[k]["n_eff"])}
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ensemble", default="npt", choices=("npt", "nvt"))
+    ap.add_argument("--temperatures", default="500,550,600,625,650,675,700,750,800")
+    ap.add_argument("--supercell", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=20000)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--jobs", type=int, default=1)
+    ap.add_argument("--out", default=None)
+    a = ap.parse_args(argv)
+    temps = [float(t) for t in a.temperatures.split(",")]
+    jobs = [(a.ensemble, t, a.supercell, a.steps, a.seed) for t in temps]
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(a.jobs) as pool:
+        rows = list(pool.map(run_one, jobs))
+    from pto_checks import verdicts
+
+    br = verdicts.tc_bracket(temps, [r["phase"] for r in rows])
+    print(f"{a.ensemble.upper()} {a.supercell}^3, {a.steps} steps of 2 fs per temperature, seed {a.seed}")
+    print("   T (K)   c/a (+- sem)          |P| C/m2 (+- sem)   t0 ps  n_eff(c/a)  steps/s  phase")
+    for r in rows:
+        print(f"  {r['T_K']:6.0f}  {r['c_over_a']['mean']:.4f} +- {r['c_over_a']['sem']:.4f}   "
+              f"{r['P_abs']['mean']:.3f} +- {r['P_abs']['sem']:.3f}        {r['t0_ps']:5.1f}  "
+              f"{r['c_over_a']['n_eff']:9.1f}  {r['steps_per_s']:7.0f}  {r['phase']}")
+    print(f"Tc bracket: {br}  (total {time.perf_counter() - t0:.0f} s)")
+    if a.out:
+        Path(a.out).write_text(json.dumps({"ensemble": a.ensemble, "supercell": a.supercell, "steps": a.steps,
+                                           "seed": a.seed, "rows": rows, "tc_bracket": br,
+                                           "command": "python scripts/ferro_tc.py " + " ".join(argv or [])},
+                                          indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(main(sys.argv[1:]))
