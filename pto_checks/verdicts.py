@@ -2,10 +2,11 @@
 
 A failing verdict's message states the measured value, the reference (and its source), the
 tolerance and the functional the model was trained on.  Dynamic verdicts decide from confidence
-intervals when the sweep's rows carry statistics (:mod:`pto_checks.statistics`, decision rule in
-:mod:`pto_checks.decisions`): a quantity whose interval contains its threshold, or a run too short
-or not equilibrated, makes the check inconclusive, and the message says what would decide it.
-Rows without statistics (older caches) are judged on their means as before.
+intervals when the sweep asks for it and its rows carry statistics (:func:`decides_with_intervals`;
+:mod:`pto_checks.statistics`, decision rule in :mod:`pto_checks.decisions`): a quantity whose
+interval contains its threshold, or a run too short or not equilibrated, makes the check
+inconclusive, and the message says what would decide it.  Otherwise (rows from older caches, or
+a caller that cannot yet carry an inconclusive outcome) they judge the means as before.
 """
 
 from __future__ import annotations
@@ -189,8 +190,19 @@ def _oxygen_fraction(formula: str) -> tuple[int, int]:
 # Finite-temperature verdicts.  ``sweep``: the dict of the npt_sweep / nvt_sweep fixtures.
 
 
-def _has_stats(sweep: dict[str, Any]) -> bool:
-    return any(isinstance(r.get("stats"), dict) for r in sweep["rows"])
+def decides_with_intervals(sweep: dict[str, Any]) -> bool:
+    """Whether the dynamic verdicts decide ``sweep`` from confidence intervals (three outcomes).
+
+    Needs both: the sweep dict asks for it (``sweep["decide_with_intervals"] = True``; the MD
+    stage's caller sets it once inconclusive is carried through the plugin, JUnit, report and CI
+    gate) and its rows carry statistics (:func:`pto_checks.analysis.summarize_run`).  Otherwise the
+    verdicts judge the means as before (pass / fail).
+    """
+    return bool(sweep.get("decide_with_intervals")) and any(isinstance(r.get("stats"), dict)
+                                                            for r in sweep["rows"])
+
+
+_has_stats = decides_with_intervals
 
 
 def _sweep_context(sweep: dict[str, Any]) -> str:

@@ -103,7 +103,7 @@ def _sweep(rows, ensemble="npt", protocol="paper"):
         r["phase"] = analysis.classify_phase(r, ensemble, tolerance("phase"), tolerance("melting"))
     tc = analysis.transition_temperature([r["T_K"] for r in rows], [r["phase"] for r in rows])
     return {"rows": rows, "tc": tc, "ensemble": ensemble, "integrator": "melchionna",
-            "protocol": PROTOCOLS[protocol], "table": analysis.format_table(rows)}
+            "protocol": PROTOCOLS[protocol], "table": analysis.format_table(rows), "decide_with_intervals": True}
 
 
 NPT_CHECKS = (verdicts.no_melting_or_instability, verdicts.polar_at_low_temperature, verdicts.cubic_above_tc,
@@ -186,11 +186,15 @@ def test_undecided_melting_is_inconclusive():
     assert v.outcome is Outcome.INCONCLUSIVE and "undecided melting at 1000 K" in v.message
 
 
-def test_rows_without_statistics_are_judged_as_before():
+def test_rows_without_statistics_or_a_caller_not_asking_are_judged_as_before():
     rows = [_row(300, 1.06), _row(1000, 1.012, ca_sem=0.006, n_eff=12)]
-    for r in rows:
-        del r["stats"]
     s = _sweep(rows, protocol="smoke")
+    assert verdicts.decides_with_intervals(s)
+    s["decide_with_intervals"] = False  # today's plugin: pass / fail on the means
     v = verdicts.cubic_above_tc(s, "PBE")
     assert v.outcome is Outcome.FAIL and "qualitative only" in v.message
+    s["decide_with_intervals"] = True
+    for r in rows:
+        del r["stats"]  # a cache written before the statistics
+    assert verdicts.cubic_above_tc(s, "PBE").outcome is Outcome.FAIL
     assert get_protocol("smoke").reduced
