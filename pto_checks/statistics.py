@@ -264,12 +264,3 @@ def norm_statistics(components: Sequence[SeriesStats], name: str = "P_abs") -> S
     return SeriesStats(name, components[0].unit, worst.n, worst.t0, worst.g, worst.n_eff, norm,
                        float(np.linalg.norm([c.std for c in components])), sem, worst.sample_interval_ps,
                        all(c.blocking_plateau for c in components), sem_blk, note)
-
-
-def ratio_statistics(num: SeriesStats, den: SeriesStats, name: str) -> SeriesStats:
-    """num/den of two means with the first-order propagated error (independent errors)."""
-    r = num.mean / den.mean
-    rel = math.hypot(num.sem / num.mean, den.sem / den.mean)
-    return SeriesStats(name, "", min(num.n, den.n), max(num.t0, den.t0), max(num.g, den.g),
-                       min(num.n_eff, den.n_eff), r, float("nan"), abs(r) * rel, num.sample_interval_ps,
-                       num.blocking_plateau and den.blocking_plateau, float("nan"), num.note or den.note)

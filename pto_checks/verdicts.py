@@ -202,12 +202,10 @@ def decides_with_intervals(sweep: dict[str, Any]) -> bool:
                                                             for r in sweep["rows"])
 
 
-_has_stats = decides_with_intervals
-
 
 def _sweep_context(sweep: dict[str, Any]) -> str:
     p = sweep["protocol"]
-    if p.reduced and _has_stats(sweep):
+    if p.reduced and decides_with_intervals(sweep):
         reduced = (f"REDUCED protocol '{p.name}' ({p.md.supercell}^3 cells, {p.md.steps} steps of "
                    f"{p.md.timestep_fs} fs per temperature): decided only where this run's confidence "
                    "intervals allow. ")
@@ -325,7 +323,7 @@ def _polar(phase: str | None) -> bool:
 
 def no_melting_or_instability(sweep: dict[str, Any], functional: str) -> Verdict:
     """No temperature of the sweep is molten or unstable (blow-up)."""
-    if _has_stats(sweep):
+    if decides_with_intervals(sweep):
         per_row = [crystal_decision(r) for r in sweep["rows"]]
         outcome = combine(o for o, _, _ in per_row)
         bad = [text for o, _, text in per_row if o is not Outcome.PASS]
@@ -349,7 +347,7 @@ def _row_at(sweep: dict[str, Any], temperature: float) -> dict[str, Any]:
 def polar_at_low_temperature(sweep: dict[str, Any], functional: str) -> Verdict:
     """The lowest temperature of the sweep (300 K) is tetragonal and polar."""
     r = sweep["rows"][0]
-    if _has_stats(sweep):
+    if decides_with_intervals(sweep):
         phase, decisions, text = phase_decision(r, sweep["ensemble"])
         outcome = Outcome.INCONCLUSIVE if phase is None else (
             Outcome.PASS if phase == "tetragonal" else Outcome.FAIL)
@@ -364,7 +362,7 @@ def polar_at_low_temperature(sweep: dict[str, Any], functional: str) -> Verdict:
 
 def cubic_above_tc(sweep: dict[str, Any], functional: str) -> Verdict:
     """The top of the sweep is cubic, and no temperature above the first cubic one is polar again."""
-    if _has_stats(sweep):
+    if decides_with_intervals(sweep):
         per_row = [phase_decision(r, sweep["ensemble"]) for r in sweep["rows"]]
         phases = [p for p, _, _ in per_row]
         top_phase, top_dec, top_text = per_row[-1]
@@ -401,7 +399,7 @@ def cubic_above_tc(sweep: dict[str, Any], functional: str) -> Verdict:
 def no_supertetragonal(sweep: dict[str, Any], functional: str) -> Verdict:
     """No temperature has c/a above the supertetragonal threshold."""
     thr = tolerance("phase")["supertetragonal_min"]
-    if _has_stats(sweep):
+    if decides_with_intervals(sweep):
         decisions, outs, bad = [], [], []
         for r in sweep["rows"]:
             if r.get("failure"):
@@ -458,7 +456,7 @@ def tc_vs_experiment(sweep: dict[str, Any], functional: str) -> Verdict:
     ref = load_reference()
     exp = ref["experiment"]["tc"]
     tol = tolerance("tc")["value"]
-    if _has_stats(sweep):
+    if decides_with_intervals(sweep):
         per_row = [phase_decision(r, sweep["ensemble"]) for r in sweep["rows"]]
         temps = [r["T_K"] for r in sweep["rows"]]
         br = tc_bracket(temps, [p for p, _, _ in per_row])
@@ -519,7 +517,7 @@ def polarization_vanishes(sweep: dict[str, Any], functional: str) -> Verdict:
 
     top = sweep["rows"][-1]
     thr = polar_threshold(tolerance("phase"), top.get("born_convention"))
-    if _has_stats(sweep):
+    if decides_with_intervals(sweep):
         melt_out, melt_dec, melt_text = crystal_decision(top)
         up = row_decision(top, "Pz", thr) or _undecided_decision(top, "Pz")
         down = row_decision(top, "Pz", -thr) or _undecided_decision(top, "Pz")
