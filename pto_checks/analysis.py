@@ -302,17 +302,27 @@ def transition_temperature(temperatures: list[float], phases: list[str]) -> dict
 
 #: Units of the per-frame series analysed by :func:`run_statistics`.
 SERIES_UNITS = {"a": "Angstrom", "c": "Angstrom", "c_over_a": "", "a_x": "Angstrom", "b_y": "Angstrom",
-                "c_z": "Angstrom", "Px": "C/m^2", "Py": "C/m^2", "Pz": "C/m^2", "P_frame_abs": "C/m^2",
+                "c_z": "Angstrom", "tetragonality_frames": "", "Px": "C/m^2", "Py": "C/m^2", "Pz": "C/m^2",
+                "P_frame_abs": "C/m^2",
                 "P_local_abs": "C/m^2", "lindemann": "", "order": "", "T_measured": "K", "epot_eV": "eV"}
-#: Series on which the equilibrated start is detected (the latest start wins).
-EQUILIBRATION_FROM = ("epot_eV", "c_over_a", "Pz", "P_frame_abs", "lindemann")
+#: Series on which the equilibrated start is detected (the latest start wins).  Only measures
+#: invariant under relabelling the axes: a polar crystal whose polarization turns from z to x
+#: (domain switching, equally likely in equilibrium) must not look like one still relaxing.
+EQUILIBRATION_FROM = ("epot_eV", "tetragonality_frames", "P_frame_abs", "lindemann")
+
+
+def _sorted_c_over_a(lens: np.ndarray) -> np.ndarray:
+    """Per-frame longest length over the mean of the other two (axis-label free)."""
+    srt = np.sort(lens, axis=1)
+    return srt[:, 2] / (0.5 * (srt[:, 0] + srt[:, 1]))
 
 
 def run_statistics(samples: list[dict[str, Any]], long_axis: int | None = None):
     """:class:`pto_checks.statistics.RunStatistics` of one temperature's samples.
 
     Per-frame series: ``a``, ``c``, ``c_over_a`` (long axis ``long_axis``, default: that of the
-    mean lengths), the three per-cell lengths ``a_x``, ``b_y``, ``c_z``, ``Px``, ``Py``, ``Pz``,
+    mean lengths), the three per-cell lengths ``a_x``, ``b_y``, ``c_z``, ``tetragonality_frames``
+    (per-frame longest over the mean of the other two), ``Px``, ``Py``, ``Pz``,
     ``P_frame_abs`` (per-frame |P|), ``P_local_abs``, ``lindemann``, ``order``, ``T_measured``
     and ``epot_eV``; plus ``P_abs``, |<P>| with its propagated error.  One production window for
     all, starting at the equilibrated start detected on :data:`EQUILIBRATION_FROM`.
@@ -327,7 +337,8 @@ def run_statistics(samples: list[dict[str, Any]], long_axis: int | None = None):
     c_f = lens[:, long_axis]
     pvec = np.array([[s["Px"], s["Py"], s["Pz"]] for s in samples], dtype=float).reshape(-1, 3)
     series = {"a": a_f, "c": c_f, "c_over_a": c_f / a_f, "a_x": lens[:, 0], "b_y": lens[:, 1],
-              "c_z": lens[:, 2], "Px": pvec[:, 0], "Py": pvec[:, 1], "Pz": pvec[:, 2],
+              "c_z": lens[:, 2], "tetragonality_frames": _sorted_c_over_a(lens),
+              "Px": pvec[:, 0], "Py": pvec[:, 1], "Pz": pvec[:, 2],
               "P_frame_abs": np.linalg.norm(pvec, axis=1)}
     for key, name in (("P_local_abs", "P_local_abs"), ("lindemann", "lindemann"), ("order", "order"),
                       ("T_K", "T_measured"), ("epot_eV", "epot_eV")):

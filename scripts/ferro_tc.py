@@ -27,9 +27,8 @@ from pathlib import Path
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 
-def run_one(args: tuple[str, float, int, int, int]) -> dict:
-    ensemble, temperature, supercell, steps, seed = args
-    from pto_checks import analysis, verdicts
+def run_one(args: tuple[str, float, int, int, int, str | None]) -> dict:
+    ensemble, temperature, supercell, steps, seed, samples_dir = args
     from pto_checks.md import ASEEngine, MDTask
     from pto_checks.models.ferro import make
     from pto_checks.protocols import PROTOCOLS
@@ -43,12 +42,24 @@ def run_one(args: tuple[str, float, int, int, int]) -> dict:
     with tempfile.TemporaryDirectory() as d:
         res = ASEEngine().run(task, make(), Path(d) / "run")
     wall = time.perf_counter() - t0
-    row = analysis.summarize_run(res["samples"], res["failure"], temperature, p.production_fraction)
+    if samples_dir:  # keep the time series: the analysis can be redone without new MD
+        Path(samples_dir).mkdir(parents=True, exist_ok=True)
+        (Path(samples_dir) / f"{ensemble}_{temperature:.0f}K_seed{seed}.json").write_text(json.dumps(res["samples"]))
+    return analyse(ensemble, temperature, steps, res["samples"], res["failure"], wall)
+
+
+def analyse(ensemble: str, temperature: float, steps: int, samples: list, failure, wall: float) -> dict:
+    """Statistics and phase decision of one temperature (the harness's own functions)."""
+    from pto_checks import analysis, verdicts
+    from pto_checks.protocols import PROTOCOLS
+
+    p = PROTOCOLS["paper"].md
+    row = analysis.summarize_run(samples, failure, temperature, p.production_fraction)
     phase, _, text = verdicts.phase_decision(row, ensemble)
     st = row["stats"]["series"]
     out = {"T_K": temperature, "phase": phase, "decision": text, "steps": steps, "wall_s": wall,
            "steps_per_s": steps / wall, "t0_ps": row["t0_ps"], "production_ps": row["production_ps"],
-           "failure": res["failure"]}
+           "failure": failure}
     for k in ("c_over_a", "P_abs", "Pz", "lindemann"):
         out[k] = {"mean": st[k]["mean"] if k != "P_abs" else row["P_abs_mean"],
                   "sem": row.get(f"{k}_sem", st[k]["sem"]), "n_eff": row.get(f"{k}_n_eff", st[k]["n_eff"])}
@@ -64,12 +75,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--samples-dir", default=None, help="keep each run's samples here (JSON)")
+    ap.add_argument("--reanalyse", action="store_true", help="reanalyse the samples in --samples-dir, no MD")
     a = ap.parse_args(argv)
     temps = [float(t) for t in a.temperatures.split(",")]
-    jobs = [(a.ensemble, t, a.supercell, a.steps, a.seed) for t in temps]
+    jobs = [(a.ensemble, t, a.supercell, a.steps, a.seed, a.samples_dir) for t in temps]
     t0 = time.perf_counter()
-    with ProcessPoolExecutor(a.jobs) as pool:
-        rows = list(pool.map(run_one, jobs))
+    if a.reanalyse:
+        rows = [analyse(a.ensemble, t, a.steps, json.loads(
+            (Path(a.samples_dir) / f"{a.ensemble}_{t:.0f}K_seed{a.seed}.json").read_text()), None, float("nan"))
+            for t in temps]
+    else:
+        with ProcessPoolExecutor(a.jobs) as pool:
+            rows = list(pool.map(run_one, jobs))
     from pto_checks import verdicts
 
     br = verdicts.tc_bracket(temps, [r["phase"] for r in rows])
