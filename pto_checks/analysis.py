@@ -305,10 +305,13 @@ SERIES_UNITS = {"a": "Angstrom", "c": "Angstrom", "c_over_a": "", "a_x": "Angstr
                 "c_z": "Angstrom", "tetragonality_frames": "", "Px": "C/m^2", "Py": "C/m^2", "Pz": "C/m^2",
                 "P_frame_abs": "C/m^2",
                 "P_local_abs": "C/m^2", "lindemann": "", "order": "", "T_measured": "K", "epot_eV": "eV"}
-#: Series on which the equilibrated start is detected (the latest start wins).  Only measures
-#: invariant under relabelling the axes: a polar crystal whose polarization turns from z to x
-#: (domain switching, equally likely in equilibrium) must not look like one still relaxing.
-EQUILIBRATION_FROM = ("epot_eV", "tetragonality_frames", "P_frame_abs", "lindemann")
+#: Series on which the equilibrated start is detected (the latest start wins): the potential
+#: energy (relaxation from the starting cell), the cell's tetragonality and the Lindemann ratio.
+#: Only measures invariant under relabelling the axes (a polar crystal whose polarization turns
+#: from z to x, as it may in equilibrium, is not still relaxing), and not the polarization
+#: itself: near Tc it fluctuates slowly in equilibrium, which its statistical inefficiency (and
+#: so its n_eff) accounts for, rather than a later start.
+EQUILIBRATION_FROM = ("epot_eV", "tetragonality_frames", "lindemann")
 
 
 def _sorted_c_over_a(lens: np.ndarray) -> np.ndarray:
