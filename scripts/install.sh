@@ -41,7 +41,7 @@ if has m3gnet; then
   [ -d .venv-m3gnet ] || $PY -m venv .venv-m3gnet
   .venv-m3gnet/bin/python -m pip install -q --upgrade pip
   .venv-m3gnet/bin/pip install -c constraints/m3gnet-dgl.txt torch dgl matgl ase numpy pandas scipy \
-    pymatgen phonopy pytest hypothesis
+    pymatgen phonopy pytest hypothesis "pymbar>=4"
   .venv-m3gnet/bin/pip install -c constraints/m3gnet-dgl.txt --no-deps -e .
 fi
 echo "pto-checks installed: families ${families[*]}"

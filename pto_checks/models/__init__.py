@@ -180,6 +180,8 @@ def _synthetic_loader(spec: ModelSpec, device: str) -> Loaded:
 
     calc = synthetic.make(spec.options["variant"])
     ident = {"variant": spec.options["variant"], "code": synthetic.__doc__}
+    if hasattr(calc, "identity"):  # parameters of the model (synthetic:ferro)
+        ident["parameters"] = calc.identity()
     return Loaded(calc, sha256_json(ident))
 
 

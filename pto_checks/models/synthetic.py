@@ -30,6 +30,12 @@ For MD (stiff springs, 38x the 0 K variants', so that the crystal holds together
 ``md_cubic``           cubic and paraelectric already at 300 K.
 ``md_supertetragonal`` runs away to c/a = 1.24.
 ``liquid``             a weak Lennard-Jones fluid (sigma 2.0 A, epsilon 1 meV): melts/evaporates.
+
+With a real ferroelectric transition (:mod:`pto_checks.models.ferro`):
+
+``ferro``              local-mode double well + neighbour and strain coupling: tetragonal and
+                       polar below Tc (about 650 K on 3x3x3 cells), cubic above (ground truth for
+                       the statistics, verdicts and Tc search).
 """
 
 from __future__ import annotations
@@ -53,6 +59,7 @@ VARIANTS = (
     "md_cubic",
     "md_supertetragonal",
     "liquid",
+    "ferro",
 )
 
 #: Spring constants, eV/A^2, by unordered element pair; scaled so that the cubic cell (symmetry
@@ -233,6 +240,10 @@ def make(variant: str) -> Calculator:
         return ElasticNetworkCalculator(structures.cubic(3.93), k=stiff)
     if variant == "md_supertetragonal":
         return ElasticNetworkCalculator(structures.tetragonal(a=3.80, c=4.71), k=stiff)
+    if variant == "ferro":
+        from pto_checks.models.ferro import make as make_ferro
+
+        return make_ferro()
     if variant == "liquid":
         from ase.calculators.lj import LennardJones
 
