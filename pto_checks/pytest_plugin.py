@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from pto_checks import models as registry
+from pto_checks.accuracy.fixture import accuracy_tier  # noqa: F401  (fixture of the accuracy tier)
 from pto_checks.cache import Cache
 from pto_checks.protocols import apply_overrides, get_protocol
 from pto_checks.results import Results, annotate_integrator_flips, merge
@@ -71,7 +72,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     for marker in ("sanity", "static", "phonon", "dynamic", "npt", "nvt", "harness", "slow", "regression",
-                   "benchmark"):
+                   "benchmark", "accuracy"):
         config.addinivalue_line("markers", f"{marker}: pto-checks {marker} checks")
     for f in config.getoption("--model-file") or []:
         try:

@@ -6,5 +6,5 @@ matplotlib.use("Agg")
 
 
 def pytest_configure(config):
-    for marker in ("sanity", "static", "phonon", "dynamic", "npt", "nvt", "regression"):
+    for marker in ("sanity", "static", "phonon", "dynamic", "npt", "nvt", "regression", "accuracy"):
         config.addinivalue_line("markers", marker)
