@@ -130,7 +130,9 @@ def _rmse_se(per_frame_ms: np.ndarray) -> float:
     """Standard error of sqrt(mean(per_frame_ms)) from the spread of the per-frame mean squares."""
     n = len(per_frame_ms)
     mse = float(np.mean(per_frame_ms))
-    if n < 2 or mse <= 0:
+    if mse <= 0:
+        return 0.0  # no error at all: nothing uncertain
+    if n < 2:
         return float("nan")
     return float(np.std(per_frame_ms, ddof=1) / np.sqrt(n) / (2 * np.sqrt(mse)))
 
