@@ -145,15 +145,22 @@ def keys_for(temperatures_K: Iterable[int]) -> list[str]:
 
 def find_local(temperatures_K: Iterable[int] = TEMPERATURES_K, cache_dir: Path | None = None) -> Path | None:
     """A local copy holding every file of ``temperatures_K`` (searched as :func:`data_dirs`, then
-    ``cache_dir``), or None. A copy whose files do not match their checksums is an error."""
+    ``cache_dir``), or None. A user's copy whose files do not match their checksums is an error; a
+    damaged copy in ``cache_dir`` (our own download) is removed, so that it is fetched again."""
     keys = keys_for(temperatures_K)
     roots = [d / DATASET for d in data_dirs()] + [d for d in data_dirs()]
-    if cache_dir is not None:
-        roots.append(Path(cache_dir) / DATASET)
     for root in roots:
         if all(_file_in(root, k) for k in keys):
             verify(root, keys)
             return root
+    if cache_dir is not None and all(_file_in(Path(cache_dir) / DATASET, k) for k in keys):
+        cached = Path(cache_dir) / DATASET
+        try:
+            verify(cached, keys)
+        except ChecksumMismatch:  # our own download, damaged since: drop it, fetch again
+            shutil.rmtree(cached, ignore_errors=True)
+            return None
+        return cached
     return None
 
 

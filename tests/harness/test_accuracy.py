@@ -86,6 +86,17 @@ def test_fetch_refuses_a_checksum_mismatch_and_caches_nothing(mirror, tmp_path):
     assert [p for p in cache.rglob("*") if p.is_file()] == []
 
 
+def test_a_damaged_cached_download_is_fetched_again(mirror, tmp_path, monkeypatch):
+    url, _ = mirror
+    monkeypatch.setattr(data, "data_dirs", lambda: [tmp_path / "nothing"])
+    monkeypatch.setenv("PTO_CHECKS_DATA_URL", url)
+    cache = tmp_path / "cache"
+    first = data.ensure(cache)
+    (first / "PT-900K" / "virial.npy").write_bytes(b"truncated")
+    again = data.ensure(cache)
+    data.verify(again)
+
+
 def test_fetch_from_file_urls(local_data, tmp_path):
     got = data.fetch(tmp_path / "c", [300], url=f"file://{_mirror_folder(local_data, tmp_path)}/{{path}}")
     data.verify(got, data.keys_for([300]))
