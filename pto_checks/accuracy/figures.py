@@ -57,11 +57,14 @@ def plot_parity(results: list[Any], path: str | Path, title: str = "", max_point
     return Path(path)
 
 
-def plot_errors_vs_temperature(rows: list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Force RMSE (and the DFT force scale), relative energy RMSE and stress RMSE vs temperature.
+def plot_errors_vs_temperature(rows: list[dict[str, Any]], path: str | Path, title: str = "",
+                               limits: dict[str, float] | None = None) -> Path:
+    """Force RMSE (and the DFT force scale), relative energy RMSE and stress RMSE vs temperature,
+    with the verdicts' limits (``limits``: ``force_ratio``, ``energy_meV_atom``, ``stress_GPa``) dashed.
 
     ``rows``: :meth:`TemperatureErrors.to_dict` per temperature.
     """
+    limits = limits or {}
     plt = _plt()
     rows = sorted(rows, key=lambda r: r["temperature_K"])
     t = [r["temperature_K"] for r in rows]
@@ -71,18 +74,25 @@ def plot_errors_vs_temperature(rows: list[dict[str, Any]], path: str | Path, tit
                 marker="o", label="force RMSE")
     ax.plot(t, [r["force_mae_eV_A"] for r in rows], "s--", label="force MAE")
     ax.plot(t, [r["dft_force_rms_eV_A"] for r in rows], "k:", marker="^", label="DFT force rms")
+    if "force_ratio" in limits:
+        ax.plot(t, [limits["force_ratio"] * r["dft_force_rms_eV_A"] for r in rows], "r--",
+                label=f"limit ({limits['force_ratio']} x DFT rms)")
     ax.set_ylabel("eV/Å")
     ax.legend(fontsize=8)
     ax = axes[1]
     ax.errorbar(t, [r["energy_rmse_meV_atom"] for r in rows], yerr=[r["energy_rmse_se_meV_atom"] for r in rows],
                 marker="o", label="relative energy RMSE")
     ax.plot(t, [r["energy_mae_meV_atom"] for r in rows], "s--", label="MAE")
+    if "energy_meV_atom" in limits:
+        ax.axhline(limits["energy_meV_atom"], color="r", ls="--", label="limit")
     ax.set_ylabel("meV/atom")
     ax.legend(fontsize=8)
     ax = axes[2]
     ax.errorbar(t, [r["stress_rmse_GPa"] for r in rows], yerr=[r["stress_rmse_se_GPa"] for r in rows],
                 marker="o", label="stress RMSE")
     ax.plot(t, [r["stress_rmse_after_offset_GPa"] for r in rows], "s--", label="RMSE without mean pressure offset")
+    if "stress_GPa" in limits:
+        ax.axhline(limits["stress_GPa"], color="r", ls="--", label="limit")
     ax.set_ylabel("GPa")
     ax.legend(fontsize=8)
     for ax in axes:

@@ -37,7 +37,7 @@ class AccuracyTier:
     @property
     def subsample(self) -> str:
         n = ", ".join(f"{r.frames.temperature_K} K: {len(r.frames)}/{r.frames.n_total}" for r in self.results)
-        what = "all frames" if self.every == 1 else f"every {self.every}th frame from frame {self.offset % self.every}"
+        what = "all frames" if self.every == 1 else f"every {self.every}-th frame from frame {self.offset % self.every}"
         return f"{what} ({n})"
 
 
@@ -100,6 +100,12 @@ def accuracy_tier(request: pytest.FixtureRequest, model, pto_protocol, pto_cache
         out.mkdir(parents=True, exist_ok=True)
         title = f"{model.name} (trained on {model.spec.functional}) vs {_data.FUNCTIONAL} AIMD; {tier.subsample}"
         parity = figures.plot_parity(results, out / "parity.png", title)
-        vs_t = figures.plot_errors_vs_temperature([r.to_dict() for r in rows], out / "errors_vs_T.png", title)
+        from pto_checks.reference import tolerance
+
+        limits = {"force_ratio": tolerance("accuracy_forces")["value"],
+                  "energy_meV_atom": tolerance("accuracy_energy")["value"],
+                  "stress_GPa": tolerance("accuracy_stress")["value"]}
+        vs_t = figures.plot_errors_vs_temperature([r.to_dict() for r in rows], out / "errors_vs_T.png", title,
+                                                  limits)
         res.quantity(model.name, "accuracy", "files", {"parity": str(parity), "errors_vs_T": str(vs_t)}, "")
     return tier
