@@ -142,6 +142,15 @@ def make_figures(data: dict[str, Any], out: Path) -> list[tuple[str, Path]]:
             plot_sweep(rows, ens, dst, title=f"{name}: {ens.upper()} ({integ})")
             what = "a and c vs T (NPT)" if ens == "npt" else "|Pz| vs T (NVT)"
             figs.append((f"{name}: {what}, {integ}", dst))
+        for key, caption in (("parity", "force parity per species vs PBEsol AIMD frames"),
+                             ("errors_vs_T", "force, relative-energy and stress errors vs AIMD temperature")):
+            src = q.get("accuracy", {}).get("files", {}).get("value", {}).get(key)
+            if src and Path(src).is_file():
+                dst = figdir / f"accuracy_{_safe(name)}_{key}.png"
+                if Path(src).resolve() != dst.resolve():
+                    shutil.copy(src, dst)
+                functional = m.get("spec", {}).get("functional", "?")
+                figs.append((f"{name} (trained on {functional}): {caption}", dst))
     if plot_speed(data, figdir / "speed.png"):
         figs.append(("MD speed vs number of atoms", figdir / "speed.png"))
     return figs

@@ -595,3 +595,50 @@ def _err(row: dict[str, Any], key: str) -> float:
 
     v = row.get(key)
     return float(v) if v is not None and math.isfinite(float(v)) else 0.0
+
+
+# --- accuracy tier (AIMD frames) ------------------------------------------------------------------
+
+def _accuracy_context(functional: str, data_functional: str, subsample: str, reduced: bool) -> str:
+    gap = ("" if functional.lower() == data_functional.lower() else
+           f": these errors include the {functional}-{data_functional} functional gap, not the model's error alone")
+    red = f"REDUCED subsample ({subsample}): indicative only; " if reduced else f"{subsample}; "
+    return f"{red}{_trained_on(functional)}, frames {data_functional} AIMD{gap}"
+
+
+def accuracy_bound(check: str, rows: list[dict[str, Any]], key: str, se_key: str, limit: dict[int, float] | float,
+                   unit: str, what: str, functional: str, data_functional: str, subsample: str,
+                   reduced: bool, scale_key: str | None = None, source: str = "") -> Verdict:
+    """Every temperature's ``rows[i][key]`` (an error) is at most its limit (a number, or per temperature).
+
+    ``se_key``: its standard error; a temperature whose 95 % interval straddles the limit makes the
+    verdict inconclusive (``details['confidence']``), stated in the message. ``scale_key``: a DFT scale
+    printed next to the error (e.g. the DFT force rms).
+    """
+    lines, bad, unsure = [], [], []
+    measured = {}
+    for r in sorted(rows, key=lambda r: r["temperature_K"]):
+        t = int(r["temperature_K"])
+        lim = limit[t] if isinstance(limit, dict) else float(limit)
+        v, se = float(r[key]), float(r.get(se_key, float("nan")))
+        ok = v <= lim
+        if se == se and abs(v - lim) < 1.96 * se:
+            unsure.append(t)
+        if not ok:
+            bad.append(t)
+        measured[t] = v
+        scale = f" (DFT scale {r[scale_key]:.3f})" if scale_key else ""
+        lines.append(f"{t} K: {what} {v:.3f} ± {se:.3f} {unit}{scale}, limit {lim:.3f} {unit}: "
+                     + ("ok" if ok else "TOO LARGE"))
+    verdict_text = (f"{what} within the limit at every temperature" if not bad else
+                    f"{what} above the limit at {', '.join(f'{t} K' for t in bad)}")
+    confidence = "inconclusive" if unsure else "decided"
+    if unsure:
+        verdict_text += (f" (INCONCLUSIVE at {', '.join(f'{t} K' for t in unsure)}: the 95 % interval "
+                         "contains the limit)")
+    msg = (f"{verdict_text}; {_accuracy_context(functional, data_functional, subsample, reduced)}\n"
+           + "\n".join(lines))
+    v = Verdict(check, not bad, msg, measured, None, limit, unit, source)
+    v.details = {"confidence": confidence, "reduced": reduced, "subsample": subsample,
+                 "functional": functional, "data_functional": data_functional}
+    return v
