@@ -333,10 +333,11 @@ def resolve_engine(option: str, model: registry.LoadedModel) -> str:
     """``auto`` -> ``batched`` on a GPU for a model with a device-side batched interface, else ``ase``."""
     if option != "auto":
         return option
+    if not str(model.device).startswith("cuda"):
+        return "ase"  # before importing torch: the TensorFlow environment (.pb DeePMD) has none
     from pto_checks.models.batched import native_family
 
-    on_gpu = str(model.device).startswith("cuda")
-    return "batched" if on_gpu and native_family(model) is not None else "ase"
+    return "batched" if native_family(model) is not None else "ase"
 
 
 def _sweeps_requested(session: pytest.Session, model_name: str) -> list[tuple[str, str]]:
