@@ -18,6 +18,8 @@ families=("$@")
 [ ${#families[@]} -eq 0 ] && families=(chgnet sevennet)
 [ "${families[*]}" = "all" ] && families=(chgnet sevennet orb mace deepmd m3gnet gptff deepmd-tf)
 has() { for f in "${families[@]}"; do [ "$f" = "$1" ] && return 0; done; return 1; }
+t0=$(date +%s)
+took() { echo "[install.sh] $1: $(( $(date +%s) - t0 )) s, $(du -sh "$2" | cut -f1)"; t0=$(date +%s); }
 
 main_extras=test
 for f in chgnet sevennet orb; do has $f && main_extras="$main_extras,$f"; done
@@ -41,6 +43,7 @@ if has chgnet || has sevennet || has orb || has mace || has deepmd; then
     DP_ENABLE_TENSORFLOW=0 DP_ENABLE_PYTORCH=1 DP_VARIANT=cpu CMAKE_BUILD_PARALLEL_LEVEL=2 \
       .venv/bin/pip install -c constraints/cpu.txt --no-build-isolation --no-binary deepmd-kit deepmd-kit==3.2.0
   fi
+  took ".venv" .venv
 fi
 if has m3gnet; then
   [ -d .venv-m3gnet ] || $PY -m venv .venv-m3gnet
@@ -48,6 +51,7 @@ if has m3gnet; then
   .venv-m3gnet/bin/pip install -c constraints/m3gnet-dgl.txt torch dgl matgl ase numpy pandas scipy \
     pymatgen phonopy pytest hypothesis
   .venv-m3gnet/bin/pip install -c constraints/m3gnet-dgl.txt --no-deps -e .
+  took ".venv-m3gnet" .venv-m3gnet
 fi
 if has gptff; then
   # GPTFF is not on PyPI: from its source repository (the archive in ../shared/packages where present)
@@ -61,15 +65,18 @@ if has gptff; then
   [ -d .venv-gptff ] || $PY -m venv .venv-gptff
   .venv-gptff/bin/python -m pip install -q --upgrade pip
   .venv-gptff/bin/pip install -c constraints/gptff.txt torch "$src" -e ".[test]"
+  took ".venv-gptff" .venv-gptff
 fi
 if has deepmd-tf; then
   [ -d .venv-deepmd-tf ] || $PY -m venv .venv-deepmd-tf
   .venv-deepmd-tf/bin/python -m pip install -q --upgrade pip
   .venv-deepmd-tf/bin/pip install -c constraints/deepmd-tf.txt "deepmd-kit[cpu]" -e ".[test]"
+  took ".venv-deepmd-tf" .venv-deepmd-tf
 fi
 if has mace-legacy; then
   [ -d .venv-mace-legacy ] || $PY -m venv .venv-mace-legacy
   .venv-mace-legacy/bin/python -m pip install -q --upgrade pip
   .venv-mace-legacy/bin/pip install -c constraints/mace-legacy.txt torch e3nn mace-torch -e ".[test]"
+  took ".venv-mace-legacy" .venv-mace-legacy
 fi
 echo "pto-checks installed: families ${families[*]}"
