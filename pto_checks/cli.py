@@ -180,7 +180,10 @@ def _run_environments(cache: str, groups: dict[str, list[str]], pythons: dict[st
     _write_json(out / "results.json", data)
     from pto_checks import report
 
-    html = report.build_report(data, out)
+    compare = argparse.ArgumentParser(add_help=False)
+    compare.add_argument("--compare", default=None)
+    previous = compare.parse_known_args(rest)[0].compare
+    html = report.build_report(data, out, load(previous) if previous else None)
     print(f"merged results of {len(parts)} environment(s): {out / 'results.json'}; report {html}")
     return rc
 
