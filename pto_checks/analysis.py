@@ -74,6 +74,28 @@ def numerical_stress(atoms: Atoms, calc: Calculator, strain: float = 5e-3) -> np
     return full_3x3_to_voigt_6_stress(sigma)
 
 
+def bulk_modulus(atoms: Atoms, calc: Calculator, max_strain: float = 0.03, points: int = 7) -> tuple[float, float]:
+    """(B0 in GPa, V0 in A^3/atom) from a Birch-Murnaghan fit (``ase.eos``) of E(V).
+
+    The cell is scaled uniformly by linear strains in [-max_strain, +max_strain] (fractional
+    coordinates kept: for the cubic sanity crystals every position is fixed by symmetry). Energy
+    differences at fixed composition: any constant energy per element cancels.
+    """
+    from ase import units
+    from ase.eos import EquationOfState
+
+    work = atoms.copy()
+    work.calc = calc
+    cell = atoms.cell.array.copy()
+    volumes, energies = [], []
+    for eps in np.linspace(-max_strain, max_strain, points):
+        work.set_cell(cell * (1.0 + eps), scale_atoms=True)
+        volumes.append(work.get_volume())
+        energies.append(work.get_potential_energy())
+    v0, _, b0 = EquationOfState(volumes, energies, eos="birchmurnaghan").fit()
+    return float(b0 / units.GPa), float(v0 / len(atoms))
+
+
 def translation_change(atoms: Atoms, calc: Calculator, shift: np.ndarray) -> tuple[float, float]:
     """(|dE| per atom in eV, max |dF| in eV/A) when every atom moves by ``shift`` (Angstrom)."""
     a = atoms.copy()

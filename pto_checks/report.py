@@ -211,8 +211,10 @@ def _short(check_id: str) -> str:
 def _versions(m: dict[str, Any]) -> str:
     spec = m.get("spec", {})
     pv = ", ".join(f"{k} {v}" for k, v in spec.get("package_versions", {}).items())
+    env = m.get("environment")  # set by `pto-checks run` across environments
+    where = f"; environment {env['key']} ({env['python']})" if env else ""
     return (f"{spec.get('family', '?')} {spec.get('version', '?')}, trained on {spec.get('functional', '?')}; "
-            f"weights {spec.get('fingerprint', '?')[:12]}; {pv}")
+            f"weights {spec.get('fingerprint', '?')[:12]}; {pv}{where}")
 
 
 def write_markdown(data: dict[str, Any], figs: list[tuple[str, Path]], changes: list[dict[str, Any]] | None,
@@ -246,6 +248,7 @@ def write_markdown(data: dict[str, Any], figs: list[tuple[str, Path]], changes: 
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [""] + notes + ["", "## Models", ""]
     lines += [f"- **{name}**: {_versions(m)}" for name, m in data["models"].items()]
+    lines += [f"- **{u['model']}**: not run: {u['reason']}" for u in data.get("unavailable", [])]
     lines += ["", "## Figures", ""] + [f"![{cap}]({p.relative_to(path.parent)})" for cap, p in figs]
     path.write_text("\n".join(lines) + "\n")
 

@@ -179,6 +179,25 @@ def reference_energies(measured: dict[str, float], scale: str, functional: str) 
                    ref["scales"][scale]["source"])
 
 
+def bulk_moduli(measured_GPa: dict[str, float], functional: str) -> Verdict:
+    """Bulk moduli (GPa) of the sanity crystals vs experiment: the relative-energy form of the energy
+    sanity check, for models with no public absolute energy scale (``reference_data/sanity.toml``
+    ``[bulk_modulus]``)."""
+    ref = load_reference("sanity")["bulk_modulus"]
+    factor = ref["tolerance_factor"]
+    rows, bad, expected = [], [], {}
+    for name, b in measured_GPa.items():
+        want = ref["crystals"][name]["value"]
+        expected[name] = want
+        ratio = b / want
+        rows.append(f"{name}: {b:.0f} vs {want:.0f} GPa (x{ratio:.2f})")
+        if not (1.0 / factor <= ratio <= factor):
+            bad.append(name)
+    msg = (("bulk moduli match" if not bad else f"BROKEN ENERGY-VOLUME CURVES for {', '.join(bad)}")
+           + f" within a factor {factor} of experiment: " + "; ".join(rows) + f"; {_trained_on(functional)}")
+    return Verdict("bulk_moduli", not bad, msg, measured_GPa, expected, factor, "GPa", ref["source"])
+
+
 def _oxygen_fraction(formula: str) -> tuple[int, int]:
     from ase.formula import Formula
 
