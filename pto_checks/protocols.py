@@ -35,6 +35,14 @@ class MDProtocol:
     study wrote it (``75.0**2.0 * units.fs``).  ``production_fraction`` of the steps at the end
     are averaged.  Sampling every ``sample_every`` steps; a trajectory frame every
     ``trajectory_every`` samples; a checkpoint every ``checkpoint_every`` steps.
+
+    Sequential MD (:mod:`pto_checks.md.sequential`): with ``max_steps`` > ``steps`` each
+    temperature runs in chunks (looks at ``steps``, 2 ``steps``, 4 ``steps``, ... up to
+    ``max_steps``) until its phase is decided at the Bonferroni-corrected level, or the cap;
+    ``steps`` is then the minimum.  ``max_steps`` = 0 (the default) runs a fixed ``steps``.  After
+    the grid, temperatures are added by bisection between the last polar and the first non-polar
+    one until the bracket is below ``tc_resolution_K`` (K), and a cooling branch is run from the
+    hottest temperature's final state down the grid (``cooling``).
     """
 
     supercell: int = 5
@@ -56,6 +64,26 @@ class MDProtocol:
     sample_every: int = 10
     trajectory_every: int = 50
     checkpoint_every: int = 500
+    max_steps: int = 0
+    tc_resolution_K: float = 25.0
+    cooling: bool = True
+
+    def __post_init__(self) -> None:
+        if self.steps <= 0 or self.sample_every <= 0:
+            raise ValueError(f"md.steps ({self.steps}) and md.sample_every ({self.sample_every}) must be positive")
+        if self.max_steps and self.max_steps < self.steps:
+            raise ValueError(f"md.max_steps ({self.max_steps}) must be 0 (fixed length) or at least md.steps "
+                             f"({self.steps}): set md.max_steps={self.steps * 8} for a sequential run")
+        if self.max_steps and self.steps % self.sample_every:
+            raise ValueError(f"sequential MD looks at multiples of md.steps ({self.steps}): it must be a multiple "
+                             f"of md.sample_every ({self.sample_every})")
+        if not self.tc_resolution_K > 0:
+            raise ValueError(f"md.tc_resolution_K must be positive (K), got {self.tc_resolution_K}")
+
+    @property
+    def sequential(self) -> bool:
+        """Whether temperatures run in chunks until decided (``max_steps`` > ``steps``)."""
+        return self.max_steps > self.steps
 
 
 @dataclass(frozen=True)

@@ -258,10 +258,12 @@ def row_decision(row: dict[str, Any], name: str, threshold: float, *, offset: fl
                  scale: float = 1.0, settings: StatisticsSettings | None = None,
                  looks: int = 1) -> ThresholdDecision | None:
     """Where ``scale * (mean + offset)`` of the series ``name`` of one row lies relative to
-    ``threshold`` (None when the row carries no statistics for it)."""
+    ``threshold`` (None when the row carries no statistics for it).  A row of a sequential run
+    (``looks`` > 1) is decided at the level per look of its rule (Bonferroni over its looks)."""
     st = (row.get("stats") or {}).get("series", {}).get(name)
     if st is None:
         return None
+    looks = max(looks, int(row.get("looks", 1)))  # a sequential run: the level per look it was run with
     return decide_series(st, threshold, offset=offset, scale=scale, settings=settings, looks=looks,
                          temperature_K=row.get("T_K"))
 

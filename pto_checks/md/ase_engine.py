@@ -13,7 +13,7 @@ import numpy as np
 from ase import Atoms, units
 
 from pto_checks.md.observe import ProgressFn, Recorder
-from pto_checks.md.task import Ensemble, Integrator, MDTask, initial_atoms
+from pto_checks.md.task import Ensemble, Integrator, MDTask, start_atoms
 
 
 def make_dynamics(task: MDTask, atoms: Atoms):
@@ -68,7 +68,7 @@ class ASEEngine:
             atoms = dyn.atoms
             atoms.calc = calc
         else:
-            atoms = initial_atoms(task)
+            atoms = start_atoms(task, workdir)
             atoms.calc = calc
             dyn = make_dynamics(task, atoms)
             rec.observe(atoms, 0, limits)

@@ -29,7 +29,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from pto_checks.md.integrators import BATCHED, make_integrator
 from pto_checks.md.observe import Progress, ProgressFn, Recorder, stderr_line
-from pto_checks.md.task import MDTask, initial_atoms
+from pto_checks.md.task import MDTask, start_atoms
 
 
 class BatchedEngine:
@@ -245,7 +245,7 @@ class _Replica:
         self.task = task
         self.rec = Recorder(task, workdir, BatchedEngine.name)
         self.rec.resume()
-        self.atoms = initial_atoms(task)
+        self.atoms = start_atoms(task, workdir)
         if self.rec.v0 is None:
             self.rec.v0 = self.atoms.get_volume() / (len(self.atoms) / 5)
 

@@ -11,6 +11,7 @@ interface, else ``ase``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -73,3 +74,24 @@ def run_group(engine: str | EngineName, tasks: Sequence[MDTask], model: Any, wor
     """Run one group of tasks on one engine into their work folders (the seam an executor, e.g.
     Dask, replaces: plain arguments, no cache and no pytest)."""
     return get_engine(engine).run_many(tasks, model, workdirs, progress=progress, limits=limits)
+
+
+def run_until(engine: str | EngineName, tasks: Sequence[MDTask], model: Any, workdirs: Sequence[Path],
+              until_steps: Sequence[int], progress: ProgressFn | None = None,
+              limits: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Continue each task from the checkpoint in its work folder (or start it) until step
+    ``until_steps[i]``: the "N more steps" of sequential MD.  Both engines resume exactly (state,
+    thermostat and random generator from the checkpoint; the step count and seeds do not depend
+    on the requested length), so a run extended in chunks equals one asked for the full length
+    from the start.  Tasks of one call that reach the same step run as one batch on ``batched``."""
+    extended = [replace(t, steps=int(n)) for t, n in zip(tasks, until_steps, strict=True)]
+    out: list[dict[str, Any]] = [{} for _ in extended]
+    groups: dict[int, list[int]] = {}
+    for i, t in enumerate(extended):
+        groups.setdefault(t.steps, []).append(i)
+    for idx in groups.values():
+        res = run_group(engine, [extended[i] for i in idx], model, [workdirs[i] for i in idx],
+                        progress=progress, limits=limits)
+        for i, r in zip(idx, res, strict=True):
+            out[i] = r
+    return out

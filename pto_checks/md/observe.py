@@ -133,6 +133,7 @@ class Recorder:
         self.failure: dict[str, Any] | None = None
         self.v0: float | None = None
         self.state: dict[str, Any] | None = None  #: the engine's own state at the last checkpoint
+        self.last_frame: dict[str, Any] | None = None  #: the latest sampled frame (numbers, positions, cell)
 
     def resume(self) -> bool:
         """Load the checkpoint of this engine if one exists; True when resumed."""
@@ -145,6 +146,7 @@ class Recorder:
         self.step, self.samples, self.frames, self.failure = d["step"], d["samples"], d["frames"], d["failure"]
         self.v0 = d["v0"]
         self.state = d["state"] if "state" in d else d.get("dyn")  # checkpoints before the md package
+        self.last_frame = d.get("last_frame")
         return True
 
     @property
@@ -166,6 +168,8 @@ class Recorder:
             return None
         row = sample(atoms, step, self.task)
         self.samples.append(row)
+        self.last_frame = {"step": step, "numbers": atoms.numbers.copy(), "positions": atoms.positions.copy(),
+                           "cell": atoms.cell.array.copy()}
         if step > 0 and len(self.samples) % self.task.trajectory_every == 0:
             self.frames.append({"step": step, "numbers": atoms.numbers.copy(),
                                 "positions": atoms.positions.copy(), "cell": atoms.cell.array.copy()})
@@ -177,11 +181,14 @@ class Recorder:
             self.state = state
         atomic_pickle({"engine": self.engine, "step": self.step, "samples": self.samples,
                        "frames": self.frames, "failure": self.failure, "state": self.state, "v0": self.v0,
+                       "last_frame": self.last_frame,
                        "task": self.task.to_dict()}, self.path)
 
     def result(self) -> dict[str, Any]:
-        """``{"samples", "frames", "failure"}`` (failure: ``{step, reason}`` or None)."""
-        return {"samples": self.samples, "frames": self.frames, "failure": self.failure}
+        """``{"samples", "frames", "failure", "last_frame"}`` (failure: ``{step, reason}`` or None;
+        last_frame: the latest sampled frame, the start of a run that continues from this one)."""
+        return {"samples": self.samples, "frames": self.frames, "failure": self.failure,
+                "last_frame": self.last_frame}
 
 
 def write_outputs(folder: Path, res: dict[str, Any]) -> None:

@@ -39,6 +39,8 @@ class Sweep:
     protocol: Any
     engine: str = "ase"
     tc: dict[str, Any] = field(default_factory=dict)
+    #: rows of the cooling branch of a sequential sweep (hottest first; ``md.max_steps``)
+    cooling_rows: list[dict[str, Any]] = field(default_factory=list)
 
     #: units of the row entries (the rest are dimensionless or text)
     UNITS: ClassVar[dict[str, str]] = {
@@ -48,6 +50,10 @@ class Sweep:
     }
 
     def __post_init__(self) -> None:
+        if not self.cooling_rows:
+            self.cooling_rows = list(getattr(self.rows, "cooling", []))
+        if not self.tc:
+            self.tc = dict(getattr(self.rows, "tc", {}))
         if not self.tc:
             self.tc = analysis.transition_temperature([r["T_K"] for r in self.rows],
                                                       [r["phase"] for r in self.rows])
@@ -62,8 +68,21 @@ class Sweep:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready (rows without their cache folders and tasks), as results.json stores it."""
-        rows = [{k: v for k, v in r.items() if k not in ("folder", "task")} for r in self.rows]
-        return {"rows": rows, "tc": self.tc, "engine": self.engine, "units": dict(self.UNITS)}
+        def plain(rs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+            return [{k: v for k, v in r.items() if k not in ("folder", "task")} for r in rs]
+
+        out = {"rows": plain(self.rows), "tc": self.tc, "engine": self.engine, "units": dict(self.UNITS)}
+        if self.cooling_rows:
+            out["cooling_rows"] = plain(self.cooling_rows)
+        return out
+
+
+class SweepRows(list):
+    """The rows :func:`md_sweep` returns (a list); a sequential sweep also carries ``cooling``
+    (rows of the cooling branch) and ``tc`` (heating, cooling, bracket), which :class:`Sweep` reads."""
+
+    cooling: list[dict[str, Any]]
+    tc: dict[str, Any]
 
 
 def task_key(model: Any, task: MDTask, engine: str | EngineName) -> str:
@@ -112,6 +131,18 @@ def md_sweep(model: Any, protocol: Any, cache: Cache, ensemble: str, integrator:
 
     tol = load_reference()["tolerances"]
     limits = tol["melting"]
+    if protocol.md.sequential:  # md.max_steps: chunks until decided, Tc bisected, cooling branch
+        from pto_checks.md.sequential import sequential_sweep
+
+        say = Progress(model.name, 0, enabled=progress, write=write)
+        heat, cool, tc = sequential_sweep(model, protocol, cache, ensemble, integrator, engine,
+                                          say.write if progress else (lambda _line: None))
+        out = SweepRows(dict(r, phase=analysis.classify_phase(r, ensemble, tol["phase"], tol["melting"]))
+                        for r in heat)
+        out.cooling = [dict(r, phase=analysis.classify_phase(r, ensemble, tol["phase"], tol["melting"]))
+                       for r in cool]
+        out.tc = tc
+        return out
     plan = [(t, choose_engine(engine, model, t)) for t in sweep_tasks(protocol, ensemble, integrator)]
     prog = Progress(f"{model.name}", 0, enabled=progress, write=write)
     computed: set[str] = set()

@@ -117,6 +117,30 @@ def initial_atoms(task: MDTask) -> Atoms:
     return atoms
 
 
+#: a task's start state, placed in its work folder by the sweep (a cooling step starts from the
+#: final frame of the hotter step): ``numbers``, ``positions`` (A), ``cell`` (A)
+START_STATE = "start_state.npz"
+
+
+def start_atoms(task: MDTask, workdir: Any = None) -> Atoms:
+    """The starting frame of ``task``: the state in ``workdir/START_STATE`` if the sweep put one
+    there (positions and cell of another run's final frame; fresh Maxwell-Boltzmann velocities at
+    this task's temperature, seeded), else :func:`initial_atoms`."""
+    from pathlib import Path
+
+    path = Path(workdir) / START_STATE if workdir is not None else None
+    if path is None or not path.is_file():
+        return initial_atoms(task)
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
+
+    with np.load(path) as d:
+        atoms = Atoms(d["numbers"], positions=d["positions"], cell=d["cell"], pbc=True)
+    rng = np.random.default_rng(task.seed)
+    MaxwellBoltzmannDistribution(atoms, temperature_K=task.temperature_K, rng=rng)
+    Stationary(atoms)
+    return atoms
+
+
 def sweep_tasks(protocol: Any, ensemble: str | Ensemble, integrator: str | Integrator) -> list[MDTask]:
     """The tasks of one sweep of ``protocol`` (a :class:`pto_checks.protocols.Protocol`): one per
     temperature; NPT starts from the polar cell, NVT runs at the NVT lattice."""
