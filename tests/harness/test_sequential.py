@@ -84,32 +84,82 @@ def ferro_model():
                            identity=lambda: {"ferro": calc.identity()})
 
 
-FERRO_SMOKE = ["md.supercell=2", "md.temperatures_K=600,1400", "md.steps=500", "md.max_steps=2000",
+FERRO_SMOKE = ["md.supercell=2", "md.temperatures_K=700,1700", "md.steps=500", "md.max_steps=4000",
                "md.sample_every=5", "md.trajectory_every=20", "md.checkpoint_every=250",
-               "md.tc_resolution_K=400"]
+               "md.tc_resolution_K=1000"]
 
 
-def test_sequential_sweep_on_ferro_decides_brackets_and_cools(tmp_path):
-    """NVT on synthetic:ferro (J = 0.3): 600 K polar, 1400 K cubic, each decided before the cap;
-    one bisection temperature (1000 K) narrows the bracket to the 400 K resolution asked for; the
-    cooling branch starts from the 1400 K final frame; a second call reads everything from the
-    cache; rows record the steps reached and the Sweep result carries heating and cooling Tc."""
+def test_sequential_sweep_on_ferro(tmp_path):
+    """NVT on synthetic:ferro (J = 0.3, 2x2x2): 700 K is decided polar before the cap (fewer steps
+    than the fixed protocol at the cap); 1700 K is decided cubic; the bracket (1000 K) meets the
+    resolution asked for, so no temperature is added; the cooling branch starts from the 1700 K
+    final frame (its key names that run) and stops at the first polar temperature; progress names
+    the chunk and what is undecided; a second call reads everything from the cache."""
     proto = apply_overrides(PROTOCOLS["smoke"], FERRO_SMOKE)
     model = ferro_model()
     lines: list[str] = []
     rows = md_sweep(model, proto, Cache(tmp_path / "c"), "nvt", "langevin", write=lines.append)
     sweep = Sweep("nvt", "langevin", rows, proto)
-    temps = [r["T_K"] for r in sweep.rows]
-    assert temps[0] == 600 and temps[-1] == 1400 and len(temps) == 3, temps
-    assert all(r["sequential"]["decided"] for r in sweep.rows), [r["sequential"] for r in sweep.rows]
-    assert all(500 <= r["steps_reached"] <= 2000 for r in sweep.rows)
+    by_t = {r["T_K"]: r for r in sweep.rows}
+    assert sorted(by_t) == [700, 1700]
+    assert by_t[700]["sequential"]["phase"] == "tetragonal" and by_t[700]["steps_reached"] < 4000
+    assert by_t[1700]["sequential"]["phase"] == "cubic", by_t[1700]["sequential"]
     tc = sweep.tc
-    assert tc["heating"]["status"] == "bracketed" and tc["bracket_K"][1] - tc["bracket_K"][0] <= 400
-    assert tc["tc"] == tc["heating"]["tc"]
-    assert sweep.cooling_rows and sweep.cooling_rows[0]["start_from"]
-    assert tc["cooling"]["tc"] is None or tc["cooling"]["status"] in ("bracketed",) or "stopped" in tc["cooling"][
-        "status"]
-    assert any("sequential chunk 1/" in ln and "undecided" in ln for ln in lines)
+    assert tc["heating"]["status"] == "bracketed" and tc["bracket_K"] == [700, 1700] and tc["tc"] == 1200
+    assert [r["T_K"] for r in sweep.cooling_rows] == [700]
+    cool = sweep.cooling_rows[0]
+    assert cool["start_from"] and cool["branch"] == "cooling" and cool["sequential"]["phase"] == "tetragonal"
+    assert tc["cooling"]["bracket_K"] == [700, 1700] and tc["hysteresis_K"] == 0
+    assert any("sequential chunk 1/4 (to 500 steps); undecided: 700 K, 1700 K" in ln for ln in lines), lines
     again = md_sweep(model, proto, Cache(tmp_path / "c"), "nvt", "langevin", write=lines.append)
-    assert all(r["cache_hit"] for r in again) and [r["T_K"] for r in again] == temps
+    assert all(r["cache_hit"] for r in again) and [r["T_K"] for r in again] == [700, 1700]
     assert Sweep("nvt", "langevin", again, proto).tc == tc
+    assert "cooling_rows" in sweep.to_dict()
+
+
+def _stub_sweep(monkeypatch, tc_true: float, undecided_within: float = 0.0):
+    """Replace the MD by a known phase diagram: polar below ``tc_true``, cubic above, undecided
+    within ``undecided_within`` K of it; returns the list of temperatures run."""
+    ran: list[float] = []
+
+    def fake_run(model, protocol, cache, runs, rule, ensemble, write, limits, label):
+        for r in runs:
+            t = r.task.temperature_K
+            ran.append(t)
+            r.key, r.folder = f"k{t}", None
+            r.row = {"T_K": t, "branch": r.branch, "start_from": r.start_from}
+
+    def fake_decide(row, ensemble):
+        t = row["T_K"]
+        if abs(t - tc_true) <= undecided_within:
+            return None, "undecided"
+        return ("tetragonal" if t < tc_true else "cubic"), ""
+
+    monkeypatch.setattr(seq, "run_sequential", fake_run)
+    monkeypatch.setattr(seq, "decide", fake_decide)
+    return ran
+
+
+def test_bisection_narrows_the_bracket_to_the_resolution(monkeypatch):
+    ran = _stub_sweep(monkeypatch, tc_true=1130.0)
+    proto = apply_overrides(PROTOCOLS["smoke"], ["md.temperatures_K=700,1000,1300,1600", "md.max_steps=600",
+                                                 "md.tc_resolution_K=25"])
+    model = SimpleNamespace(name="stub", identity=lambda: {})
+    heat, cool, tc = seq.sequential_sweep(model, proto, None, "nvt", "langevin", "ase", lambda _: None)
+    lo, hi = tc["bracket_K"]
+    assert lo < 1130 < hi and hi - lo <= 25 and tc["heating"]["uncertainty_K"] == (hi - lo) / 2
+    assert ran[:4] == [700, 1000, 1300, 1600] and ran[4] == 1150  # the middle of [1000, 1300]
+    # cooling: from 1600 down the grid, stops at the first polar temperature (1000), then bisected
+    assert [r["T_K"] for r in cool][:1] == [1300] and tc["cooling"]["status"] == "bracketed"
+    assert all(r["start_from"] for r in cool)
+    assert tc["cooling"]["bracket_K"][1] - tc["cooling"]["bracket_K"][0] <= 25
+
+
+def test_bisection_stops_at_an_undecided_temperature(monkeypatch):
+    _stub_sweep(monkeypatch, tc_true=1150.0, undecided_within=30.0)
+    proto = apply_overrides(PROTOCOLS["smoke"], ["md.temperatures_K=700,1000,1300,1600", "md.max_steps=600",
+                                                 "md.cooling=false"])
+    model = SimpleNamespace(name="stub", identity=lambda: {})
+    heat, cool, tc = seq.sequential_sweep(model, proto, None, "nvt", "langevin", "ase", lambda _: None)
+    assert tc["heating"]["status"].startswith("bisection stopped: 1150 K undecided")
+    assert tc["bracket_K"] == [1000, 1300] and not cool and tc["cooling"]["status"] == "not run"
