@@ -312,3 +312,22 @@ def test_sevennet_accelerator_choice(monkeypatch):
     assert sevennet.accelerator("cuda", "none") == {}
     installed.add("cuequivariance_torch")
     assert sevennet.accelerator("cuda") == {"enable_cueq": True}
+
+
+def test_chunked_batch_equals_one_long_batch_and_a_decided_replica_leaves(tmp_path):
+    """Sequential MD on the batched engine (``engines.run_until``): all four replicas to 40 steps,
+    then two of them leave (decided) and the other two go on to 120 in two chunks: the continuing
+    replicas equal the uninterrupted batch bit for bit, the ones that left stop at 40."""
+    from pto_checks.md.engines import run_until
+
+    calc = make("md_polar")
+    ref = BatchedEngine().run_many(TASKS, calc, [tmp_path / f"r{i}" for i in range(4)])
+    dirs = [tmp_path / f"w{i}" for i in range(4)]
+    first = run_until("batched", TASKS, calc, dirs, [40] * 4)
+    assert all(r["samples"][-1]["step"] == 40 for r in first)
+    for n in (80, 120):
+        out = run_until("batched", TASKS[1::2], calc, dirs[1::2], [n, n])
+    for i, r in zip((1, 3), out, strict=True):
+        assert r["samples"] == ref[i]["samples"]
+    for i in (0, 2):
+        assert first[i]["samples"] == ref[i]["samples"][: len(first[i]["samples"])]
