@@ -80,6 +80,18 @@ def _seed(args: tuple) -> dict:
     return out
 
 
+def _seed_summary(runs: list[dict]) -> dict:
+    counts: dict[str, dict[str, int]] = {}
+    for r in runs:
+        for row in r["rows"]:
+            c = counts.setdefault(f"{row['T_K']:.0f}", {})
+            key = row["decided_phase"] or "undecided"
+            c[key] = c.get(key, 0) + 1
+    n = sum(len(r["rows"]) for r in runs)
+    return {"runs": runs, "seeds_done": len(runs), "counts": counts,
+            "mean_steps_per_temperature": sum(row["steps"] for r in runs for row in r["rows"]) / max(n, 1)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--part", choices=("reference", "sequential", "seeds"), required=True)
@@ -111,17 +123,13 @@ def main() -> None:
     else:
         ov = [f"md.temperatures_K={a.seed_temperatures}", f"md.steps={a.min}", f"md.max_steps={a.max}",
               "md.tc_resolution_K=100000", "md.cooling=false"]
+        runs: list[dict] = []
         with ProcessPoolExecutor(a.jobs) as ex:
-            runs = list(ex.map(_seed, [(a.J, ov, s) for s in range(1, a.seeds + 1)]))
-        counts: dict[str, dict[str, int]] = {}
-        for r in runs:
-            for row in r["rows"]:
-                c = counts.setdefault(f"{row['T_K']:.0f}", {})
-                key = row["decided_phase"] or "undecided"
-                c[key] = c.get(key, 0) + 1
-        res = {"runs": runs, "counts": counts,
-               "mean_steps_per_temperature": sum(row["steps"] for r in runs for row in r["rows"])
-               / sum(len(r["rows"]) for r in runs)}
+            for r in ex.map(_seed, [(a.J, ov, s) for s in range(1, a.seeds + 1)]):
+                runs.append(r)
+                with open(a.out + ".partial", "w") as fh:  # seeds so far (a run cut short keeps them)
+                    json.dump(dict(info, **_seed_summary(runs)), fh, indent=1, default=str)
+        res = _seed_summary(runs)
     info.update(res)
     with open(a.out, "w") as fh:
         json.dump(info, fh, indent=1, default=str)
