@@ -178,7 +178,10 @@ def run_sequential(model: Any, protocol: Any, cache: Cache, runs: list[Run], rul
                 res = run_until(engine, [todo[i][0].task for i in idx], model, [todo[i][1].work for i in idx],
                                 [target] * len(idx), limits=limits)
                 for i, rs in zip(idx, res, strict=True):
-                    row = analysis.summarize_run(rs["samples"], rs["failure"], todo[i][0].task.temperature_K,
+                    # the look sees the samples up to its length: a run resumed from a checkpoint past
+                    # it (interrupted mid-chunk) decides each look as the uninterrupted run did
+                    seen = [x for x in rs["samples"] if x["step"] <= target]
+                    row = analysis.summarize_run(seen, rs["failure"], todo[i][0].task.temperature_K,
                                                  protocol.md.production_fraction)
                     row["looks"] = rule.n_looks
                     phase, _ = decide(row, ensemble)

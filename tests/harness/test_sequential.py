@@ -5,6 +5,7 @@ the imposed c/a pins the polar axis, so |<P>| is a clean order parameter on a sm
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -163,3 +164,36 @@ def test_bisection_stops_at_an_undecided_temperature(monkeypatch):
     heat, cool, tc = seq.sequential_sweep(model, proto, None, "nvt", "langevin", "ase", lambda _: None)
     assert tc["heating"]["status"].startswith("bisection stopped: 1150 K undecided")
     assert tc["bracket_K"] == [1000, 1300] and not cool and tc["cooling"]["status"] == "not run"
+
+
+def test_interrupted_sequential_sweep_resumes_to_the_same_rows(tmp_path, monkeypatch):
+    """Interrupted in the middle of a chunk (a checkpoint 20 steps short of the look), the rerun
+    resumes and ends with the same samples, steps reached and decisions as an uninterrupted one.
+    The decision is stubbed (decided from 160 steps on) so the test needs no long MD."""
+    proto = apply_overrides(PROTOCOLS["smoke"], ["md.temperatures_K=600", "md.steps=40", "md.max_steps=320",
+                                                 "md.cooling=false"])
+    model = SimpleNamespace(name="md_polar", calculator=make("md_polar"), identity=lambda: {"m": "md_polar"})
+    monkeypatch.setattr(seq, "decide", lambda row, ens: ("tetragonal" if row["n_samples"] * 2 * 5 >= 160 else None,
+                                                         ""))
+    ref = md_sweep(model, proto, Cache(tmp_path / "ref"), "nvt", "langevin", progress=False)
+    real = seq.run_until
+    calls = []
+
+    def interrupted(engine, tasks, model, dirs, until, **kw):
+        calls.append(until[0])
+        if until[0] == 160:
+            real(engine, tasks, model, dirs, [140], **kw)
+            raise KeyboardInterrupt
+        return real(engine, tasks, model, dirs, until, **kw)
+
+    monkeypatch.setattr(seq, "run_until", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        md_sweep(model, proto, Cache(tmp_path / "int"), "nvt", "langevin", progress=False)
+    monkeypatch.setattr(seq, "run_until", real)
+    resumed = md_sweep(model, proto, Cache(tmp_path / "int"), "nvt", "langevin", progress=False)
+    assert calls == [40, 80, 160]
+    assert ref[0]["steps_reached"] == resumed[0]["steps_reached"] == 160
+    for key in ("P_abs_mean", "c_over_a", "n_samples"):
+        assert ref[0][key] == resumed[0][key]
+    assert (Path(ref[0]["folder"]) / "samples.csv").read_text() == (Path(resumed[0]["folder"]) / "samples.csv"
+                                                                     ).read_text()
