@@ -116,6 +116,16 @@ def test_sequential_sweep_on_ferro(tmp_path):
     assert all(r["cache_hit"] for r in again) and [r["T_K"] for r in again] == [700, 1700]
     assert Sweep("nvt", "langevin", again, proto).tc == tc
     assert "cooling_rows" in sweep.to_dict()
+    # the existing verdicts read the sequential sweep (rows decided at the level per look)
+    from pto_checks import verdicts
+
+    for intervals in (False, True):
+        d = {"rows": sweep.rows, "ensemble": "nvt", "integrator": "langevin", "protocol": proto,
+             "table": sweep.table, "tc": tc, "decide_with_intervals": intervals}
+        assert verdicts.polar_at_low_temperature(d, "PBEsol").passed
+        assert verdicts.polarization_vanishes(d, "PBEsol").passed
+        assert verdicts.no_melting_or_instability(d, "PBEsol").passed
+        assert verdicts.tc_vs_experiment(d, "PBEsol").outcome.value in ("pass", "fail", "inconclusive")
 
 
 def _stub_sweep(monkeypatch, tc_true: float, undecided_within: float = 0.0):
