@@ -223,6 +223,9 @@ def _bisect(model: Any, protocol: Any, cache: Cache, runs: list[Run], rule: Sequ
             break
         mid = 0.5 * (br["low"] + br["high"])
         by_t = {r.task.temperature_K: r for r in runs}
+        if mid in by_t:  # already run (a grid temperature inside the bracket) and undecided at the cap
+            status = f"bisection stopped: {mid:.0f} K undecided at the cap"
+            break
         template = by_t[br["high"]]
         new = Run(replace(template.task, temperature_K=float(mid)), template.engine, branch)
         if branch == "cooling":  # from the final frame of the non-polar step above
@@ -272,11 +275,14 @@ def sequential_sweep(model: Any, protocol: Any, cache: Cache, ensemble: str, int
             branch = [hot, *cooling]
             tc_cool = _bisect(model, protocol, cache, branch, rule, ensemble, write, limits, label, "cooling")
             cooling = branch[1:]
-    hyst = (tc_heat["tc"] - tc_cool["tc"]) if tc_heat["tc"] is not None and tc_cool["tc"] is not None else None
+    both = tc_heat["tc"] is not None and tc_cool["tc"] is not None
+    hyst = (tc_heat["tc"] - tc_cool["tc"]) if both else None
+    hyst_err = math.hypot(tc_heat["uncertainty_K"], tc_cool["uncertainty_K"]) if both else None
     tc = {"tc": tc_heat["tc"], "resolution": tc_heat["uncertainty_K"],
           "method": ("bisection between the last polar and the first cubic temperature on heating, each decided "
                      f"at the {rule.confidence_level:.0%} level (Bonferroni over {rule.n_looks} looks)"),
           "heating": tc_heat, "cooling": tc_cool, "bracket_K": tc_heat["bracket_K"], "hysteresis_K": hyst,
+          "hysteresis_uncertainty_K": hyst_err,
           "sequential": rule.to_dict()}
 
     def rows(rs: list[Run]) -> list[dict[str, Any]]:

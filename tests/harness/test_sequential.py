@@ -176,6 +176,19 @@ def test_bisection_stops_at_an_undecided_temperature(monkeypatch):
     assert tc["bracket_K"] == [1000, 1300] and not cool and tc["cooling"]["status"] == "not run"
 
 
+def test_bisection_does_not_repeat_an_undecided_grid_temperature(monkeypatch):
+    """[700, 1300] bracket with 1000 K (a grid temperature) undecided: its middle is 1000 K, which
+    has run to the cap already; the bisection stops there instead of running it again."""
+    ran = _stub_sweep(monkeypatch, tc_true=1000.0, undecided_within=10.0)
+    proto = apply_overrides(PROTOCOLS["smoke"], ["md.temperatures_K=700,1000,1300,1600", "md.max_steps=600",
+                                                 "md.cooling=false"])
+    model = SimpleNamespace(name="stub", identity=lambda: {})
+    heat, _, tc = seq.sequential_sweep(model, proto, None, "nvt", "langevin", "ase", lambda _: None)
+    assert ran == [700, 1000, 1300, 1600] and [r["T_K"] for r in heat] == [700, 1000, 1300, 1600]
+    assert tc["heating"]["status"] == "bisection stopped: 1000 K undecided at the cap"
+    assert tc["bracket_K"] == [700, 1300] and tc["heating"]["uncertainty_K"] == 300
+
+
 def test_interrupted_sequential_sweep_resumes_to_the_same_rows(tmp_path, monkeypatch):
     """Interrupted in the middle of a chunk (a checkpoint 20 steps short of the look), the rerun
     resumes and ends with the same samples, steps reached and decisions as an uninterrupted one.
