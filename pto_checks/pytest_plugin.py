@@ -203,6 +203,7 @@ def check(request: pytest.FixtureRequest):
     """``check(verdict)``: record a :class:`Verdict` for results.json and fail the test if it failed."""
 
     def _check(verdict: Verdict) -> Verdict:
+        verdict.details.setdefault("protocol", _state(request)["protocol"].name)
         request.node.stash[_VERDICT_KEY] = verdict
         if not verdict.passed:
             pytest.fail(f"[{verdict.check}] {verdict.message}", pytrace=False)
@@ -272,9 +273,11 @@ def phonon_bands(request: pytest.FixtureRequest, model: registry.LoadedModel,
         out = Path(report) / "phonons" / model.name
         out.mkdir(parents=True, exist_ok=True)
         shutil.copy(folder / "band.yaml", out / "band.yaml")
-        phonons.plot_bands(res, out / "bands.png", title=f"{model.name}: PbTiO3 P4mm")
+        for suffix in ("png", "svg"):
+            phonons.plot_bands(res, out / f"bands.{suffix}", title=f"{model.name}: PbTiO3 P4mm")
         results.quantity(model.name, "phonons", "files", {"band_yaml": str(out / "band.yaml"),
-                                                          "plot": str(out / "bands.png")}, "")
+                                                          "plot": str(out / "bands.png"),
+                                                          "plot_svg": str(out / "bands.svg")}, "")
     return dict(data, result=res, folder=folder)
 
 
@@ -295,7 +298,7 @@ def _terminal_writer(config: pytest.Config):
 
 def _sweep(request: pytest.FixtureRequest, model: registry.LoadedModel, ensemble: str,
            integrator: str) -> dict[str, Any]:
-    from pto_checks import analysis, report, stages
+    from pto_checks import analysis, stages
 
     st = _state(request)
     quiet = os.environ.get("PYTEST_XDIST_WORKER") is not None or request.config.getoption("verbose") < 0
@@ -316,15 +319,15 @@ def _sweep(request: pytest.FixtureRequest, model: registry.LoadedModel, ensemble
     tc = analysis.transition_temperature(temps, phases)
     results: Results = st["results"]
     clean = [{k: v for k, v in r.items() if k not in ("folder", "task")} for r in rows]
+    out = request.config.getoption("--report")
+    if out:  # each temperature's trajectory and time series, linked from results.json
+        from pto_checks.report import export_md_files
+
+        for row, files in zip(clean, export_md_files(rows, out, model.name, f"{ensemble}_{integrator}"), strict=True):
+            row["files"] = files
     results.quantity(model.name, "md", f"{ensemble}_{integrator}",
                      {"rows": clean, "tc": tc, "engine": engine},
                      "T in K; a, c in Angstrom; P in C/m^2")
-    out = request.config.getoption("--report")
-    if out:
-        folder = Path(out) / "md" / model.name
-        folder.mkdir(parents=True, exist_ok=True)
-        report.plot_sweep(clean, ensemble, folder / f"{ensemble}_{integrator}.png",
-                          title=f"{model.name}: {ensemble.upper()} ({integrator}), protocol {st['protocol'].name}")
     return {"rows": rows, "tc": tc, "ensemble": ensemble, "integrator": integrator,
             "protocol": st["protocol"], "table": analysis.format_table(rows)}
 
@@ -420,8 +423,45 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
                             verdict=verdict.to_dict() if verdict else None, markers=markers)
         if gate:
             st["results"].model_entry(name)["checks"][test_id]["gate"] = gate
+        _once_per_model_load_error(st, name, rep)
         # on the item, so the teardown report carries it (junitxml writes properties from there)
+        props = dict(item.user_properties)
+        if "pto_status" in props:  # a second report of the same test (teardown error after a call)
+            item.user_properties[:] = [(k, v) for k, v in item.user_properties if k != "pto_status"]
         item.user_properties.append(("pto_status", status))
+        if "pto_check" not in props:
+            item.user_properties += [("pto_model", name), ("pto_check", test_id)]
+            if verdict is not None:
+                item.user_properties += [(k, _junit_value(getattr(verdict, k)))
+                                         for k in ("measured", "reference", "tolerance", "unit")]
+            protocol = verdict.details.get("protocol") if verdict is not None else None
+            item.user_properties.append(("protocol", str(protocol or st["protocol"].name)))
+
+
+def _junit_value(x: Any) -> str:
+    """A verdict field as a JUnit property value: numbers as repr, containers as JSON, None as ''."""
+    if x is None:
+        return ""
+    if isinstance(x, (str, int, float)):
+        return str(x)
+    return json.dumps(x, default=str)
+
+
+def _once_per_model_load_error(st: dict[str, Any], name: str, rep: pytest.TestReport) -> None:
+    """A model that cannot load fails (or skips) every one of its tests: the first keeps the full
+    message, the others refer to it."""
+    error = st["load_errors"].get(name)
+    if error is None or rep.passed:
+        return
+    shown = st.setdefault("load_errors_shown", set())
+    if name not in shown:
+        shown.add(name)
+        return
+    short = f"model {name} could not load (the reason is printed once, at its first test)"
+    if rep.skipped and isinstance(rep.longrepr, tuple):
+        rep.longrepr = (*rep.longrepr[:2], f"Skipped: {short}")
+    elif rep.failed:
+        rep.longrepr = short
 
 
 def _test_id(item: pytest.Item) -> str:
@@ -459,15 +499,19 @@ def _parts_dir(config: pytest.Config) -> Path | None:
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    """Collect check outcomes (also from xdist workers) for the all-skipped rule."""
+    """Collect check outcomes (also from xdist workers) for the all-skipped rule and the terminal
+    verdict matrix."""
     if report.when != "teardown":
         return
-    for key, value in report.user_properties:
-        if key == "pto_status":
-            _OUTCOMES.append(value)
+    props = dict(report.user_properties)
+    if "pto_status" in props:
+        _OUTCOMES.append(props["pto_status"])
+        if "pto_model" in props:
+            _MATRIX.setdefault(props["pto_model"], {})[props["pto_check"]] = props["pto_status"]
 
 
 _OUTCOMES: list[str] = []
+_MATRIX: dict[str, dict[str, str]] = {}
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -489,9 +533,13 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     parts.mkdir(parents=True, exist_ok=True)
     st["results"].write(parts / f"{worker or 'main'}.json")
     if worker is None:  # the controlling process (or a run without xdist) merges
-        data = annotate_integrator_flips(merge([json.loads(p.read_text()) for p in sorted(parts.glob("*.json"))]))
+        prior = _results_already_there(parts.parent / "results.json", st)
+        data = annotate_integrator_flips(merge(prior + [json.loads(p.read_text())
+                                                        for p in sorted(parts.glob("*.json"))]))
+        this_run = dict(st["results"].data["runs"][0], exit_status=int(session.exitstatus))
+        data["runs"] = [r for p in prior for r in p.get("runs", [])] + [this_run]  # one entry per run, not per worker
+        data["harness"] = dict(st["results"].data["harness"], exit_status=int(session.exitstatus))
         config.stash[_STATE_KEY]["merged"] = data
-        data["harness"]["exit_status"] = int(session.exitstatus)
         from pto_checks.cache import write_json_atomic
 
         write_json_atomic(parts.parent / "results.json", data)
@@ -505,10 +553,36 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             write_json_atomic(config.getoption("--baseline"), data)
 
 
+def _results_already_there(path: Path, st: dict[str, Any]) -> list[dict[str, Any]]:
+    """The results a report folder already holds (merged with this run's: results accumulate).
+    An unreadable file is kept aside as ``results.json.unreadable-<time>``, never overwritten."""
+    if not path.is_file():
+        return []
+    from pto_checks.results import load
+
+    try:
+        return [load(path)]
+    except (OSError, ValueError) as exc:
+        import time
+
+        aside = path.with_name(f"{path.name}.unreadable-{time.strftime('%Y%m%dT%H%M%S')}")
+        os.replace(path, aside)
+        st["unreadable_results"] = f"{path}: {exc}; kept as {aside}, not merged"
+        return []
+
+
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
     st = config.stash.get(_STATE_KEY, None)
     if st is None:
         return
+    if _MATRIX and os.environ.get("PYTEST_XDIST_WORKER") is None:
+        from pto_checks.report import terminal_matrix
+
+        terminalreporter.section("pto-checks: verdicts (checks x models)")
+        for line in terminal_matrix(_MATRIX, width=terminalreporter._tw.fullwidth):
+            terminalreporter.write_line(line)
+    if st.get("unreadable_results"):
+        terminalreporter.write_line(f"pto-checks: WARNING: {st['unreadable_results']}", red=True)
     if st["load_errors"]:
         terminalreporter.section("pto-checks: models that could not load")
         for name, err in st["load_errors"].items():
