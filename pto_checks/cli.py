@@ -7,9 +7,12 @@
     pto-checks verify out/results.json          exit 1 if the file is missing or malformed, records
                                                 no check, or any check ended in an error (failed
                                                 verdicts are accepted: they are results)
-    pto-checks nightly DIR [--protocol quick] [-n N] [--model all]
-                                                every model that loads, results + report in
-                                                DIR/<UTC time>/, compared with the previous run
+    pto-checks nightly DIR [--protocol quick] [-n N] [--model all] [--baseline B.json]
+                      [--fail-on-verdict]       every model that loads, results + report in
+                                                DIR/<UTC time>/, compared with the previous run.
+                                                Exit 0: completed, report written (failed verdicts
+                                                are results); 3: errors; 2: regressions against
+                                                --baseline; 1: failed verdicts (--fail-on-verdict)
 """
 
 from __future__ import annotations
@@ -40,6 +43,16 @@ def _verify(args: argparse.Namespace) -> int:
         data = load(args.results)
     except (OSError, ValueError) as exc:
         print(f"pto-checks verify: {exc}", file=sys.stderr)
+        return 1
+    try:
+        from pto_checks.results import validate
+
+        validate(data)
+    except ImportError:
+        pass  # jsonschema (the test extra) not installed: the version check above stands
+    except Exception as exc:  # jsonschema.ValidationError
+        print(f"pto-checks verify: {args.results} does not match results.schema.json: "
+              f"{str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     bad, total = [], Counter()
     for name, entry in data["models"].items():
@@ -91,6 +104,45 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+# ``pto-checks nightly`` exit codes: a failed verdict is a result, not a broken job
+NIGHTLY_OK, NIGHTLY_FAILED_VERDICTS, NIGHTLY_REGRESSIONS, NIGHTLY_ERRORS = 0, 1, 2, 3
+
+
+def default_cache() -> Path:
+    """The cache a plain ``pytest`` run from this directory uses (pytest's cache folder,
+    ``.pytest_cache/d/pto-checks``), so ``pto-checks nightly`` reuses what such runs computed."""
+    return Path.cwd() / ".pytest_cache" / "d" / "pto-checks"
+
+
+def nightly_outcome(data: dict | None, pytest_rc: int, baseline: dict | None,
+                    fail_on_verdict: bool) -> tuple[int, list[str]]:
+    """Exit code of a nightly run and the reasons: errors (pytest could not run or finish, no
+    results or report, a check that errored) > regressions against ``baseline`` (a check that
+    passed there fails now, or a regression check failed: a quantity moved beyond tolerance) >
+    failed verdicts (only with ``fail_on_verdict``) > 0."""
+    if data is None:
+        return NIGHTLY_ERRORS, [f"no results were written (pytest exit status {pytest_rc})"]
+    if pytest_rc not in (0, 1):
+        return NIGHTLY_ERRORS, [f"pytest exit status {pytest_rc} (interrupted, usage or internal error)"]
+    checks = [(m, tid, c) for m, e in data["models"].items() for tid, c in e.get("checks", {}).items()]
+    errors = [f"{m} {tid}: error: {c.get('message', '').splitlines()[0][:200] if c.get('message') else ''}"
+              for m, tid, c in checks if c["status"] == "error"]
+    if errors:
+        return NIGHTLY_ERRORS, errors
+    if baseline is not None:
+        regressions = []
+        for m, tid, c in checks:
+            before = baseline.get("models", {}).get(m, {}).get("checks", {}).get(tid, {}).get("status")
+            if c["status"] == "fail" and (before == "pass" or "regression" in c.get("markers", [])):
+                regressions.append(f"{m} {tid}: {before or 'new'} -> fail")
+        if regressions:
+            return NIGHTLY_REGRESSIONS, regressions
+    failed = [f"{m} {tid}: fail" for m, tid, c in checks if c["status"] == "fail" and not c.get("gate")]
+    if fail_on_verdict and failed:
+        return NIGHTLY_FAILED_VERDICTS, failed
+    return NIGHTLY_OK, []
+
+
 def _nightly(args: argparse.Namespace) -> int:
     import datetime as dt
 
@@ -100,15 +152,37 @@ def _nightly(args: argparse.Namespace) -> int:
     extra = ["-m", args.marker, "--protocol", args.protocol, "--report", str(out)]
     for m in args.model or ["all"]:
         extra += ["--model", m]
+    for f in args.model_file or []:
+        extra += ["--model-file", f]
     if args.workers:
         extra += ["-n", str(args.workers)]
+    baseline = None
+    if args.baseline:
+        try:
+            baseline = load(args.baseline)
+        except (OSError, ValueError) as exc:
+            print(f"pto-checks nightly: --baseline {args.baseline}: {exc}", file=sys.stderr)
+            return NIGHTLY_ERRORS
+        extra += ["--baseline", args.baseline]
     if runs:
         extra += ["--compare", str(runs[-1])]
         print(f"comparing with {runs[-1]}")
-    ns = argparse.Namespace(pytest_args=extra, cache=args.cache)
-    rc = _run(ns)
-    print(f"nightly results and report in {out}")
-    return rc
+    cache = Path(args.cache) if args.cache else default_cache()
+    print(f"MD and relaxation cache: {cache}")
+    rc = _run(argparse.Namespace(pytest_args=extra, cache=str(cache)))
+    data = None
+    if (out / "results.json").is_file() and (out / "report.html").is_file():
+        try:
+            data = load(out / "results.json")
+        except (OSError, ValueError) as exc:
+            print(f"pto-checks nightly: {exc}", file=sys.stderr)
+    code, reasons = nightly_outcome(data, rc, baseline, args.fail_on_verdict)
+    what = {NIGHTLY_OK: "completed", NIGHTLY_FAILED_VERDICTS: "failed verdicts (--fail-on-verdict)",
+            NIGHTLY_REGRESSIONS: "regressions against the baseline", NIGHTLY_ERRORS: "errors"}[code]
+    print(f"nightly results and report in {out}: {what} (exit {code})")
+    for r in reasons[:50]:
+        print(f"  {r}")
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -136,7 +210,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", action="append", default=[], help="default: all")
     p.add_argument("-m", dest="marker", default="sanity or static or phonon or dynamic")
     p.add_argument("-n", dest="workers", type=int, default=0, help="pytest-xdist workers")
-    p.add_argument("--cache", default=".pto_cache", help="MD cache (keep it between nights: resumable)")
+    p.add_argument("--model-file", action="append", default=[], help="register models from a TOML file")
+    p.add_argument("--baseline", help="accepted results: a check that passed there and fails now, or a "
+                                      "quantity that moved beyond tolerance, exits 2")
+    p.add_argument("--fail-on-verdict", action="store_true",
+                   help="exit 1 when a verdict fails (default: failed verdicts are results, exit 0)")
+    p.add_argument("--cache", default=None,
+                   help="MD and relaxation cache (default: pytest's, .pytest_cache/d/pto-checks here, shared with "
+                        "plain pytest runs; keep it between nights: resumable)")
     p.set_defaults(fn=_nightly)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["run"]:  # everything after 'run' belongs to pytest (except --cache)
