@@ -224,7 +224,7 @@ def test_nightly_exit_codes_and_shared_cache(tmp_path, monkeypatch):
     assert main([*night, "--model-file", compressed]) == NIGHTLY_OK
     assert len(list((tmp_path / "n").glob("*/report.html"))) == 1
     # pytest's cache folder of this directory, shared with plain pytest runs
-    assert list((tmp_path / ".pytest_cache" / "d" / "pto-checks" / "ground_state").glob("*/data.json"))
+    assert list((tmp_path / ".pytest_cache" / "d" / "pto-checks" / "ground_state").glob("*/meta.json"))
     assert main([*night, "--model-file", compressed, "--fail-on-verdict"]) == NIGHTLY_FAILED_VERDICTS
     # the baseline: a good model's accepted results; the compressed one regresses from it
     assert main([*night, "--model-file", good]) == NIGHTLY_OK
