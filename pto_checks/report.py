@@ -249,7 +249,7 @@ def protocol_text(label: str, data: dict[str, Any], md: bool = False) -> str:
     temperature)`` from the protocol recorded under ``label``."""
     proto = data.get("protocols", {}).get(label) or {}
     bits = []
-    if proto.get("reduced"):
+    if md and proto.get("reduced"):  # 0 K and phonon settings are the same in every named protocol
         bits.append("reduced: qualitative only")
     m = proto.get("md") or {}
     if md and m:
@@ -269,6 +269,19 @@ def _related(entry: dict[str, Any], marker: str, integrator: str | None = None) 
             continue
         out.append(tid)
     return out
+
+
+def _verdict_summary(entry: dict[str, Any], tids: list[str]) -> str:
+    """``all 6 static checks pass`` / ``4 of 6 pass; fail: delta e vs pbesol; skip: ...``."""
+    if not tids:
+        return "no verdict recorded"
+    by: dict[str, list[str]] = {}
+    for t in tids:
+        by.setdefault(entry["checks"][t]["status"], []).append(_short(t))
+    npass = len(by.pop("pass", []))
+    if not by:
+        return f"all {npass} checks pass"
+    return f"{npass} of {len(tids)} pass; " + "; ".join(f"{st}: {', '.join(names)}" for st, names in by.items())
 
 
 def _verdict_text(entry: dict[str, Any], tids: list[str]) -> str:
@@ -309,8 +322,8 @@ def make_figures(data: dict[str, Any], figdir: Path) -> list[Figure]:
     got = plot_ground_states(data, figdir / "ground_state")
     if got:
         per = "; ".join(
-            f"{n}: {protocol_text(protocol_label(m['quantities']['ground_state']['a'], data), data)}, "
-            f"{_verdict_text(m, _related(m, 'static'))}"
+            f"{n} (protocol {protocol_label(m['quantities']['ground_state']['a'], data)}): static verdicts "
+            f"{_verdict_summary(m, _related(m, 'static'))}"
             for n, m in models.items() if "a" in m.get("quantities", {}).get("ground_state", {}))
         figs.append(Figure("ground_state", "Relaxed (0 K) lattice parameter a and tetragonality c/a of P4mm PbTiO3, "
                            "each model against the LDA, PBE and PBEsol values and experiment (stars). " + per + ".",
@@ -328,7 +341,9 @@ def make_figures(data: dict[str, Any], figdir: Path) -> list[Figure]:
         marker = ens
         if len(per_model) > 1:
             series = [(n, rows) for n, _, rows, _ in per_model]
-            labels = "; ".join(f"{n}: protocol {lab}" for n, _, _, lab in per_model)
+            used = {lab for _, _, _, lab in per_model}
+            labels = (_cap(protocol_text(used.pop(), data, md=True)) if len(used) == 1 else
+                      "Protocols: " + "; ".join(f"{n}: {lab}" for n, _, _, lab in per_model))
             base = figdir / f"{key}_all_models"
             if ens == "npt":
                 svg, png = plot_npt(series, base, tc_K, phase_tol["tetragonal_min"])
@@ -337,7 +352,7 @@ def make_figures(data: dict[str, Any], figdir: Path) -> list[Figure]:
             else:
                 svg, png = plot_nvt(series, base, tc_K, phase_tol["polar_min_c_per_m2"])
                 what = f"|Pz| vs temperature, NVT ({integ}) at the imposed lattice, all models overlaid"
-            figs.append(Figure(base.name, f"{what}. Protocols: {labels}.", "", png, svg))
+            figs.append(Figure(base.name, f"{what}. {labels}.", "", png, svg))
         for n, m, rows, lab in per_model:
             base = figdir / f"{key}_{_safe(n)}"
             verdicts = _verdict_text(m, _related(m, marker, integ if ens == "npt" else None))
@@ -371,9 +386,9 @@ def make_figures(data: dict[str, Any], figdir: Path) -> list[Figure]:
                 + (f", {'×'.join(map(str, sc))} supercell" if sc else "") + f"; {protocol_text(lab, data)}); "
                 "imaginary frequencies are drawn as negative numbers"]
         if "f_min" in ph:
-            bits.append(f"lowest judged frequency {ph['f_min']['value']:.3g} THz at q = {_q(ph['f_min'].get('q'))}")
+            bits.append(f"lowest judged frequency {ph['f_min']['value']:.3f} THz at q = {_q(ph['f_min'].get('q'))}")
         if "f_min_all" in ph and ph["f_min_all"]["value"] < ph.get("f_min", {}).get("value", math.inf) - 1e-9:
-            bits.append(f"lowest anywhere {ph['f_min_all']['value']:.3g} THz at q = {_q(ph['f_min_all'].get('q'))}, "
+            bits.append(f"lowest anywhere {ph['f_min_all']['value']:.3f} THz at q = {_q(ph['f_min_all'].get('q'))}, "
                         "on an acoustic branch between the q-points commensurate with the supercell: a Fourier-"
                         "interpolation artefact of the finite supercell, reported but not judged "
                         "(reference_data/pto.toml, tolerances.phonon)")
@@ -471,6 +486,15 @@ def _chunks(names: list[str], n: int) -> list[list[str]]:
     return [names[i:i + n] for i in range(0, len(names), n)] or [[]]
 
 
+def _breakable(name: str) -> str:
+    """A model name, HTML-escaped, with line-break opportunities after / : - _ . (long paths wrap
+    at their separators instead of mid-word)."""
+    out = html.escape(name)
+    for sep in "/:-_.":
+        out = out.replace(sep, sep + "<wbr>")
+    return out
+
+
 def _status_class(status: str) -> str:
     return f"st-{status}" if status in KNOWN_STATUSES else "st-other"
 
@@ -551,7 +575,7 @@ def matrix_html(data: dict[str, Any], per_table: int = MATRIX_MODELS_PER_TABLE) 
     note_of: dict[tuple[str, str], int] = {}
     for chunk in _chunks(models, per_table):
         head = "<tr><th class='check'>check</th>" + "".join(
-            f"<th class='model' title='{esc(_versions(data['models'][n]), quote=True)}'>{esc(n)}</th>"
+            f"<th class='model' title='{esc(_versions(data['models'][n]), quote=True)}'>{_breakable(n)}</th>"
             for n in chunk) + "</tr>"
         body = []
         for g, tids in groups:
@@ -637,7 +661,8 @@ def _protocol_summary(data: dict[str, Any]) -> list[tuple[str, str]]:
             for q in qs.values():
                 if isinstance(q, dict):
                     used.setdefault(protocol_label(q, data), None)
-    return [(lab, protocol_text(lab, data, md=True)) for lab in used]
+    return [(lab, protocol_text(lab, data, md=True).removeprefix(f"protocol {lab}").strip(" ()") or "as named")
+            for lab in used]
 
 
 def _model_protocols(entry: dict[str, Any], data: dict[str, Any]) -> str:
@@ -680,11 +705,13 @@ h1{font-size:1.6em} h2{font-size:1.25em;margin-top:1.6em;border-bottom:1px solid
 table.verdicts{border-collapse:collapse;font-size:12.5px;margin:0 0 1em 0;table-layout:auto}
 table.verdicts td,table.verdicts th{border:1px solid #ccc;padding:3px 5px;text-align:center}
 table.verdicts th.check{text-align:left;font-weight:500;min-width:12em;max-width:19em;white-space:normal}
-table.verdicts th.model{max-width:8.5em;overflow-wrap:anywhere;font-weight:600;vertical-align:bottom}
+table.verdicts th.model{max-width:8.5em;overflow-wrap:break-word;font-weight:600;vertical-align:bottom}
 tr.group th.check{font-weight:700;background:#f3f3f3} tr.group td.proto{background:#f3f3f3;font-size:11px;color:#555}
 .st-pass{background:#dcefd9} .st-fail{background:#f6cdbd} .st-inconclusive{background:#fbe8a6}
 .st-skip{background:#eeeeee;color:#555} .st-error{background:#e3b4d6;font-weight:600}
-.st-other{background:#fff;border-style:dashed;color:#444} td{white-space:nowrap} td a{text-decoration:none}
+td{white-space:nowrap} td a{text-decoration:none}
+td.st-other{background:#fff;border-style:dashed;color:#444;white-space:normal;overflow-wrap:anywhere;max-width:8em}
+span.st-other{border-style:dashed}
 .legend span{display:inline-block;padding:1px 6px;margin-right:6px;border:1px solid #ccc;font-size:12px}
 ol.notes pre{white-space:pre-wrap;font-size:11.5px;margin:2px 0 8px 0}
 li.worse{color:#b00;font-weight:bold}
@@ -708,6 +735,7 @@ def write_html(data: dict[str, Any], figs: list[Figure], changes: list[dict[str,
         change_html = f"<h2>Changes since the previous results</h2><ul id='changes'>{items}</ul>"
     protos = "".join(f"<li><b>{esc(lab)}</b>: {esc(text)}</li>" for lab, text in _protocol_summary(data))
     legend = "".join(f"<span class='{_status_class(s)}'>{esc(_symbol(s))}</span>" for s in KNOWN_STATUSES)
+    legend += "<span class='st-other'>other status: as written</span>"
 
     def fig_html(f: Figure) -> str:
         links = [f"<a href='{esc(f.png.relative_to(path.parent).as_posix())}'>PNG 300 dpi</a>"]

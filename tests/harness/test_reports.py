@@ -120,7 +120,7 @@ def test_merged_report_labels_each_section_with_its_own_protocol(runs, tmp_path)
     md = (tmp_path / "rep" / "report.md").read_text()
     assert "| **static** (protocol) | paper |" in md and "| **nvt** (protocol) | smoke |" in md
     assert "static, phonon: protocol paper; npt, nvt: protocol smoke" in md
-    assert "- **smoke**: protocol smoke (reduced: qualitative only; 2×2×2 cells = 40 atoms" in md
+    assert "- **smoke**: reduced: qualitative only; 2×2×2 cells = 40 atoms" in md
     # the NPT figure's caption names the smoke protocol, not the paper one
     npt_caption = next(line for line in md.splitlines() if "NPT (melchionna) heating sweep" in line)
     assert "Protocol smoke (reduced" in npt_caption and "paper" not in npt_caption
