@@ -346,22 +346,25 @@ def make_figures(data: dict[str, Any], figdir: Path) -> list[Figure]:
                       "Protocols: " + "; ".join(f"{n}: {lab}" for n, _, _, lab in per_model))
             base = figdir / f"{key}_all_models"
             if ens == "npt":
-                svg, png = plot_npt(series, base, tc_K, phase_tol["tetragonal_min"])
+                svg, png = plot_npt(series, base, tc_K, phase_tol["tetragonal_min"], title=f"NPT ({integ}), all models")
                 what = (f"c/a, a and c vs temperature, NPT ({integ}), all models overlaid (colour per model, "
                         "marker per phase)")
             else:
-                svg, png = plot_nvt(series, base, tc_K, phase_tol["polar_min_c_per_m2"])
+                svg, png = plot_nvt(series, base, tc_K, phase_tol["polar_min_c_per_m2"],
+                                    title=f"NVT ({integ}), all models")
                 what = f"|Pz| vs temperature, NVT ({integ}) at the imposed lattice, all models overlaid"
             figs.append(Figure(base.name, f"{what}. {labels}.", "", png, svg))
         for n, m, rows, lab in per_model:
             base = figdir / f"{key}_{_safe(n)}"
             verdicts = _verdict_text(m, _related(m, marker, integ if ens == "npt" else None))
             if ens == "npt":
-                svg, png = plot_npt([(n, rows)], base, tc_K, phase_tol["tetragonal_min"])
+                svg, png = plot_npt([(n, rows)], base, tc_K, phase_tol["tetragonal_min"],
+                                    title=f"{n}: NPT ({integ}), protocol {lab}")
                 what = (f"{n}: NPT ({integ}) heating sweep: a and c (top) and c/a with the phase at each temperature "
                         f"(bottom), block-average error bars")
             else:
-                svg, png = plot_nvt([(n, rows)], base, tc_K, phase_tol["polar_min_c_per_m2"])
+                svg, png = plot_nvt([(n, rows)], base, tc_K, phase_tol["polar_min_c_per_m2"],
+                                    title=f"{n}: NVT ({integ}), protocol {lab}")
                 what = (f"{n}: NVT ({integ}) heating sweep at the imposed lattice: |Pz| with block-average error bars "
                         f"and the phase at each temperature")
             figs.append(Figure(base.name, f"{what}. {_cap(protocol_text(lab, data, md=True))}. "
