@@ -727,8 +727,8 @@ figcaption a{font-size:11px}
 
 def write_html(data: dict[str, Any], figs: list[Figure], changes: list[dict[str, Any]] | None,
                path: Path) -> None:
-    """Self-contained HTML page (PNG figures embedded as data URIs; opens with no server; the SVG
-    and full-resolution PNG files are linked next to each caption)."""
+    """Self-contained HTML page (figures embedded as SVG data URIs; opens with no server; the SVG
+    and 300 dpi PNG files are linked next to each caption)."""
     esc = html.escape
     matrix, notes = matrix_html(data)
     change_html = ""
@@ -744,8 +744,10 @@ def write_html(data: dict[str, Any], figs: list[Figure], changes: list[dict[str,
         links = [f"<a href='{esc(f.png.relative_to(path.parent).as_posix())}'>PNG 300 dpi</a>"]
         if f.svg:
             links.append(f"<a href='{esc(f.svg.relative_to(path.parent).as_posix())}'>SVG</a>")
+        # SVG embedded (sharp at any zoom, a quarter of the PNG's size); PNG where there is no SVG
+        src, mime = (f.svg, "image/svg+xml") if f.svg else (f.png, "image/png")
         return (f'<figure id="fig-{esc(f.name)}"><img alt="{esc(f.caption[:120])}" '
-                f'src="data:image/png;base64,{base64.b64encode(f.png.read_bytes()).decode()}">'
+                f'src="data:{mime};base64,{base64.b64encode(src.read_bytes()).decode()}">'
                 f"<figcaption>{esc(f.caption)} {' · '.join(links)}</figcaption></figure>")
 
     sections = []
@@ -760,7 +762,8 @@ def write_html(data: dict[str, Any], figs: list[Figure], changes: list[dict[str,
         sections.append(f"<section class='figures'><h3>{title}</h3>{''.join(fig_html(f) for f in sel)}</section>")
     models = "".join(f"<li><b>{esc(n)}</b> ({esc(_model_protocols(m, data))}): {esc(_versions(m))}</li>"
                      for n, m in data["models"].items())
-    notes_html = (f"<details open><summary>Messages of the {len(notes)} verdicts that did not pass</summary>"
+    opened = " open" if len(notes) <= 12 else ""
+    notes_html = (f"<details{opened}><summary>Messages of the {len(notes)} verdicts that did not pass</summary>"
                   f"<ol class='notes'>{''.join(notes)}</ol></details>" if notes else "")
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>pto-checks report</title>
@@ -804,6 +807,7 @@ def build_report(data: dict[str, Any], out: str | Path, previous: dict[str, Any]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     fresh = Path(tempfile.mkdtemp(prefix=".figures-new-", dir=out))
+    fresh.chmod(0o755)  # mkdtemp makes it private; the report folder is meant to be shared
     try:
         figs = make_figures(data, fresh)
     except BaseException:
