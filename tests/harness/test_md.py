@@ -281,8 +281,9 @@ def test_dynamic_check_fails_on_flawed_model(run_dynamic, variant, must_fail, mu
     assert "error" not in status.values(), status
     md = data["models"][f"synthetic:{variant}"]["quantities"]["md"]
     assert set(md) == {"npt_melchionna", "nvt_langevin"}
-    assert (Path(result.stdout.str().split("results written to ")[-1].split()[0]).parent
-            / "md" / f"synthetic:{variant}" / "npt_melchionna.png").is_file()
+    out = Path(result.stdout.str().split("results written to ")[-1].split()[0]).parent
+    assert (out / "figures" / f"npt_melchionna_synthetic_{variant}.png").is_file()
+    assert (out / md["npt_melchionna"]["value"]["rows"][0]["files"]["trajectory"]).is_file()
 
 
 def test_rerun_hits_the_md_cache(run_dynamic):
