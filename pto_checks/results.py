@@ -133,7 +133,8 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
     Per model, each check (test id) and each quantity (section, name) is taken from the last
     part that has it, whole (a newer run replaces an older one's verdict, it is never mixed
     with it); the spec from the last part that has one; ``harness`` and ``protocol`` from the
-    last part; ``protocols`` and ``runs`` are the union.
+    last part; ``protocols`` and ``runs`` are the union.  A model whose weights fingerprint
+    changed (other weights under the same name) keeps nothing of the older results.
     """
     if not parts:
         return Results().data
@@ -147,6 +148,10 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
         out["harness"] = part.get("harness", out["harness"])
         out["protocol"] = part.get("protocol", out["protocol"])
         for name, entry in part.get("models", {}).items():
+            old_fp = out["models"].get(name, {}).get("spec", {}).get("fingerprint")
+            new_fp = entry.get("spec", {}).get("fingerprint")
+            if old_fp and new_fp and old_fp != new_fp:  # other weights under the same name: start afresh
+                out["models"].pop(name)
             dst = out["models"].setdefault(name, {"spec": {}, "quantities": {}, "checks": {}})
             if entry.get("spec"):
                 dst["spec"] = entry["spec"]

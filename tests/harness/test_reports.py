@@ -192,6 +192,11 @@ def test_merge_keeps_protocols_apart():
     assert (z["status"], z["protocol"]) == ("pass", "paper")
     assert data["protocols"]["smoke+custom#2"]["overrides"] == ["md.steps=20"]
     validate(data)
+    # other weights under the same name: the older results are not about this model
+    for r, fp in ((r1, "aaa"), (r3, "bbb")):
+        r.set_spec("m", {"name": "m", "fingerprint": fp})
+    data = merge([r1.data, r3.data])
+    assert list(data["models"]["m"]["checks"]) == ["test_static.py::test_z"]
 
 
 def test_load_failure_is_printed_once_and_the_terminal_shows_the_matrix(runs):
