@@ -31,7 +31,7 @@ STATUS_SYMBOL = {"pass": "✔ pass", "fail": "✘ fail", "inconclusive": "? inco
                  "error": "⚠ error"}
 KNOWN_STATUSES = tuple(STATUS_SYMBOL)
 # verdict-matrix groups, in the order of the study; a check belongs to the first marker it carries
-GROUPS = ("sanity", "static", "phonon", "npt", "nvt", "equivalence", "regression", "benchmark")
+GROUPS = ("sanity", "static", "phonon", "accuracy", "npt", "nvt", "equivalence", "regression", "benchmark")
 MATRIX_MODELS_PER_TABLE = 10  # wider sweeps wrap into further tables
 
 
@@ -398,6 +398,26 @@ def make_figures(data: dict[str, Any], figdir: Path) -> list[Figure]:
         bits.append(f"verdict: {_verdict_text(m, _related(m, 'phonon'))}")
         figs.append(Figure(base.name, "; ".join(bits) + ".", n, png, svg))
 
+    for n, m in models.items():  # the accuracy tier's figures (drawn by the tier, PNG)
+        acc = m.get("quantities", {}).get("accuracy", {})
+        files = acc.get("files", {}).get("value", {})
+        sub = acc.get("subsample", {}).get("value", {}).get("text")
+        functional = m.get("spec", {}).get("functional", "?")
+        for key, what in (("parity", "force components, model vs DFT, per species (colour: AIMD temperature)"),
+                          ("errors_vs_T", "force, relative-energy and stress errors vs AIMD temperature, with "
+                                          "the verdicts' limits dashed")):
+            src = files.get(key)
+            if not src or not Path(src).is_file():
+                continue
+            base = figdir / f"accuracy_{_safe(n)}_{key}"
+            png = base.with_suffix(".png")
+            shutil.copy(src, png)
+            lab = protocol_label(acc["files"], data)
+            caption = (f"{n} (trained on {functional}) against PbTiO3 PBEsol ab initio MD frames: {what}; "
+                       f"{protocol_text(lab, data)}" + (f"; frames: {sub}" if sub else "")
+                       + f"; verdict: {_verdict_text(m, _related(m, 'accuracy'))}.")
+            figs.append(Figure(base.name, caption, n, png, None))
+
     got = plot_speed(data, figdir / "speed")
     if got:
         figs.append(Figure("speed", "MD speed vs number of atoms, per model and engine (log-log; the batched "
@@ -505,8 +525,10 @@ def _status_class(status: str) -> str:
 def _versions(m: dict[str, Any]) -> str:
     spec = m.get("spec", {})
     pv = ", ".join(f"{k} {v}" for k, v in spec.get("package_versions", {}).items())
+    env = m.get("environment")  # set by `pto-checks run` across environments
+    where = f"; environment {env['key']} ({env['python']})" if env else ""
     return (f"{spec.get('family', '?')} {spec.get('version', '?')}, trained on {spec.get('functional', '?')}; "
-            f"weights {str(spec.get('fingerprint', '?'))[:12]}; {pv}")
+            f"weights {str(spec.get('fingerprint', '?'))[:12]}; {pv}{where}")
 
 
 def terminal_matrix(statuses: dict[str, dict[str, str]], width: int = 120) -> list[str]:
@@ -689,6 +711,7 @@ def write_markdown(data: dict[str, Any], figs: list[Figure], changes: list[dict[
         lines.append("")
     lines += ["## Verdicts", "", *matrix_markdown(data), "", "## Models", ""]
     lines += [f"- **{name}** ({_model_protocols(m, data)}): {_versions(m)}" for name, m in data["models"].items()]
+    lines += [f"- **{u['model']}**: not run: {u['reason']}" for u in data.get("unavailable", [])]
     lines += ["", "## Figures", ""]
     for section in ["", *data["models"]]:
         sel = [f for f in figs if f.section == section]
@@ -762,6 +785,8 @@ def write_html(data: dict[str, Any], figs: list[Figure], changes: list[dict[str,
         sections.append(f"<section class='figures'><h3>{title}</h3>{''.join(fig_html(f) for f in sel)}</section>")
     models = "".join(f"<li><b>{esc(n)}</b> ({esc(_model_protocols(m, data))}): {esc(_versions(m))}</li>"
                      for n, m in data["models"].items())
+    models += "".join(f"<li class='unavailable'><b>{esc(u['model'])}</b>: not run: {esc(u['reason'])}</li>"
+                      for u in data.get("unavailable", []))
     opened = " open" if len(notes) <= 12 else ""
     notes_html = (f"<details{opened}><summary>Messages of the {len(notes)} verdicts that did not pass</summary>"
                   f"<ol class='notes'>{''.join(notes)}</ol></details>" if notes else "")

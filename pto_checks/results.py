@@ -158,6 +158,8 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
             for section, qs in entry.get("quantities", {}).items():
                 dst["quantities"].setdefault(section, {}).update(qs)
             dst["checks"].update(entry.get("checks", {}))
+            if entry.get("environment"):  # set by `pto-checks run` across environments
+                dst["environment"] = entry["environment"]
     for entry in out["models"].values():
         entry.pop("integrator_artefacts", None)  # recomputed from the merged checks
     return out
@@ -170,6 +172,23 @@ def load(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{path}: schema_version {data.get('schema_version')} is not one this pto-checks "
                          f"reads ({', '.join(map(str, READABLE_VERSIONS))}); upgrade pto-checks")
     return _upgrade(data)
+
+
+def already_there(path: str | Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The results a report folder already holds (``path``: its results.json), to merge a new run
+    into: (data, None), or (None, None) when there is none.  An unreadable file is moved aside as
+    ``results.json.unreadable-<UTC time>`` (never overwritten) and (None, warning) returned."""
+    path = Path(path)
+    if not path.is_file():
+        return None, None
+    try:
+        return load(path), None
+    except (OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
+        import os
+
+        aside = path.with_name(f"{path.name}.unreadable-{_dt.datetime.now(_dt.timezone.utc):%Y%m%dT%H%M%S}")
+        os.replace(path, aside)
+        return None, f"{path}: {exc}; kept as {aside}, not merged"
 
 
 def schema() -> dict[str, Any]:

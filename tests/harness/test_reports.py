@@ -260,3 +260,45 @@ def test_nightly_outcome_rules():
     assert nightly_outcome(data("fail"), 1, None, True)[0] == 1
     assert nightly_outcome(data("fail", gate="expected failure (baseline)"), 0, data("fail"), True)[0] == 0
     assert nightly_outcome(data("inconclusive"), 0, base, True)[0] == 0
+
+
+def test_report_holds_the_accuracy_tier_environments_and_models_not_run(tmp_path):
+    """The accuracy tier's figures (drawn by the tier) are in the model's section with their
+    protocol, subsample and verdict; an inconclusive verdict has its own style; each model names
+    its environment; models not run are listed with the install command; the file stays valid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = {}
+    for key in ("parity", "errors_vs_T"):
+        fig, ax = plt.subplots(figsize=(2, 2))
+        ax.plot([0, 1], [0, 1])
+        files[key] = str(tmp_path / f"{key}.png")
+        fig.savefig(files[key])
+        plt.close(fig)
+    r = Results({"name": "quick"})
+    r.set_spec("chgnet", {"name": "chgnet", "family": "chgnet", "functional": "PBE", "fingerprint": "f" * 64})
+    r.quantity("chgnet", "accuracy", "files", files, "")
+    r.quantity("chgnet", "accuracy", "subsample",
+               {"every": 10, "offset": 0, "text": "every 10-th frame (300 K: 5/50)"}, "")
+    r.check("chgnet", "test_accuracy.py::test_forces_vs_pbesol_aimd", "inconclusive",
+            message="limit inside the 95 % interval", markers=["accuracy"])
+    data = r.data
+    data["models"]["chgnet"]["environment"] = {"key": "main", "python": "/venv/bin/python", "packages": {}}
+    data["unavailable"] = [{"model": "gptff", "reason": "environment .venv-gptff not found: "
+                                                        "bash scripts/install.sh gptff"}]
+    validate(data)
+    html = report.build_report(data, tmp_path / "rep")
+    md = (tmp_path / "rep" / "report.md").read_text()
+    figs = sorted(p.name for p in (tmp_path / "rep" / "figures").iterdir())
+    assert figs == ["accuracy_chgnet_errors_vs_T.png", "accuracy_chgnet_parity.png"]
+    caption = next(line for line in md.splitlines() if "force components, model vs DFT" in line)
+    assert "trained on PBE" in caption and "protocol quick" in caption and "every 10-th frame" in caption
+    assert "forces vs pbesol aimd: inconclusive" in caption
+    assert "| **accuracy** (protocol) | quick |" in md and "? inconclusive [1]" in md
+    assert "environment main (/venv/bin/python)" in md
+    assert "- **gptff**: not run: environment .venv-gptff not found: bash scripts/install.sh gptff" in md
+    page = html.read_text()
+    assert "class='st-inconclusive'" in page and "bash scripts/install.sh gptff" in page
