@@ -89,8 +89,16 @@ def test_trajectories_are_exported_and_linked(runs):
     for r in rows:
         frames = ase.io.read(out / r["files"]["trajectory"], ":")
         assert len(frames) >= 2 and len(frames[0]) == 40
-        header = (out / r["files"]["samples"]).read_text().splitlines()[0].split(",")
+        lines = (out / r["files"]["samples"]).read_text().splitlines()
+        header = lines[0].split(",")
         assert {"step", "time_ps", "T_K", "epot_eV", "a", "c", "Pz"} <= set(header)
+        by_step = {int(float(v[header.index("step")])): v for v in (line.split(",") for line in lines[1:])}
+        for f in frames:  # each frame says when and what it was, as the samples recorded it
+            sample = by_step[f.info["step"]]
+            assert f.info["time_ps"] == pytest.approx(float(sample[header.index("time_ps")]))
+            assert f.info["T_K"] == pytest.approx(float(sample[header.index("T_K")]))
+            assert f.get_potential_energy() == pytest.approx(float(sample[header.index("epot_eV")]))
+            assert f.get_stress().shape == (6,)  # eV/A^3 (NPT: the model's stress drives the cell)
 
 
 def test_stale_figures_never_survive(runs, tmp_path):
