@@ -11,20 +11,41 @@ from typing import Any
 
 @dataclass(frozen=True)
 class StaticProtocol:
-    """0 K relaxation: FrechetCellFilter + BFGS to ``fmax`` (eV/A), at most ``max_steps``."""
+    """0 K relaxation: FrechetCellFilter + BFGS to ``fmax`` (eV/A), at most ``max_steps``.
+
+    ``symprec`` (Angstrom): the one symmetry tolerance of the harness, used by the relaxation
+    (``FixSymmetry``), by the cleaning of the relaxed cell, by phonopy and by the space groups in
+    the report (reasoning in ``reference_data/pto.toml [tolerances.symmetry]``).
+    ``hold_symmetry``: relax the tetragonal cell with P4mm held (the phonons and the 0 K checks use
+    it); False uses the unconstrained relaxation instead (only to show what holding it changes).
+    The unconstrained observation ("does the model keep P4mm?") starts from the P4mm cell with
+    every atom displaced at random by ``free_start_rattle_A`` (rms, Angstrom, seed
+    ``free_start_seed``) and the cell sheared by ``free_start_shear`` (all three shear strains),
+    so that any symmetry-lowering instability can develop.
+    """
 
     fmax: float = 1e-3
     max_steps: int = 1000
+    symprec: float = 1e-3
+    hold_symmetry: bool = True
+    free_start_rattle_A: float = 0.02
+    free_start_shear: float = 0.003
+    free_start_seed: int = 7
 
 
 @dataclass(frozen=True)
 class PhononProtocol:
-    """phonopy finite displacements: ``supercell`` repetitions, ``displacement`` (A)."""
+    """phonopy finite displacements: ``supercell`` repetitions, ``displacement`` (A), band path
+    with ``band_points`` per segment, Gamma-centred ``mesh``.  ``escalation``: the larger n x n x n
+    supercells recomputed, in order and only while a frequency below the threshold sits at a q
+    that the current supercell only interpolates (the rule: ``reference_data/pto.toml
+    [tolerances.phonon]``)."""
 
     supercell: tuple[int, int, int] = (2, 2, 2)
     displacement: float = 0.01
     band_points: int = 51
     mesh: tuple[int, int, int] = (8, 8, 8)
+    escalation: tuple[int, ...] = (3, 4)
 
 
 @dataclass(frozen=True)

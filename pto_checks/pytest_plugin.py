@@ -244,36 +244,51 @@ def ground_state(request: pytest.FixtureRequest, model: registry.LoadedModel) ->
     for k, unit in units.items():
         res.quantity(model.name, "ground_state", k, data[k], unit)
     res.quantity(model.name, "ground_state", "relaxations",
-                 {"tetragonal": data["relax_tetragonal"], "cubic": data["relax_cubic"]}, "")
+                 {"tetragonal": data["relax_tetragonal"], "cubic": data["relax_cubic"],
+                  "tetragonal_free": data.get("relax_tetragonal_free")}, "")
+    sym = data["symmetry"]
+    res.quantity(model.name, "ground_state", "symmetry", sym, "eV/f.u. (energy_gain_per_fu), Angstrom (symprec)")
     report = request.config.getoption("--report")
     if report:
         out = Path(report) / "structures" / model.name
         out.mkdir(parents=True, exist_ok=True)
-        for f in ("tetragonal.extxyz", "cubic.extxyz"):
-            shutil.copy(folder / f, out / f"relaxed_{f}")
+        for f in ("tetragonal.extxyz", "cubic.extxyz", "tetragonal_free.extxyz"):
+            if (folder / f).is_file():
+                shutil.copy(folder / f, out / f"relaxed_{f}")
     return dict(data, folder=folder)
 
 
 @pytest.fixture(scope="session")
 def phonon_bands(request: pytest.FixtureRequest, model: registry.LoadedModel,
                  ground_state: dict[str, Any]) -> dict[str, Any]:
-    """Phonons of the relaxed tetragonal cell (cached): minimum mode, band.yaml, plot in the report."""
+    """Phonons of the relaxed P4mm cell (cached per supercell), judged with supercell escalation
+    (:func:`pto_checks.stages.phonon_stage`); band.yaml, phonopy_params.yaml and the plot in the report."""
     from pto_checks import phonons, stages
 
     st = _state(request)
-    folder, data, res = stages.phonon_stage(model, st["protocol"], st["cache"],
-                                            ground_state["folder"] / "tetragonal.extxyz")
+    quiet = os.environ.get("PYTEST_XDIST_WORKER") is not None or request.config.getoption("verbose") < 0
+    write = None if quiet else _terminal_writer(request.config)
+    folder, data, res, first = stages.phonon_stage(model, st["protocol"], st["cache"],
+                                                   ground_state["folder"] / "tetragonal.extxyz", write=write)
     results: Results = st["results"]
-    results.quantity(model.name, "phonons", "f_min", data["f_min_thz"], "THz", q=data["q_min"])
-    results.quantity(model.name, "phonons", "f_min_all", data["f_min_all_thz"], "THz",
-                     q=data["q_min_all"])
+    dec = data["decision"]
+    results.quantity(model.name, "phonons", "f_min", data["f_min_thz"], "THz", q=data["q_min"],
+                     supercell=data["supercell"])
+    results.quantity(model.name, "phonons", "decision", dec, "THz")
     report = request.config.getoption("--report")
     if report:
+        from pto_checks import verdicts
+
         out = Path(report) / "phonons" / model.name
         out.mkdir(parents=True, exist_ok=True)
         shutil.copy(folder / "band.yaml", out / "band.yaml")
-        phonons.plot_bands(res, out / "bands.png", title=f"{model.name}: PbTiO3 P4mm")
+        shutil.copy(folder / "phonopy_params.yaml", out / "phonopy_params.yaml")
+        v = verdicts.no_imaginary_modes(data, model.spec.functional)
+        caption = ("PASS: " if v.passed else "FAIL: ") + v.message.split(". Rule:")[0]
+        phonons.plot_bands(res, out / "bands.png", title=f"{model.name}: PbTiO3 P4mm (symprec {data['symprec']} Å)",
+                           caption=caption, first=first if first is not res else None)
         results.quantity(model.name, "phonons", "files", {"band_yaml": str(out / "band.yaml"),
+                                                          "phonopy_params": str(out / "phonopy_params.yaml"),
                                                           "plot": str(out / "bands.png")}, "")
     return dict(data, result=res, folder=folder)
 

@@ -19,19 +19,25 @@ from pto_checks.protocols import Protocol
 
 
 def ground_state(model: LoadedModel, protocol: Protocol, cache: Cache) -> tuple[Path, dict[str, Any]]:
-    """Relaxed tetragonal and cubic cells and their observables (cached).
+    """Relaxed tetragonal (P4mm held) and cubic cells and their observables (cached), and the
+    unconstrained tetragonal relaxation ("does the model keep P4mm?").
 
     Observables: ``a``, ``c`` (Angstrom, long axis found), ``c_over_a``, ``delta_e``
-    (E(cubic) - E(tetragonal), eV/f.u.), ``cubic_a`` and both relaxations' summaries.
-    Files: ``tetragonal.extxyz``, ``cubic.extxyz``.
+    (E(cubic) - E(tetragonal), eV/f.u.), ``cubic_a``, both relaxations' summaries and
+    ``symmetry`` (:class:`pto_checks.relax.SymmetryObservation`).
+    Files: ``tetragonal.extxyz``, ``cubic.extxyz``, ``tetragonal_free.extxyz`` (if it finished).
     """
     key = cache_key("ground_state", model=model.identity(), protocol=protocol.static.__dict__)
+    s = protocol.static
 
     def compute(folder: Path) -> dict[str, Any]:
-        gs = relax.relax_phases(model.calculator, fmax=protocol.static.fmax,
-                                max_steps=protocol.static.max_steps)
+        gs = relax.relax_phases(model.calculator, fmax=s.fmax, max_steps=s.max_steps, symprec=s.symprec,
+                                hold_symmetry=s.hold_symmetry, free_start_rattle_A=s.free_start_rattle_A,
+                                free_start_shear=s.free_start_shear, free_start_seed=s.free_start_seed)
         ase.io.write(folder / "tetragonal.extxyz", gs.tetragonal.atoms)
         ase.io.write(folder / "cubic.extxyz", gs.cubic.atoms)
+        if gs.tetragonal_free is not None:
+            ase.io.write(folder / "tetragonal_free.extxyz", gs.tetragonal_free.atoms)
         lat = analysis.lattice_parameters(gs.tetragonal.atoms.cell)
         cub = analysis.lattice_parameters(gs.cubic.atoms.cell)
         nfu_t = len(gs.tetragonal.atoms) / 5
@@ -47,6 +53,8 @@ def ground_state(model: LoadedModel, protocol: Protocol, cache: Cache) -> tuple[
             "energy_cubic_per_fu": gs.cubic.energy / nfu_c,
             "relax_tetragonal": gs.tetragonal.summary(),
             "relax_cubic": gs.cubic.summary(),
+            "relax_tetragonal_free": None if gs.tetragonal_free is None else gs.tetragonal_free.summary(),
+            "symmetry": gs.symmetry.to_dict(),
         }
 
     folder, data, hit = cache.get_or_compute("ground_state", key, compute,
@@ -55,35 +63,73 @@ def ground_state(model: LoadedModel, protocol: Protocol, cache: Cache) -> tuple[
     return folder, data
 
 
-def phonon_stage(model: LoadedModel, protocol: Protocol, cache: Cache,
-                 relaxed: Path) -> tuple[Path, dict[str, Any], phonons.PhononResult | None]:
-    """Phonons of the relaxed tetragonal cell (cached): band.yaml, bands.npz and the minimum mode."""
-    import numpy as np
+def phonon_stage(model: LoadedModel, protocol: Protocol, cache: Cache, relaxed: Path,
+                 write=None) -> tuple[Path, dict[str, Any], phonons.PhononResult, phonons.PhononResult]:
+    """Phonons of the relaxed tetragonal cell, judged by the rule of
+    :func:`pto_checks.phonons.decide_stability` (the protocol's supercell, then the escalation
+    supercells only while every frequency below the threshold is interpolated).
+
+    Each supercell is one cache entry (``band.yaml``, ``phonopy_params.yaml`` with the force
+    constants, ``bands.npz``), keyed by the model, the structure, the supercell, displacement,
+    path, mesh and ``symprec``.  Returns the deciding entry's folder, the decision as data, the
+    deciding spectrum and the first supercell's spectrum.  ``write(line)`` reports progress.
+    """
+    from pto_checks.reference import tolerance
 
     atoms = ase.io.read(relaxed)
     p = protocol.phonon
-    key = cache_key("phonons", model=model.identity(), protocol=p.__dict__,
-                    structure=atoms.get_positions().round(8).tolist() + atoms.cell.array.round(8).tolist())
+    symprec = protocol.static.symprec if protocol.static.hold_symmetry else 1e-5
+    tol = tolerance("phonon")
+    structure = atoms.get_positions().round(8).tolist() + atoms.cell.array.round(8).tolist()
+    folders: dict[tuple[int, int, int], tuple[Path, bool]] = {}
+    spectra: dict[tuple[int, int, int], phonons.PhononResult] = {}
 
-    def compute(folder: Path) -> dict[str, Any]:
-        res = phonons.compute_phonons(atoms, model.calculator, supercell=p.supercell,
-                                      displacement=p.displacement, band_points=p.band_points,
-                                      mesh=p.mesh, band_yaml=folder / "band.yaml")
-        np.savez(folder / "bands.npz", band_q=res.band_q, band_freq=res.band_freq,
-                 band_distance=res.band_distance, label_positions=res.label_positions,
-                 labels=res.labels, mesh_q=res.mesh_q, mesh_freq=res.mesh_freq)
-        q, f = res.all_q_and_freq()
-        f_all, q_all, f_far, q_far = phonons.most_negative_mode(q, f, p.supercell)
-        return {"f_min_all_thz": f_all, "q_min_all": q_all.tolist(), "f_min_thz": f_far,
-                "q_min": q_far.tolist(), "n_displacements": res.n_displacements,
-                "supercell": list(p.supercell)}
+    def compute_one(sc: tuple[int, int, int]) -> phonons.PhononResult:
+        key = cache_key("phonons", model=model.identity(), structure=structure, supercell=list(sc),
+                        displacement=p.displacement, band_points=p.band_points, mesh=list(p.mesh),
+                        symprec=symprec)
+        name = "x".join(map(str, sc))
 
-    folder, data, hit = cache.get_or_compute("phonons", key, compute, meta={"model": model.identity()})
-    z = np.load(folder / "bands.npz")
-    res = phonons.PhononResult(z["band_q"], z["band_freq"], z["band_distance"],
-                               list(z["label_positions"]), [str(s) for s in z["labels"]],
-                               z["mesh_q"], z["mesh_freq"], int(data["n_displacements"]))
-    return folder, dict(data, cache_hit=hit), res
+        def progress(i: int, n: int) -> None:
+            if write is not None and (i == n or i % 4 == 0):
+                write(f"[pto-checks] {model.name} phonons {name}: {i}/{n} displaced supercells")
+
+        def compute(folder: Path) -> dict[str, Any]:
+            res = phonons.compute_phonons(atoms, model.calculator, supercell=sc, displacement=p.displacement,
+                                          band_points=p.band_points, mesh=p.mesh, band_yaml=folder / "band.yaml",
+                                          symprec=symprec, params_yaml=folder / "phonopy_params.yaml",
+                                          progress=progress)
+            res.save(folder / "bands.npz")
+            return {"supercell": list(sc), "n_displacements": res.n_displacements}
+
+        folder, _, hit = cache.get_or_compute("phonons", key, compute, meta={"model": model.identity()})
+        try:
+            res = phonons.PhononResult.load(folder / "bands.npz")
+        except (OSError, KeyError, ValueError) as exc:
+            raise RuntimeError(f"corrupt phonon cache entry {folder} ({exc}); rerun with --recompute") from exc
+        folders[sc] = (folder, hit)
+        spectra[sc] = res
+        return res
+
+    supercells = [tuple(p.supercell)] + [(n, n, n) for n in p.escalation if n > max(p.supercell)]
+    decision, res = phonons.decide_stability(compute_one, supercells, tol["acoustic_gamma_thz"],
+                                             tol["imaginary_threshold_thz"])
+    folder, hit = folders[decision.decided_by]
+    lowest_first = decision.steps[0].lowest
+    data = {
+        "decision": decision.to_dict(),
+        "stable": decision.stable,
+        "f_min_thz": decision.steps[-1].lowest.f_thz,
+        "q_min": list(decision.steps[-1].lowest.q),
+        "f_min_first_thz": lowest_first.f_thz,
+        "q_min_first": list(lowest_first.q),
+        "supercell": list(decision.decided_by),
+        "symprec": symprec,
+        "n_displacements": res.n_displacements,
+        "cache_hit": all(h for _, h in folders.values()),
+        "folders": {"x".join(map(str, k)): str(v[0]) for k, v in folders.items()},
+    }
+    return folder, data, res, spectra[supercells[0]]
 
 
 def md_tasks(protocol: Protocol, ensemble: str, integrator: str) -> list:

@@ -82,26 +82,72 @@ def polar_ground_state(delta_e: float, c_over_a: float, functional: str) -> Verd
                    None, tol, "eV/f.u., 1", load_reference()["study"]["citation"])
 
 
-def no_imaginary_modes(f_min_thz: float, q_min: list[float], f_min_all: float, q_all: list[float],
-                       functional: str) -> Verdict:
-    """No judged phonon below the imaginary threshold (see :func:`phonons.most_negative_mode`)."""
+def no_imaginary_modes(phonon: dict[str, Any], functional: str) -> Verdict:
+    """No phonon below the threshold on the path, the mesh and the supercell's commensurate q
+    (every branch judged; tolerance only for the acoustic modes at Gamma), decided by
+    :func:`pto_checks.phonons.decide_stability` with supercell escalation.
+
+    ``phonon``: the data of :func:`pto_checks.stages.phonon_stage`.
+    """
     tol = tolerance("phonon")
-    thr = tol["imaginary_threshold_thz"]
-    ok = f_min_thz >= thr
+    d = phonon["decision"]
+    ok = bool(d["stable"])
+    m = d["mode"]
+    name = "x".join(str(x) for x in d["decided_by"])
 
     def fmt(q: list[float]) -> str:
         return "(" + ", ".join(f"{x:.3f}" for x in q) + ")"
 
-    msg = (
-        f"lowest judged frequency {f_min_thz:.3f} THz at q = {fmt(q_min)} (threshold {thr} THz; "
-        f"lowest of all, incl. interpolated acoustic branches, {f_min_all:.3f} THz at "
-        f"q = {fmt(q_all)}): " + ("no imaginary modes" if ok else "IMAGINARY MODES: the relaxed "
-                                  "tetragonal cell is dynamically unstable")
-        + f"; {_trained_on(functional)}"
-    )
-    return Verdict("no_imaginary_modes", ok, msg, {"f_min_thz": f_min_thz, "q": list(q_min),
-                                                   "f_min_all_thz": f_min_all, "q_all": list(q_all)},
-                   thr, None, "THz", tol["reasoning"])
+    def where(mode: dict[str, Any]) -> str:
+        sc = "x".join(str(x) for x in mode["supercell"])
+        return ("exact: q commensurate with " if mode["exact"] else "interpolated: q not commensurate with ") + sc
+
+    history = "; ".join(
+        f"{'x'.join(map(str, st['supercell']))}: lowest {st['lowest']['f_thz']:.3f} THz at {fmt(st['lowest']['q'])}, "
+        f"{st['n_below']} below threshold"
+        + (f" (worst {st['worst']['f_thz']:.3f} THz at {fmt(st['worst']['q'])}, {where(st['worst'])})"
+           if st["worst"] else "")
+        for st in d["steps"])
+    head = (f"decided by the {name} supercell: "
+            + (f"no imaginary modes; lowest frequency {m['f_thz']:.3f} THz at q = {fmt(m['q'])} ({where(m)})"
+               if ok else f"IMAGINARY MODE {m['f_thz']:.3f} THz at q = {fmt(m['q'])}, branch {m['branch']} "
+               f"({where(m)}): the relaxed P4mm cell is dynamically unstable"))
+    msg = (f"{head}. {d['reason']}. Rule: every branch at every q >= {tol['imaginary_threshold_thz']} THz, "
+           f"acoustic modes at Gamma >= {tol['acoustic_gamma_thz']} THz; supercells: {history}; "
+           f"symprec {phonon.get('symprec')} A; {_trained_on(functional)}")
+    v = Verdict("no_imaginary_modes", ok, msg, {"f_thz": m["f_thz"], "q": list(m["q"]), "exact": m["exact"],
+                                                "supercell": list(d["decided_by"])},
+                tol["imaginary_threshold_thz"], {"acoustic_gamma_thz": tol["acoustic_gamma_thz"],
+                                                 "elsewhere_thz": tol["imaginary_threshold_thz"]},
+                "THz", tol["source"])
+    v.details = {"decision": d}
+    return v
+
+
+def keeps_p4mm(symmetry: dict[str, Any], functional: str) -> Verdict:
+    """The unconstrained relaxation from a perturbed P4mm cell gains no more than
+    ``tolerances.keeps_p4mm.max_energy_gain`` (eV/f.u.) over the P4mm-held one.
+
+    ``symmetry``: :class:`pto_checks.relax.SymmetryObservation` as a dict.
+    """
+    tol = tolerance("keeps_p4mm")
+    thr = tol["max_energy_gain"]
+    gain = symmetry.get("energy_gain_per_fu")
+    sp = symmetry.get("symprec")
+    if gain is None:
+        ok = False
+        what = (f"the unconstrained relaxation did not finish ({symmetry.get('error')}): the model runs away "
+                f"from P4mm ({symmetry.get('held_spacegroup')} held)")
+    else:
+        ok = gain <= thr
+        what = (f"unconstrained relaxation from a perturbed P4mm cell ends in {symmetry['free_spacegroup']} at "
+                f"symprec {sp} A ({symmetry['free_spacegroup_tight']} at 1e-5 A), "
+                f"E(P4mm held) - E(unconstrained) = {gain * 1000:.3f} meV/f.u. (limit {thr * 1000:.1f}): "
+                + ("the model keeps P4mm" if ok else "the model's ground state is NOT P4mm: it gains energy by "
+                   "breaking the symmetry, so the P4mm checks describe a saddle point, not its ground state")
+                + ("" if symmetry.get("free_converged") else " (the unconstrained relaxation hit its step cap)"))
+    return Verdict("keeps_p4mm", ok, f"{what}; {_trained_on(functional)}", gain, 0.0, thr, "eV/f.u.",
+                   tol["reasoning"])
 
 
 def check_bound(check: str, ok: bool, message: str, measured: Any = None, tol: Any = None,
