@@ -144,7 +144,8 @@ class SymmetryObservation:
     The unconstrained relaxation from a perturbed P4mm cell (:func:`free_start`) against the
     P4mm-held one: space groups at ``symprec`` (Angstrom) and at 1e-5 A, and the energy gained by
     breaking the symmetry, ``energy_gain_per_fu`` = E(held) - E(free) in eV per formula unit
-    (positive: the unconstrained cell is lower).  ``error``: why the unconstrained relaxation
+    (positive: the unconstrained cell is lower).  ``free_spacegroup_loose``: at 1e-2 A (a soft
+    model's unconstrained relaxation to fmax 1e-3 eV/A can stop further than symprec from P4mm).  ``error``: why the unconstrained relaxation
     stopped (the model blew up or raised), else None.
     """
 
@@ -152,6 +153,7 @@ class SymmetryObservation:
     held_spacegroup: str
     free_spacegroup: str | None
     free_spacegroup_tight: str | None
+    free_spacegroup_loose: str | None
     energy_gain_per_fu: float | None
     free_converged: bool
     error: str | None = None
@@ -203,6 +205,7 @@ def relax_phases(calc: Calculator, fmax: float = 1e-3, max_steps: int = 1000, sy
         symprec, spacegroup(held.atoms, symprec)[0],
         None if free is None else spacegroup(free.atoms, symprec)[0],
         None if free is None else spacegroup(free.atoms, 1e-5)[0],
+        None if free is None else spacegroup(free.atoms, 1e-2)[0],
         None if free is None else (held.energy - free.energy) / nfu,
         bool(free is not None and free.converged), error)
     tet = held if hold_symmetry or free is None else free

@@ -141,7 +141,8 @@ def keeps_p4mm(symmetry: dict[str, Any], functional: str) -> Verdict:
     else:
         ok = gain <= thr
         what = (f"unconstrained relaxation from a perturbed P4mm cell ends in {symmetry['free_spacegroup']} at "
-                f"symprec {sp} A ({symmetry['free_spacegroup_tight']} at 1e-5 A), "
+                f"symprec {sp} A ({symmetry['free_spacegroup_tight']} at 1e-5 A, "
+                f"{symmetry.get('free_spacegroup_loose')} at 1e-2 A), "
                 f"E(P4mm held) - E(unconstrained) = {gain * 1000:.3f} meV/f.u. (limit {thr * 1000:.1f}): "
                 + ("the model keeps P4mm" if ok else "the model's ground state is NOT P4mm: it gains energy by "
                    "breaking the symmetry, so the P4mm checks describe a saddle point, not its ground state")

@@ -69,7 +69,8 @@ class ElasticNetworkCalculator(Calculator):
     """Elastic network around a 5-atom PbTiO3 reference cell (see module docstring).
 
     ``reference``: the unit cell whose geometry is the energy minimum.
-    ``k``: spring constants by element pair (eV/A^2).  ``cutoff``: pair cutoff (A).
+    ``k``: spring constants by element pair (eV/A^2).  ``cutoff``: pair cutoff (A); pairs shorter
+    than ``min_distance`` (A) get no spring (a shell of further neighbours only).
     ``energy_offset``: added per atom (eV).
     ``absolute_field``: eV/A times the sum of all coordinates.  ``stress_scale``: factor applied to the stress
     (e.g. 1/units.GPa to report GPa).  ``nan_forces``: return NaN forces.
@@ -87,6 +88,7 @@ class ElasticNetworkCalculator(Calculator):
         energy_per_fu: float = -8.0,
         stress_scale: float = 1.0,
         nan_forces: bool = False,
+        min_distance: float = 0.0,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -98,6 +100,7 @@ class ElasticNetworkCalculator(Calculator):
         self.energy_per_fu = energy_per_fu
         self.stress_scale = stress_scale
         self.nan_forces = nan_forces
+        self.min_distance = min_distance
         self._pairs = self._reference_pairs()
 
     def _reference_pairs(self) -> dict[tuple[int, int, int, int, int], tuple[float, float]]:
@@ -108,7 +111,7 @@ class ElasticNetworkCalculator(Calculator):
         out = {}
         for ii, jj, dd, ss in zip(i, j, d, S, strict=True):
             kk = self.k.get(_pair(sym[ii], sym[jj]), 0.0)
-            if kk != 0.0:
+            if kk != 0.0 and dd >= self.min_distance:
                 out[(int(ii), int(jj), int(ss[0]), int(ss[1]), int(ss[2]))] = (float(dd), kk)
         return out
 
