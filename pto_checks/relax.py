@@ -103,7 +103,7 @@ def symmetrize(atoms: Atoms, symprec: float = 1e-3) -> Atoms:
     refine_symmetry(out, symprec=symprec)
     cell = out.cell
     lengths, angles = cell.lengths(), cell.angles()
-    if np.allclose(angles, 90.0, atol=1e-6) and np.allclose(np.abs(cell.array), np.diag(lengths), atol=1e-6):
+    if np.allclose(angles, 90.0, atol=1e-6):  # orthogonal: write it as diag (rotating the frame)
         frac = out.get_scaled_positions(wrap=False)
         pairs = [(0, 1), (0, 2), (1, 2)]
         i, j = min(pairs, key=lambda p: abs(lengths[p[0]] - lengths[p[1]]))

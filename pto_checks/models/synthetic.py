@@ -23,6 +23,9 @@ Variants (``--model synthetic:<variant>``):
 ``not_invariant``    the good model plus a term in the absolute positions (breaks translation
                      invariance, as a model that forgot periodic wrapping would).
 ``nan``              returns NaN forces.
+``zone_unstable``    good springs, but O-O springs negative (-0.5x): the PBEsol cell is a stationary
+                     point with imaginary phonons across the zone (lowest at A, exact in the 2x2x2
+                     supercell), as the study reports for M3GNet.
 
 For MD (stiff springs, 38x the 0 K variants', so that the crystal holds together at 1000 K):
 
@@ -49,6 +52,7 @@ VARIANTS = (
     "gpa_stress",
     "not_invariant",
     "nan",
+    "zone_unstable",
     "md_polar",
     "md_cubic",
     "md_supertetragonal",
@@ -220,6 +224,10 @@ def make(variant: str) -> Calculator:
     if variant == "unstable":
         k = dict(_K_GOOD)
         k[("O", "Pb")] = -0.5 * _K_GOOD[("O", "Pb")]
+        return ElasticNetworkCalculator(good, k=k)
+    if variant == "zone_unstable":
+        k = dict(_K_GOOD)
+        k[("O", "O")] = -0.5 * _K_GOOD[("O", "O")]
         return ElasticNetworkCalculator(good, k=k)
     if variant == "shallow":
         return ElasticNetworkCalculator(good, k={p: v * 0.2 for p, v in _K_GOOD.items()})

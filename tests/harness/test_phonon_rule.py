@@ -1,0 +1,102 @@
+"""The phonon rule: every branch at every q judged, tolerance only for acoustic modes at Gamma,
+supercell escalation only for interpolated dips (pto_checks.phonons.decide_stability)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pto_checks import phonons, structures
+from pto_checks.models.synthetic import make
+from pto_checks.reference import tolerance
+
+
+def _spectrum(supercell, dips):
+    """A 15-branch spectrum on a small path + mesh with ``dips`` {q: frequency of branch 0}."""
+    grid = phonons.commensurate_grid(supercell)
+    band_q = np.array([[0, 0, 0], [0, 0.05, 0], [0, 0.125, 0], [0, 0.25, 0], [0, 0.5, 0]], dtype=float)
+    mesh_q = np.array([[0.125, 0.125, 0], [0.5, 0.5, 0.5]], dtype=float)
+
+    def freqs(q):
+        f = np.tile(np.linspace(0.5, 10, 15), (len(q), 1))
+        for i, qq in enumerate(q):
+            if np.allclose(qq, 0):
+                f[i, :3] = [-0.005, 0.0, 0.004]  # acoustic at Gamma: round-off, within -0.01 THz
+            for dq, val in dips.items():
+                if np.allclose(qq, dq):
+                    f[i, 0] = val
+        return f
+
+    return phonons.PhononResult(band_q, freqs(band_q), np.arange(5.0), [0.0, 4.0], ["G", "X"], mesh_q,
+                                freqs(mesh_q), 1, supercell, grid, freqs(grid))
+
+
+def _decide(by_supercell):
+    tol = tolerance("phonon")
+    return phonons.decide_stability(lambda sc: _spectrum(sc, by_supercell[sc[0]]),
+                                    [(2, 2, 2), (3, 3, 3), (4, 4, 4)], tol["acoustic_gamma_thz"],
+                                    tol["imaginary_threshold_thz"])[0]
+
+
+def test_acoustic_round_off_at_gamma_passes_without_escalation():
+    d = _decide({2: {}})
+    assert d.stable and d.decided_by == (2, 2, 2) and len(d.steps) == 1
+
+
+def test_interpolated_dip_that_vanishes_in_a_larger_supercell_passes():
+    """CHGNet-like: a dip at (0, 0.05, 0) in 2x2x2 and 3x3x3, gone in 4x4x4."""
+    d = _decide({2: {(0, 0.05, 0): -0.17}, 3: {(0, 0.05, 0): -0.9}, 4: {}})
+    assert d.stable and d.decided_by == (4, 4, 4) and len(d.steps) == 3
+    assert not d.steps[0].worst.exact and d.steps[0].worst.f_thz == pytest.approx(-0.17)
+
+
+@pytest.mark.parametrize("f", [-0.02, -0.3])
+def test_weak_instability_near_gamma_that_persists_fails(f):
+    """ORB-like: an acoustic-branch dip near (not at) Gamma, in every supercell: it is judged,
+    not excluded, and fails after escalation with the largest supercell named."""
+    d = _decide({2: {(0.125, 0.125, 0): f}, 3: {(0.125, 0.125, 0): f}, 4: {(0.125, 0.125, 0): f}})
+    assert not d.stable and d.decided_by == (4, 4, 4)
+    assert d.mode.branch == 0 and not d.mode.exact and d.mode.f_thz == pytest.approx(f)
+    assert "persists" in d.reason
+
+
+def test_exact_instability_fails_without_escalation():
+    d = _decide({2: {(0, 0.5, 0): -0.4, (0, 0.05, 0): -0.1}})
+    assert not d.stable and d.decided_by == (2, 2, 2) and len(d.steps) == 1
+    assert d.mode.exact and d.mode.f_thz == pytest.approx(-0.4)
+
+
+def test_optic_mode_at_gamma_has_no_tolerance():
+    """Only the three lowest modes at Gamma get -0.01 THz; a fourth below zero fails, exact."""
+    res = _spectrum((2, 2, 2), {})
+    res.band_freq[0, :4] = [-0.005, 0.0, 0.004, -0.05]
+    step = phonons.judge(res, -0.01, 0.0)
+    assert step.worst_exact is not None and step.worst_exact.f_thz == pytest.approx(-0.05)
+    assert step.worst_exact.q == (0.0, 0.0, 0.0)
+
+
+def test_commensurate_points():
+    assert phonons.is_commensurate(np.array([[0, 0.5, 0], [0.25, 0, 0], [1 / 3, 0, 0]]), (2, 2, 2)).tolist() == [
+        True, False, False]
+    assert phonons.is_commensurate(np.array([[1 / 3, 2 / 3, 0]]), (3, 3, 3)).all()
+    assert len(phonons.commensurate_grid((3, 3, 3))) == 27
+
+
+def test_zone_unstable_model_has_exact_instabilities_across_the_zone():
+    res = phonons.compute_phonons(structures.tetragonal(), make("zone_unstable"), supercell=(2, 2, 2))
+    step = phonons.judge(res)
+    assert step.worst_exact is not None and step.worst_exact.f_thz < -0.5
+    q, f = res.all_q_and_freq()
+    assert (np.sort(f, axis=1)[:, 0] < 0).mean() > 0.3  # a third of all q-points, not one spot
+
+
+def test_symmetrize_gives_an_exact_tetragonal_cell():
+    from pto_checks import relax
+
+    at = structures.tetragonal()
+    at.set_cell(at.cell.array + 2e-4 * np.array([[0, 1, 0], [1, 0, 0.5], [0, 0, 0]]), scale_atoms=True)
+    assert relax.spacegroup(at, 1e-5)[1] != 99
+    out = relax.symmetrize(at, 1e-3)
+    assert relax.spacegroup(out, 1e-8) == ("P4mm", 99)
+    c = out.cell.array
+    assert np.count_nonzero(c - np.diag(np.diag(c))) == 0 and c[0, 0] == c[1, 1]
