@@ -103,8 +103,8 @@ def compute_phonons(
     """
     from phonopy import Phonopy
 
-    ph = Phonopy(_to_phonopy(atoms), supercell_matrix=np.diag(supercell), primitive_matrix=None,
-                 symprec=symprec)
+    ph = Phonopy(_to_phonopy(atoms), supercell_matrix=np.diag(supercell), primitive_matrix=np.eye(3),
+                 symprec=symprec)  # q in the basis of this cell (phonopy 4 would otherwise pick its own)
     ph.generate_displacements(distance=displacement)
     forces = []
     cells = ph.supercells_with_displacements
@@ -167,12 +167,13 @@ class Mode:
 
 
 def below_threshold(result: PhononResult, acoustic_gamma_thz: float = -0.01, elsewhere_thz: float = 0.0
-                    ) -> tuple[list[Mode], Mode]:
+                    ) -> tuple[list[Mode], Mode, Mode]:
     """Every branch at every q (path, mesh, commensurate grid) against the rule: at Gamma the three
     lowest (acoustic) modes >= ``acoustic_gamma_thz``, the optic ones >= ``elsewhere_thz``;
     elsewhere every branch >= ``elsewhere_thz``.  Nothing is excluded.
 
-    Returns the modes below the threshold (lowest first) and the lowest mode of all.
+    Returns the modes below the threshold (lowest first), the lowest mode of all and the lowest
+    mode away from Gamma.
     """
     q, f = result.all_q_and_freq()
     f = np.sort(np.asarray(f, dtype=float), axis=1)
@@ -188,7 +189,9 @@ def below_threshold(result: PhononResult, acoustic_gamma_thz: float = -0.01, els
     order = np.argsort(f[rows, cols])
     bad = [mode(int(rows[k]), int(cols[k])) for k in order]
     i, j = np.unravel_index(np.argmin(f), f.shape)
-    return bad, mode(int(i), int(j))
+    off = np.where(gamma[:, None], np.inf, f)
+    k, m = np.unravel_index(np.argmin(off), off.shape)
+    return bad, mode(int(i), int(j)), mode(int(k), int(m))
 
 
 @dataclass
@@ -200,9 +203,11 @@ class StabilityStep:
     n_below: int
     worst: Mode | None
     worst_exact: Mode | None
+    lowest_off_gamma: Mode | None = None
 
     def to_dict(self) -> dict:
         return {"supercell": list(self.supercell), "lowest": self.lowest.to_dict(), "n_below": self.n_below,
+                "lowest_off_gamma": None if self.lowest_off_gamma is None else self.lowest_off_gamma.to_dict(),
                 "worst": None if self.worst is None else self.worst.to_dict(),
                 "worst_exact": None if self.worst_exact is None else self.worst_exact.to_dict()}
 
@@ -226,9 +231,10 @@ class StabilityDecision:
 
 def judge(result: PhononResult, acoustic_gamma_thz: float = -0.01, elsewhere_thz: float = 0.0) -> StabilityStep:
     """One supercell's spectrum against the rule of :func:`below_threshold`."""
-    bad, lowest = below_threshold(result, acoustic_gamma_thz, elsewhere_thz)
+    bad, lowest, off = below_threshold(result, acoustic_gamma_thz, elsewhere_thz)
     exact = [m for m in bad if m.exact]
-    return StabilityStep(result.supercell, lowest, len(bad), bad[0] if bad else None, exact[0] if exact else None)
+    return StabilityStep(result.supercell, lowest, len(bad), bad[0] if bad else None, exact[0] if exact else None,
+                         off)
 
 
 def decide_stability(compute, supercells: list[tuple[int, int, int]], acoustic_gamma_thz: float = -0.01,

@@ -145,8 +145,8 @@ class SymmetryObservation:
     P4mm-held one: space groups at ``symprec`` (Angstrom) and at 1e-5 A, and the energy gained by
     breaking the symmetry, ``energy_gain_per_fu`` = E(held) - E(free) in eV per formula unit
     (positive: the unconstrained cell is lower).  ``free_spacegroup_loose``: at 1e-2 A (a soft
-    model's unconstrained relaxation to fmax 1e-3 eV/A can stop further than symprec from P4mm).  ``error``: why the unconstrained relaxation
-    stopped (the model blew up or raised), else None.
+    model's unconstrained relaxation to fmax 1e-3 eV/A can stop further than symprec from P4mm).
+    ``error``: why the unconstrained relaxation stopped (the model blew up or raised), else None.
     """
 
     symprec: float

@@ -110,6 +110,8 @@ def no_imaginary_modes(phonon: dict[str, Any], functional: str) -> Verdict:
         for st in d["steps"])
     head = (f"decided by the {name} supercell: "
             + (f"no imaginary modes; lowest frequency {m['f_thz']:.3f} THz at q = {fmt(m['q'])} ({where(m)})"
+               + (f", lowest away from Gamma {off['f_thz']:.3f} THz at q = {fmt(off['q'])} ({where(off)})"
+                  if (off := d["steps"][-1].get("lowest_off_gamma")) else "")
                if ok else f"IMAGINARY MODE {m['f_thz']:.3f} THz at q = {fmt(m['q'])}, branch {m['branch']} "
                f"({where(m)}): the relaxed P4mm cell is dynamically unstable"))
     msg = (f"{head}. {d['reason']}. Rule: every branch at every q >= {tol['imaginary_threshold_thz']} THz, "

@@ -26,6 +26,13 @@ Variants (``--model synthetic:<variant>``):
 ``zone_unstable``    good springs, but O-O springs negative (-0.5x): the PBEsol cell is a stationary
                      point with imaginary phonons across the zone (lowest at A, exact in the 2x2x2
                      supercell), as the study reports for M3GNet.
+``metastable_p4mm``  P4mm is only a local minimum: the lowest of the good network and four P4mm-related
+                     networks around cells with Ti moved 0.2 A along +-x or +-y (the polarization
+                     rotated), whose Ti-Ti springs are negative (stable in the 5-atom
+                     cell, unstable at the zone boundary M) and whose minima lie ~30 meV/f.u. below P4mm
+                     (:class:`SoftMinCalculator`). With P4mm held every 0 K and phonon check
+                     passes; relaxed without constraint it leaves P4mm, and the phonons of that
+                     cell are imaginary.
 
 For MD (stiff springs, 38x the 0 K variants', so that the crystal holds together at 1000 K):
 
@@ -53,6 +60,7 @@ VARIANTS = (
     "not_invariant",
     "nan",
     "zone_unstable",
+    "metastable_p4mm",
     "md_polar",
     "md_cubic",
     "md_supertetragonal",
@@ -206,6 +214,57 @@ class ElasticNetworkCalculator(Calculator):
         }
 
 
+class SoftMinCalculator(Calculator):
+    """The smooth minimum of several calculators' energy surfaces (eV, eV/A, eV/A^3):
+
+        E = -s ln sum_k exp(-E_k / s),   s = ``smoothing_per_fu`` x number of formula units,
+
+    forces and stress the weighted sums of the members' with weights softmax(-E_k / s): exactly
+    the gradient of E.  Where one member lies far below the others (>> s) E is that member's.
+    """
+
+    implemented_properties = ("energy", "free_energy", "forces", "stress")
+
+    def __init__(self, members: list[Calculator], smoothing_per_fu: float = 5e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.members = members
+        self.smoothing_per_fu = smoothing_per_fu
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        res = []
+        for m in self.members:
+            a = self.atoms.copy()
+            a.calc = m
+            res.append((a.get_potential_energy(), a.get_forces(), a.get_stress()))
+        e = np.array([r[0] for r in res])
+        s = self.smoothing_per_fu * len(self.atoms) / 5
+        z = -(e - e.min()) / s
+        w = np.exp(z) / np.exp(z).sum()
+        energy = float(e.min() - s * np.log(np.exp(z).sum()))
+        forces = sum(wk * r[1] for wk, r in zip(w, res, strict=True))
+        stress = sum(wk * r[2] for wk, r in zip(w, res, strict=True))
+        self.results = {"energy": energy, "free_energy": energy, "forces": forces, "stress": stress}
+
+
+def _metastable_p4mm() -> Calculator:
+    from pto_checks import structures
+
+    good = structures.tetragonal()
+    k = dict(_K_GOOD)
+    k[("Ti", "Ti")] = -5.0 * _K_GOOD[("Ti", "Ti")]
+    members: list[Calculator] = [ElasticNetworkCalculator(good)]
+    gap = 0.002  # eV/f.u.: how far above the P4mm minimum the other networks lie at the P4mm cell
+    for v in ((0.2, 0, 0), (-0.2, 0, 0), (0, 0.2, 0), (0, -0.2, 0)):
+        ref = good.copy()
+        ref.positions[1] += v
+        probe = good.copy()
+        probe.calc = ElasticNetworkCalculator(ref, k=k, energy_per_fu=0.0)
+        strain = probe.get_potential_energy()  # energy of the moved network at the P4mm cell
+        members.append(ElasticNetworkCalculator(ref, k=k, energy_per_fu=-8.0 + gap - strain))
+    return SoftMinCalculator(members)
+
+
 def make(variant: str) -> Calculator:
     """Build the synthetic calculator ``variant`` (one of :data:`VARIANTS`)."""
     from pto_checks import structures
@@ -229,6 +288,8 @@ def make(variant: str) -> Calculator:
         k = dict(_K_GOOD)
         k[("O", "O")] = -0.5 * _K_GOOD[("O", "O")]
         return ElasticNetworkCalculator(good, k=k)
+    if variant == "metastable_p4mm":
+        return _metastable_p4mm()
     if variant == "shallow":
         return ElasticNetworkCalculator(good, k={p: v * 0.2 for p, v in _K_GOOD.items()})
     if variant == "gpa_stress":
