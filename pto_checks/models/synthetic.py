@@ -83,6 +83,8 @@ class ElasticNetworkCalculator(Calculator):
     ``reference``: the unit cell whose geometry is the energy minimum.
     ``k``: spring constants by element pair (eV/A^2).  ``cutoff``: pair cutoff (A); pairs shorter
     than ``min_distance`` (A) get no spring (a shell of further neighbours only).
+    ``rest_scale``: rest lengths by element pair as multiples of the reference distances (other
+    than 1: frustrated springs, so the relaxed cell is prestressed).
     ``energy_offset``: added per atom (eV).
     ``absolute_field``: eV/A times the sum of all coordinates.  ``stress_scale``: factor applied to the stress
     (e.g. 1/units.GPa to report GPa).  ``nan_forces``: return NaN forces.
@@ -101,6 +103,7 @@ class ElasticNetworkCalculator(Calculator):
         stress_scale: float = 1.0,
         nan_forces: bool = False,
         min_distance: float = 0.0,
+        rest_scale: dict[tuple[str, str], float] | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -113,6 +116,7 @@ class ElasticNetworkCalculator(Calculator):
         self.stress_scale = stress_scale
         self.nan_forces = nan_forces
         self.min_distance = min_distance
+        self.rest_scale = dict(rest_scale or {})
         self._pairs = self._reference_pairs()
 
     def _reference_pairs(self) -> dict[tuple[int, int, int, int, int], tuple[float, float]]:
@@ -124,7 +128,8 @@ class ElasticNetworkCalculator(Calculator):
         for ii, jj, dd, ss in zip(i, j, d, S, strict=True):
             kk = self.k.get(_pair(sym[ii], sym[jj]), 0.0)
             if kk != 0.0 and dd >= self.min_distance:
-                out[(int(ii), int(jj), int(ss[0]), int(ss[1]), int(ss[2]))] = (float(dd), kk)
+                d0 = float(dd) * self.rest_scale.get(_pair(sym[ii], sym[jj]), 1.0)
+                out[(int(ii), int(jj), int(ss[0]), int(ss[1]), int(ss[2]))] = (d0, kk)
         return out
 
     def _topology(self, atoms: Atoms):
