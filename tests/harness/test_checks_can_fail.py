@@ -130,4 +130,4 @@ def test_xdist_workers_merge_into_one_results_file(run_checks):
     pytest.importorskip("xdist")
     _, _, data = run_checks("synthetic:good,synthetic:compressed", "static", "-n", "2")
     assert set(data["models"]) == {"synthetic:good", "synthetic:compressed"}
-    assert all(len(m["checks"]) == 6 for m in data["models"].values())
+    assert all(len(m["checks"]) == 7 for m in data["models"].values())  # the static checks
