@@ -3,18 +3,21 @@
 Layout: ``ROOT/<stage>/<key>/`` holding the stage's files and ``meta.json`` (written last, so
 an entry without it is incomplete and recomputed).  Writes go to a temporary folder that is
 renamed into place (atomic on POSIX); a per-key lock file serialises pytest-xdist workers, so
-two workers never compute the same entry.
+two workers never compute the same entry (``filelock``; the holder's host, PID and start time are
+recorded next to the lock, and a waiting process says who holds the entry and for how long).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import shutil
+import socket
+import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -36,30 +39,48 @@ class Cache:
     def __init__(self, root: str | os.PathLike[str], enabled: bool = True):
         self.root = Path(root)
         self.enabled = enabled
+        #: entries committed through this object: read back even when disabled (``--recompute``
+        #: recomputes each entry once per session, not once per reader)
+        self.fresh: set[tuple[str, str]] = set()
+        self.report_every_s = 30.0  #: how often a process waiting for a lock says who holds it
+        self.notify: Callable[[str], None] = _stderr_line
 
     def entry(self, stage: str, key: str) -> Path:
         return self.root / stage / key
 
     @contextlib.contextmanager
     def lock(self, stage: str, key: str, blocking: bool = True) -> Iterator[bool]:
-        """Exclusive lock for one entry; yields True when held.  Blocks while another process
-        holds it, or with ``blocking=False`` yields False at once instead."""
+        """Exclusive lock for one entry (``filelock``: portable, lock files never followed through
+        symlinks); yields True when held.  Blocks while another process holds it, saying every
+        ``report_every_s`` who holds it (host, PID, since when) and for how long; with
+        ``blocking=False`` yields False at once instead.  The holder is recorded in
+        ``<key>.lock.holder`` (JSON) while it holds the lock."""
+        import filelock
+
         d = self.root / stage
         d.mkdir(parents=True, exist_ok=True)
-        with open(d / f"{key}.lock", "w") as fh:
+        lock = filelock.FileLock(d / f"{key}.lock", is_singleton=False)
+        holder = d / f"{key}.lock.holder"
+        waited = 0.0
+        while True:
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
-    def is_done(self, stage: str, key: str) -> bool:
-        """True when a finished entry exists (and the cache is enabled)."""
-        return self.enabled and (self.entry(stage, key) / "meta.json").is_file()
+                lock.acquire(timeout=self.report_every_s if blocking else 0)
+                break
+            except filelock.Timeout:
+                if not blocking:
+                    yield False
+                    return
+                waited += self.report_every_s
+                self.notify(f"[pto-checks] waiting {waited:.0f} s for cache entry {stage}/{key}: "
+                            f"{describe_holder(holder)}")
+        try:
+            write_json_atomic(holder, {"host": socket.gethostname(), "pid": os.getpid(), "start": time.time(),
+                                       "start_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            yield True
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                holder.unlink()
+            lock.release()
 
     @contextlib.contextmanager
     def claim(self, stage: str, key: str, resumable: bool = False, blocking: bool = True
@@ -72,7 +93,7 @@ class Cache:
             if not held:
                 yield None
                 return
-            if self.enabled and (final / "meta.json").is_file():
+            if (self.enabled or (stage, key) in self.fresh) and (final / "meta.json").is_file():
                 yield Claim(final, final, json.loads((final / "meta.json").read_text())["data"], True)
                 return
             final.parent.mkdir(parents=True, exist_ok=True)
@@ -87,7 +108,9 @@ class Cache:
             try:
                 yield claim
             finally:
-                if not resumable and not claim.committed:
+                if claim.committed:
+                    self.fresh.add((stage, key))
+                elif not resumable:
                     shutil.rmtree(work, ignore_errors=True)
 
     def get_or_compute(
@@ -129,6 +152,30 @@ class Claim:
             shutil.rmtree(self.folder)
         os.replace(self.work, self.folder)
         self.data, self.committed = data, True
+
+
+def _stderr_line(line: str) -> None:
+    sys.__stderr__.write(line + "\n")
+    sys.__stderr__.flush()
+
+
+def describe_holder(holder: Path) -> str:
+    """Who holds a lock, from its ``.holder`` record: host, PID, since when and for how long."""
+    try:
+        h = json.loads(holder.read_text())
+    except (OSError, ValueError):
+        return "held by another process (no holder record yet)"
+    age = time.time() - float(h.get("start", time.time()))
+    alive = ""
+    if h.get("host") == socket.gethostname():
+        try:
+            os.kill(int(h["pid"]), 0)
+        except ProcessLookupError:
+            alive = " (that process no longer exists)"
+        except (PermissionError, ValueError, KeyError):
+            pass
+    return (f"held by PID {h.get('pid')} on {h.get('host')} since {h.get('start_utc')} "
+            f"({age:.0f} s){alive}; stop that process to release it")
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:

@@ -1,4 +1,5 @@
-"""Cached pipeline stages: model + protocol -> relaxed phases -> observables; -> phonons.
+"""Cached pipeline stages: model + protocol -> relaxed phases -> observables; -> phonons; the MD
+sweeps (:func:`pto_checks.md.sweep.md_sweep`, re-exported here).
 
 Each stage is keyed by the model's identity (including its weights fingerprint), the
 protocol section it uses and the stage's code version (:data:`pto_checks.cache.STAGE_VERSIONS`).
@@ -6,7 +7,6 @@ protocol section it uses and the stage's code version (:data:`pto_checks.cache.S
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,12 @@ import ase.io
 
 from pto_checks import analysis, phonons, relax
 from pto_checks.cache import Cache, cache_key
+from pto_checks.md.sweep import md_sweep
+from pto_checks.md.task import sweep_tasks as md_tasks
 from pto_checks.models import LoadedModel
 from pto_checks.protocols import Protocol
+
+__all__ = ["ground_state", "md_sweep", "md_tasks", "phonon_stage"]
 
 
 def ground_state(model: LoadedModel, protocol: Protocol, cache: Cache) -> tuple[Path, dict[str, Any]]:
@@ -130,133 +134,3 @@ def phonon_stage(model: LoadedModel, protocol: Protocol, cache: Cache, relaxed: 
         "folders": {"x".join(map(str, k)): str(v[0]) for k, v in folders.items()},
     }
     return folder, data, res, spectra[supercells[0]]
-
-
-def md_tasks(protocol: Protocol, ensemble: str, integrator: str) -> list:
-    """The MD tasks of one sweep (one per temperature)."""
-    from pto_checks.md import MDTask
-
-    p = protocol.md
-    a, c = (p.start_a, p.start_c) if ensemble == "npt" else (p.nvt_a, p.nvt_c)
-    return [MDTask(ensemble, integrator, float(t), p.supercell, a, c, p.steps, p.timestep_fs, p.seed,
-                   p.ttime_fs, p.pfactor_ase, p.mtk_tdamp_fs, p.mtk_pdamp_fs, p.friction_per_fs,
-                   p.sample_every, p.trajectory_every, p.checkpoint_every)
-            for t in p.temperatures_K]
-
-
-def md_sweep(model: LoadedModel, protocol: Protocol, cache: Cache, ensemble: str, integrator: str,
-             engine: str = "ase", progress: bool = True, write=None,
-             together: Sequence[tuple[str, str]] = ()) -> list[dict[str, Any]]:
-    """Run (or read from the cache) one temperature sweep; return the per-temperature rows, each
-    with its phase (classified on reading, from the thresholds in reference_data).
-
-    Each temperature is one cache entry keyed by the model fingerprint, the task (ensemble,
-    integrator, temperature, cell, steps, seed, ...), the engine and the stage version; its
-    folder holds ``samples.csv``, ``trajectory.extxyz`` (thinned) and ``checkpoint.pkl``.
-    A temperature that another process (an xdist worker) is running is passed over and read
-    once that process has finished it, so workers share a sweep instead of queueing on it.
-
-    With ``engine="batched"`` every pending temperature of this sweep, and of the sweeps named
-    in ``together`` (``(ensemble, integrator)`` pairs, e.g. the NVT sweep), runs as one batch;
-    those land in the cache and are read from it when their own sweep is asked for.
-    """
-    from pto_checks.reference import load_reference
-
-    tol = load_reference()["tolerances"]
-    tasks = md_tasks(protocol, ensemble, integrator)
-    computed: set[str] = set()
-    if engine == "batched":
-        extra = [t for e, i in together if (e, i) != (ensemble, integrator) for t in md_tasks(protocol, e, i)]
-        computed = _md_batch(model, protocol, cache, tasks + extra, tol, progress, write)
-    done: dict[int, tuple[dict[str, Any], Path, bool]] = {}
-    pending = list(range(len(tasks)))
-    while pending:
-        progressed = False
-        for i in list(pending):
-            out = _md_temperature(model, protocol, cache, engine, tasks[i], tol, progress, write, blocking=False)
-            if out is not None:
-                done[i] = out
-                pending.remove(i)
-                progressed = True
-        if pending and not progressed:  # all busy elsewhere: wait for the first one
-            i = pending.pop(0)
-            done[i] = _md_temperature(model, protocol, cache, engine, tasks[i], tol, progress, write, blocking=True)
-    rows = []
-    for i in range(len(tasks)):
-        row, folder, hit = done[i]
-        hit = hit and folder.name not in computed  # computed by this call's batch, then read back
-        phase = analysis.classify_phase(row, ensemble, tol["phase"], tol["melting"])
-        rows.append(dict(row, phase=phase, cache_hit=hit, folder=str(folder)))
-    return rows
-
-
-def _md_key(model: LoadedModel, task, engine: str) -> str:
-    return cache_key("md", model=model.identity(), task=task.to_dict(), engine=engine)
-
-
-def _md_finish(folder: Path, res: dict[str, Any], task, protocol: Protocol) -> dict[str, Any]:
-    """Write one temperature's ``samples.csv`` and ``trajectory.extxyz``; return its summary row."""
-    import csv
-
-    from ase import Atoms
-
-    if res["samples"]:
-        with (folder / "samples.csv").open("w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=list(res["samples"][0]))
-            w.writeheader()
-            w.writerows(res["samples"])
-    frames = [Atoms(f["numbers"], positions=f["positions"], cell=f["cell"], pbc=True) for f in res["frames"]]
-    if frames:
-        ase.io.write(folder / "trajectory.extxyz", frames)
-    row = analysis.summarize_run(res["samples"], res["failure"], task.temperature_K,
-                                 protocol.md.production_fraction)
-    row["task"] = task.to_dict()
-    return row
-
-
-def _md_batch(model: LoadedModel, protocol: Protocol, cache: Cache, tasks: list, tol: dict[str, Any],
-              progress: bool, write) -> set[str]:
-    """Run every task not yet cached (and not held by another process) as one batch; return the
-    keys it computed."""
-    import contextlib
-
-    from pto_checks import md
-    from pto_checks.md_batched import BatchedEngine
-
-    with contextlib.ExitStack() as stack:
-        claimed = []
-        for t in tasks:
-            claim = stack.enter_context(cache.claim("md", _md_key(model, t, "batched"), resumable=True,
-                                                    blocking=False))
-            if claim is not None and not claim.hit:
-                claimed.append((t, claim))
-        if not claimed:
-            return set()
-        prog = md.Progress(f"{model.name}", 0, enabled=progress, write=write)
-        results = BatchedEngine().run_many([t for t, _ in claimed], model, [c.work for _, c in claimed],
-                                           progress=prog, limits=tol["melting"])
-        for (t, claim), res in zip(claimed, results, strict=True):
-            claim.commit(_md_finish(claim.work, res, t, protocol), {"model": model.identity()})
-    return {claim.folder.name for _, claim in claimed}
-
-
-def _md_temperature(model: LoadedModel, protocol: Protocol, cache: Cache, engine: str, task, tol: dict[str, Any],
-                    progress: bool, write, blocking: bool) -> tuple[dict[str, Any], Path, bool] | None:
-    """One temperature of a sweep: (row, folder, cache hit); None when another process holds it
-    and ``blocking`` is False."""
-    from pto_checks import md
-
-    def compute(folder: Path) -> dict[str, Any]:
-        label = f"{model.name} {task.ensemble}/{task.integrator} {task.temperature_K:.0f} K"
-        eng = md.engine(engine)
-        calc = model if engine == "batched" else model.calculator
-        res = eng.run(task, calc, folder, md.Progress(label, task.steps, enabled=progress, write=write),
-                      tol["melting"])
-        return _md_finish(folder, res, task, protocol)
-
-    got = cache.get_or_compute("md", _md_key(model, task, engine), compute, meta={"model": model.identity()},
-                               resumable=True, blocking=blocking)
-    if got is None:
-        return None
-    folder, row, hit = got
-    return row, folder, hit
