@@ -5,12 +5,14 @@ Frequencies in THz; imaginary modes are reported as negative frequencies (phonop
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
+
+from pto_checks.decisions import Outcome
 
 #: High-symmetry points of the tetragonal cell (reduced coordinates) and the study's path.
 POINTS = {
@@ -204,6 +206,7 @@ class StabilityStep:
     worst: Mode | None
     worst_exact: Mode | None
     lowest_off_gamma: Mode | None = None
+    below: list[Mode] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict:
         return {"supercell": list(self.supercell), "lowest": self.lowest.to_dict(), "n_below": self.n_below,
@@ -223,10 +226,16 @@ class StabilityDecision:
     mode: Mode
     steps: list[StabilityStep]
     reason: str
+    outcome: Outcome | None = None
+
+    def __post_init__(self):
+        if self.outcome is None:
+            self.outcome = Outcome.PASS if self.stable else Outcome.FAIL
+        self.outcome = Outcome(self.outcome)
 
     def to_dict(self) -> dict:
-        return {"stable": self.stable, "decided_by": list(self.decided_by), "mode": self.mode.to_dict(),
-                "steps": [s.to_dict() for s in self.steps], "reason": self.reason}
+        return {"stable": self.stable, "outcome": self.outcome.value, "decided_by": list(self.decided_by),
+                "mode": self.mode.to_dict(), "steps": [s.to_dict() for s in self.steps], "reason": self.reason}
 
 
 def judge(result: PhononResult, acoustic_gamma_thz: float = -0.01, elsewhere_thz: float = 0.0) -> StabilityStep:
@@ -234,24 +243,65 @@ def judge(result: PhononResult, acoustic_gamma_thz: float = -0.01, elsewhere_thz
     bad, lowest, off = below_threshold(result, acoustic_gamma_thz, elsewhere_thz)
     exact = [m for m in bad if m.exact]
     return StabilityStep(result.supercell, lowest, len(bad), bad[0] if bad else None, exact[0] if exact else None,
-                         off)
+                         off, bad)
+
+
+def canonical_q(q) -> np.ndarray:
+    """Reduced q folded to its P4mm + time-reversal representative: q -> -q, x <-> y and the signs
+    of q_x, q_y are symmetries of the tetragonal (4mm) spectrum, so (|q_x|, |q_y|) sorted and |q_z|,
+    each wrapped into [0, 1/2]."""
+    q = np.atleast_2d(np.asarray(q, dtype=float))
+    w = np.abs(q - np.rint(q))
+    xy = np.sort(w[:, :2], axis=1)
+    return np.column_stack([xy, w[:, 2]])
+
+
+def q_distance(q1, q2) -> np.ndarray:
+    """Largest reduced-coordinate difference between the P4mm-equivalent representatives
+    (:func:`canonical_q`) of ``q1`` (one point) and each of ``q2``."""
+    return np.max(np.abs(canonical_q(q2) - canonical_q(q1)[0]), axis=1)
+
+
+def nearest_exact(result: PhononResult, q, radius: float) -> list[Mode]:
+    """The lowest mode at each q commensurate with ``result.supercell`` within ``radius``
+    (:func:`q_distance`) of ``q``: the exact frequencies next to an interpolated one."""
+    if result.grid_q is None or not len(result.grid_q):
+        return []
+    d = q_distance(q, result.grid_q)
+    out = []
+    for i in np.nonzero(d <= radius + 1e-9)[0]:
+        j = int(np.argmin(result.grid_freq[i]))
+        out.append(Mode(float(result.grid_freq[i, j]), tuple(float(x) for x in result.grid_q[i]), j, True,
+                        result.supercell))
+    return sorted(out, key=lambda m: m.f_thz)
 
 
 def decide_stability(compute, supercells: list[tuple[int, int, int]], acoustic_gamma_thz: float = -0.01,
-                     elsewhere_thz: float = 0.0) -> tuple[StabilityDecision, PhononResult]:
+                     elsewhere_thz: float = 0.0, match_grid_spacings: float = 1.0
+                     ) -> tuple[StabilityDecision, PhononResult]:
     """Judge the spectrum of ``supercells[0]``; while every frequency below the threshold is an
     interpolation (q not commensurate with that supercell), recompute with the next, larger one
     and judge that instead.  ``compute(supercell) -> PhononResult``.
 
-    Unstable when a supercell has a frequency below the threshold at a commensurate q (exact), or
-    when the last supercell still has one at an interpolated q (the instability persists);
-    stable when a supercell has none.  Returns the decision and the deciding spectrum.
+    * FAIL: a frequency below the threshold at a commensurate q (exact) of any supercell computed;
+      or, at the largest supercell, an interpolated one that persists: every supercell computed
+      has a frequency below the threshold within ``match_grid_spacings / n`` (n the largest
+      supercell's repetition; distance :func:`q_distance`, P4mm-equivalent points identified) of
+      the largest supercell's dip.
+    * PASS: a supercell's spectrum has no frequency below the threshold.
+    * INCONCLUSIVE: the largest supercell still has interpolated dips, but none is confirmed (each
+      moved between supercells) and every exact q of every supercell is real; a larger supercell
+      would decide.
+
+    Returns the decision and the deciding spectrum.
     """
     steps: list[StabilityStep] = []
+    spectra: list[PhononResult] = []
     for k, sc in enumerate(supercells):
         res = compute(sc)
         step = judge(res, acoustic_gamma_thz, elsewhere_thz)
         steps.append(step)
+        spectra.append(res)
         name = "x".join(str(x) for x in sc)
         if step.worst is None:
             why = (f"no frequency below the threshold in the {name} spectrum"
@@ -262,10 +312,35 @@ def decide_stability(compute, supercells: list[tuple[int, int, int]], acoustic_g
             return StabilityDecision(False, sc, step.worst_exact, steps,
                                      f"{step.n_below} frequencies below the threshold in the {name} spectrum, "
                                      "at least one exact"), res
-        if k == len(supercells) - 1:
-            why = (f"below the threshold at interpolated q up to the largest supercell, {name} "
-                   f"({step.n_below} frequencies): the instability persists")
-            return StabilityDecision(False, sc, step.worst, steps, why), res
+        if k < len(supercells) - 1:
+            continue
+        radius = match_grid_spacings / max(sc)
+        persisting = [m for m in step.below
+                      if all(any(q_distance(m.q, [b.q])[0] <= radius + 1e-9 for b in s.below) for s in steps[:-1])]
+        if persisting:
+            m = persisting[0]
+
+            def match(s: StabilityStep, m: Mode = m, radius: float = radius) -> str:
+                near = [b for b in s.below if q_distance(m.q, [b.q])[0] <= radius + 1e-9]
+                return f"{'x'.join(map(str, s.supercell))}: {min(near, key=lambda b: b.f_thz).describe()}"
+
+            why = (f"below the threshold at interpolated q in every supercell up to the largest, {name}, at the same "
+                   f"place (within {radius:.3f} in reduced q, P4mm-equivalent points identified): the instability "
+                   f"persists ({step.n_below} frequencies below the threshold in {name}; "
+                   + "; ".join(match(s) for s in steps[:-1]) + ")")
+            return StabilityDecision(False, sc, m, steps, why), res
+        seen = "; ".join(f"{'x'.join(map(str, s.supercell))}: worst {s.worst.describe()}" for s in steps)
+        near = [nearest_exact(r, step.worst.q, 1.0 / max(r.supercell)) for r in spectra]
+        exact_txt = "; ".join(f"{'x'.join(map(str, r.supercell))}: " + ", ".join(
+            f"{e.f_thz:.2f} THz at ({', '.join(f'{x:.3f}' for x in e.q)})" for e in ne[:3])
+            for r, ne in zip(spectra, near, strict=True) if ne)
+        bigger = max(sc) + 1
+        why = (f"UNCONFIRMED: interpolated frequencies below the threshold in every supercell, but they move "
+               f"between supercells (none persists within {radius:.3f} in reduced q) and every exact q of every "
+               f"supercell is real ({seen}; lowest exact modes next to the {name} dip: {exact_txt or 'none'}). "
+               f"Undecided: a {bigger}x{bigger}x{bigger} supercell (phonon.escalation) would show whether the dip "
+               "is an interpolation artefact or an instability between commensurate points")
+        return StabilityDecision(False, sc, step.worst, steps, why, Outcome.INCONCLUSIVE), res
     raise ValueError("no supercell given")
 
 

@@ -117,12 +117,13 @@ def phonon_stage(model: LoadedModel, protocol: Protocol, cache: Cache, relaxed: 
 
     supercells = [tuple(p.supercell)] + [(n, n, n) for n in p.escalation if n > max(p.supercell)]
     decision, res = phonons.decide_stability(compute_one, supercells, tol["acoustic_gamma_thz"],
-                                             tol["imaginary_threshold_thz"])
+                                             tol["imaginary_threshold_thz"], tol["dip_match_grid_spacings"])
     folder, hit = folders[decision.decided_by]
     lowest_first = decision.steps[0].lowest
     data = {
         "decision": decision.to_dict(),
         "stable": decision.stable,
+        "outcome": decision.outcome.value,
         "f_min_thz": decision.steps[-1].lowest.f_thz,
         "q_min": list(decision.steps[-1].lowest.q),
         "f_min_first_thz": lowest_first.f_thz,

@@ -134,7 +134,8 @@ def no_imaginary_modes(phonon: dict[str, Any], functional: str) -> Verdict:
     """
     tol = tolerance("phonon")
     d = phonon["decision"]
-    ok = bool(d["stable"])
+    outcome = Outcome(d.get("outcome", "pass" if d["stable"] else "fail"))
+    ok = outcome is Outcome.PASS
     m = d["mode"]
     name = "x".join(str(x) for x in d["decided_by"])
 
@@ -156,15 +157,20 @@ def no_imaginary_modes(phonon: dict[str, Any], functional: str) -> Verdict:
                + (f", lowest away from Gamma {off['f_thz']:.3f} THz at q = {fmt(off['q'])} ({where(off)})"
                   if (off := d["steps"][-1].get("lowest_off_gamma")) else "")
                if ok else f"IMAGINARY MODE {m['f_thz']:.3f} THz at q = {fmt(m['q'])}, branch {m['branch']} "
-               f"({where(m)}): the relaxed P4mm cell is dynamically unstable"))
+               f"({where(m)}): the relaxed P4mm cell is dynamically unstable"
+               if outcome is Outcome.FAIL else
+               f"INCONCLUSIVE: unconfirmed dip {m['f_thz']:.3f} THz at q = {fmt(m['q'])}, branch {m['branch']} "
+               f"({where(m)}); not a pass"))
     msg = (f"{head}. {d['reason']}. Rule: every branch at every q >= {tol['imaginary_threshold_thz']} THz, "
-           f"acoustic modes at Gamma >= {tol['acoustic_gamma_thz']} THz; supercells: {history}; "
+           f"acoustic modes at Gamma >= {tol['acoustic_gamma_thz']} THz; an interpolated dip in the largest "
+           f"supercell fails only if every supercell shows it within {tol['dip_match_grid_spacings']} grid "
+           f"spacing(s) of the largest, else it is inconclusive; supercells: {history}; "
            f"symprec {phonon.get('symprec')} A; {_trained_on(functional)}")
     v = Verdict("no_imaginary_modes", ok, msg, {"f_thz": m["f_thz"], "q": list(m["q"]), "exact": m["exact"],
                                                 "supercell": list(d["decided_by"])},
                 tol["imaginary_threshold_thz"], {"acoustic_gamma_thz": tol["acoustic_gamma_thz"],
                                                  "elsewhere_thz": tol["imaginary_threshold_thz"]},
-                "THz", tol["source"])
+                "THz", tol["source"], outcome=outcome)
     v.details = {"decision": d}
     return v
 

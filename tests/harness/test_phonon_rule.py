@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pto_checks import phonons, structures
+from pto_checks import phonons, structures, verdicts
+from pto_checks.decisions import Outcome
 from pto_checks.models.synthetic import make
 from pto_checks.reference import tolerance
 
@@ -15,7 +16,8 @@ def _spectrum(supercell, dips):
     """A 15-branch spectrum on a small path + mesh with ``dips`` {q: frequency of branch 0}."""
     grid = phonons.commensurate_grid(supercell)
     band_q = np.array([[0, 0, 0], [0, 0.05, 0], [0, 0.125, 0], [0, 0.25, 0], [0, 0.5, 0]], dtype=float)
-    mesh_q = np.array([[0.125, 0.125, 0], [0.5, 0.5, 0.5]], dtype=float)
+    mesh_q = np.array([[0.125, 0.125, 0], [0.5, 0.5, 0.5], [-0.05, 0, 0], [0, 0, 0.15], [0.34, 0.34, 0]],
+                      dtype=float)
 
     def freqs(q):
         f = np.tile(np.linspace(0.5, 10, 15), (len(q), 1))
@@ -35,7 +37,7 @@ def _decide(by_supercell):
     tol = tolerance("phonon")
     return phonons.decide_stability(lambda sc: _spectrum(sc, by_supercell[sc[0]]),
                                     [(2, 2, 2), (3, 3, 3), (4, 4, 4)], tol["acoustic_gamma_thz"],
-                                    tol["imaginary_threshold_thz"])[0]
+                                    tol["imaginary_threshold_thz"], tol["dip_match_grid_spacings"])[0]
 
 
 def test_acoustic_round_off_at_gamma_passes_without_escalation():
@@ -58,6 +60,31 @@ def test_weak_instability_near_gamma_that_persists_fails(f):
     assert not d.stable and d.decided_by == (4, 4, 4)
     assert d.mode.branch == 0 and not d.mode.exact and d.mode.f_thz == pytest.approx(f)
     assert "persists" in d.reason
+
+
+def test_dip_that_persists_at_equivalent_or_nearby_q_fails():
+    """The same dip seen at P4mm-equivalent q ((0, 0.05, 0) ~ (-0.05, 0, 0)) and moved by less than
+    the 4x4x4 grid spacing (to (0, 0.125, 0)) is one instability: confirmed, fails."""
+    d = _decide({2: {(0, 0.05, 0): -0.2}, 3: {(-0.05, 0, 0): -0.3}, 4: {(0, 0.125, 0): -0.1}})
+    assert d.outcome is Outcome.FAIL and not d.stable and d.decided_by == (4, 4, 4)
+    assert d.mode.q == (0.0, 0.125, 0.0) and not d.mode.exact and "persists" in d.reason
+
+
+def test_dip_that_moves_between_supercells_is_inconclusive_not_a_pass():
+    """SevenNet-like: interpolated dips at (0, 0.05, 0), (0, 0, 0.15), (0.34, 0.34, 0) in 2x2x2,
+    3x3x3, 4x4x4, every exact q real: not confirmed, not refuted -> inconclusive, naming 5x5x5."""
+    d = _decide({2: {(0, 0.05, 0): -0.09}, 3: {(0, 0, 0.15): -1.76}, 4: {(0.34, 0.34, 0): -0.84}})
+    assert d.outcome is Outcome.INCONCLUSIVE and not d.stable and d.decided_by == (4, 4, 4)
+    assert d.mode.q == (0.34, 0.34, 0.0) and d.mode.f_thz == pytest.approx(-0.84)
+    assert "5x5x5" in d.reason and "every exact q" in d.reason
+    v = verdicts.no_imaginary_modes({"decision": d.to_dict(), "symprec": 1e-3}, "PBE")
+    assert v.outcome is Outcome.INCONCLUSIVE and not v.passed and "INCONCLUSIVE" in v.message
+
+
+def test_dip_that_moves_but_an_exact_q_is_imaginary_fails():
+    """A moving interpolated dip never hides an exact imaginary frequency: exact fails first."""
+    d = _decide({2: {(0, 0.05, 0): -0.09}, 3: {(0, 0, 0.15): -1.76, (0, 1 / 3, 0): -0.2}})
+    assert d.outcome is Outcome.FAIL and d.decided_by == (3, 3, 3) and d.mode.exact
 
 
 def test_exact_instability_fails_without_escalation():
