@@ -227,6 +227,7 @@ class StabilityDecision:
     steps: list[StabilityStep]
     reason: str
     outcome: Outcome | None = None
+    long_wavelength: dict | None = None
 
     def __post_init__(self):
         if self.outcome is None:
@@ -235,7 +236,8 @@ class StabilityDecision:
 
     def to_dict(self) -> dict:
         return {"stable": self.stable, "outcome": self.outcome.value, "decided_by": list(self.decided_by),
-                "mode": self.mode.to_dict(), "steps": [s.to_dict() for s in self.steps], "reason": self.reason}
+                "mode": self.mode.to_dict(), "steps": [s.to_dict() for s in self.steps], "reason": self.reason,
+                "long_wavelength": self.long_wavelength}
 
 
 def judge(result: PhononResult, acoustic_gamma_thz: float = -0.01, elsewhere_thz: float = 0.0) -> StabilityStep:
@@ -277,7 +279,7 @@ def nearest_exact(result: PhononResult, q, radius: float) -> list[Mode]:
 
 
 def decide_stability(compute, supercells: list[tuple[int, int, int]], acoustic_gamma_thz: float = -0.01,
-                     elsewhere_thz: float = 0.0, match_grid_spacings: float = 1.0
+                     elsewhere_thz: float = 0.0, match_grid_spacings: float = 1.0, long_wavelength=None
                      ) -> tuple[StabilityDecision, PhononResult]:
     """Judge the spectrum of ``supercells[0]``; while every frequency below the threshold is an
     interpolation (q not commensurate with that supercell), recompute with the next, larger one
@@ -289,6 +291,9 @@ def decide_stability(compute, supercells: list[tuple[int, int, int]], acoustic_g
       supercell's repetition; distance :func:`q_distance`, P4mm-equivalent points identified) of
       the largest supercell's dip.
     * PASS: a supercell's spectrum has no frequency below the threshold.
+    * FAIL: some supercell's dips lie near Gamma (within 1/n) and ``long_wavelength()`` (the exact
+      q -> 0 probe, :func:`pto_checks.elastic.elastic_constants`; called only then) finds the
+      cell mechanically unstable (Born criteria): the acoustic branches are imaginary as q -> 0.
     * INCONCLUSIVE: the largest supercell still has interpolated dips, but none is confirmed (each
       moved between supercells) and every exact q of every supercell is real; a larger supercell
       would decide.
@@ -315,6 +320,17 @@ def decide_stability(compute, supercells: list[tuple[int, int, int]], acoustic_g
         if k < len(supercells) - 1:
             continue
         radius = match_grid_spacings / max(sc)
+        lw = None
+        near_gamma = [b for s in steps for b in s.below if q_distance((0, 0, 0), [b.q])[0] <= radius + 1e-9]
+        if near_gamma and long_wavelength is not None:
+            el = long_wavelength()
+            lw = el.to_dict()
+            if not el.stable:
+                m = min(near_gamma, key=lambda b: b.f_thz)
+                why = (f"interpolated dips near Gamma (worst {m.describe()}) and the exact long-wavelength probe "
+                       f"confirms them: the relaxed-ion elastic constants violate Born's criteria "
+                       f"({'; '.join(el.violations)}), so the acoustic branches are imaginary as q -> 0")
+                return StabilityDecision(False, sc, m, steps, why, Outcome.FAIL, lw), res
         persisting = [m for m in step.below
                       if all(any(q_distance(m.q, [b.q])[0] <= radius + 1e-9 for b in s.below) for s in steps[:-1])]
         if persisting:
@@ -328,7 +344,7 @@ def decide_stability(compute, supercells: list[tuple[int, int, int]], acoustic_g
                    f"place (within {radius:.3f} in reduced q, P4mm-equivalent points identified): the instability "
                    f"persists ({step.n_below} frequencies below the threshold in {name}; "
                    + "; ".join(match(s) for s in steps[:-1]) + ")")
-            return StabilityDecision(False, sc, m, steps, why), res
+            return StabilityDecision(False, sc, m, steps, why, Outcome.FAIL, lw), res
         seen = "; ".join(f"{'x'.join(map(str, s.supercell))}: worst {s.worst.describe()}" for s in steps)
         near = [nearest_exact(r, step.worst.q, 1.0 / max(r.supercell)) for r in spectra]
         exact_txt = "; ".join(f"{'x'.join(map(str, r.supercell))}: " + ", ".join(
@@ -339,8 +355,12 @@ def decide_stability(compute, supercells: list[tuple[int, int, int]], acoustic_g
                f"between supercells (none persists within {radius:.3f} in reduced q) and every exact q of every "
                f"supercell is real ({seen}; lowest exact modes next to the {name} dip: {exact_txt or 'none'}). "
                f"Undecided: a {bigger}x{bigger}x{bigger} supercell (phonon.escalation) would show whether the dip "
-               "is an interpolation artefact or an instability between commensurate points")
-        return StabilityDecision(False, sc, step.worst, steps, why, Outcome.INCONCLUSIVE), res
+               "is an interpolation artefact or an instability between commensurate points"
+               + (f"; the exact long-wavelength limit is stable (relaxed-ion Born criteria hold: C11 "
+                  f"{lw['c_GPa'][0][0]:.0f}, C12 {lw['c_GPa'][0][1]:.0f}, C13 {lw['c_GPa'][0][2]:.0f}, C33 "
+                  f"{lw['c_GPa'][2][2]:.0f}, C44 {lw['c_GPa'][3][3]:.0f}, C66 {lw['c_GPa'][5][5]:.0f} GPa), so "
+                  "the dips near Gamma are no elastic instability" if lw else ""))
+        return StabilityDecision(False, sc, step.worst, steps, why, Outcome.INCONCLUSIVE, lw), res
     raise ValueError("no supercell given")
 
 

@@ -116,8 +116,28 @@ def phonon_stage(model: LoadedModel, protocol: Protocol, cache: Cache, relaxed: 
         return res
 
     supercells = [tuple(p.supercell)] + [(n, n, n) for n in p.escalation if n > max(p.supercell)]
+    def long_wavelength():
+        """Relaxed-ion elastic constants of the cell (cached): the exact q -> 0 probe."""
+        from pto_checks import elastic
+
+        ekey = cache_key("elastic", model=model.identity(), structure=structure, strain=tol["elastic_strain"],
+                         fmax=tol["elastic_fmax"])
+
+        def compute(folder: Path) -> dict[str, Any]:
+            if write is not None:
+                write(f"[pto-checks] {model.name}: elastic constants (12 strained cells, ions relaxed)")
+            return elastic.elastic_constants(atoms, model.calculator, strain=tol["elastic_strain"],
+                                             fmax=tol["elastic_fmax"]).to_dict()
+
+        _, d, _ = cache.get_or_compute("elastic", ekey, compute, meta={"model": model.identity()})
+        import numpy as np
+
+        c = np.array(d["c_GPa"])
+        return elastic.ElasticResult(c, elastic.born_violations_tetragonal(c), d["strain"])
+
     decision, res = phonons.decide_stability(compute_one, supercells, tol["acoustic_gamma_thz"],
-                                             tol["imaginary_threshold_thz"], tol["dip_match_grid_spacings"])
+                                             tol["imaginary_threshold_thz"], tol["dip_match_grid_spacings"],
+                                             long_wavelength)
     folder, hit = folders[decision.decided_by]
     lowest_first = decision.steps[0].lowest
     data = {

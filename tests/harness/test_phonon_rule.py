@@ -127,3 +127,71 @@ def test_symmetrize_gives_an_exact_tetragonal_cell():
     assert relax.spacegroup(out, 1e-8) == ("P4mm", 99)
     c = out.cell.array
     assert np.count_nonzero(c - np.diag(np.diag(c))) == 0 and c[0, 0] == c[1, 1]
+
+
+def _decide_with_elastic(by_supercell, stable):
+    from pto_checks import elastic
+
+    tol = tolerance("phonon")
+    c = np.diag([200.0, 200.0, 150.0, 50.0, 50.0, 60.0 if stable else -5.0])
+    c[0, 1] = c[1, 0] = 100.0
+    calls = []
+
+    def lw():
+        calls.append(1)
+        return elastic.ElasticResult(c, elastic.born_violations_tetragonal(c), 0.005)
+
+    d = phonons.decide_stability(lambda sc: _spectrum(sc, by_supercell[sc[0]]), [(2, 2, 2), (3, 3, 3), (4, 4, 4)],
+                                 tol["acoustic_gamma_thz"], tol["imaginary_threshold_thz"],
+                                 tol["dip_match_grid_spacings"], lw)[0]
+    return d, len(calls)
+
+
+SEVENNET_LIKE = {2: {(0, 0.05, 0): -0.09}, 3: {(0, 0, 0.15): -1.76}, 4: {(0.34, 0.34, 0): -0.84}}
+
+
+def test_moving_dips_near_gamma_fail_when_the_long_wavelength_limit_is_unstable():
+    """Dips near Gamma that move between supercells, and C66 < 0: the exact q -> 0 probe confirms an
+    elastic instability -> fail."""
+    d, n = _decide_with_elastic(SEVENNET_LIKE, stable=False)
+    assert n == 1 and d.outcome is Outcome.FAIL and "C66 > 0" in d.reason
+    assert d.mode.q == (0.0, 0.0, 0.15) and d.long_wavelength["stable"] is False
+
+
+def test_moving_dips_with_a_stable_long_wavelength_limit_stay_inconclusive():
+    d, n = _decide_with_elastic(SEVENNET_LIKE, stable=True)
+    assert n == 1 and d.outcome is Outcome.INCONCLUSIVE and "no elastic instability" in d.reason
+
+
+def test_long_wavelength_probe_not_computed_when_not_needed():
+    _, n = _decide_with_elastic({2: {(0, 0.05, 0): -0.17}, 3: {(0, 0.05, 0): -0.9}, 4: {}}, stable=False)
+    assert n == 0  # decided (pass) by 4x4x4 before any probe
+    _, n = _decide_with_elastic({2: {(0.34, 0.34, 0): -0.5}, 3: {(0.34, 0.34, 0): -0.5},
+                                 4: {(0.34, 0.34, 0): -0.5}}, stable=False)
+    assert n == 0  # no dip near Gamma
+
+
+def test_born_criteria_of_the_tetragonal_cell():
+    from pto_checks import elastic
+
+    c = np.diag([200.0, 200.0, 150.0, 50.0, 50.0, 60.0])
+    c[0, 1] = c[1, 0] = 100.0
+    assert elastic.born_violations_tetragonal(c) == []
+    for (i, j), v, name in [((0, 1), 250.0, "C11 > |C12|"), ((3, 3), -1.0, "C44"), ((5, 5), -1.0, "C66"),
+                            ((0, 2), 200.0, "2 C13^2")]:
+        bad = c.copy()
+        bad[i, j] = bad[j, i] = v
+        assert any(name in s for s in elastic.born_violations_tetragonal(bad)), name
+
+
+def test_elastic_constants_of_the_network_are_tetragonal_and_stable():
+    """Finite strains with ions relaxed on the synthetic elastic network: symmetric, tetragonal
+    pattern, Born-stable; the same C from a smaller strain (harmonic range)."""
+    from pto_checks import elastic
+
+    r = elastic.elastic_constants(structures.tetragonal(), make("good"))
+    c = r.c_GPa
+    assert r.stable and c[0, 0] == pytest.approx(c[1, 1], abs=0.1) and c[3, 3] == pytest.approx(c[4, 4], abs=0.1)
+    assert np.abs(c[:3, 3:]).max() < 0.1 and c[0, 0] > 10
+    r2 = elastic.elastic_constants(structures.tetragonal(), make("good"), strain=0.002, fmax=1e-5)
+    assert np.allclose(r2.c_GPa, c, atol=0.3)
