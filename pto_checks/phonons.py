@@ -405,5 +405,5 @@ def plot_bands(result: PhononResult, path: str | Path, title: str = "", caption:
         fig.tight_layout(rect=(0, 0.12, 1, 1))
     else:
         fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=300)
     plt.close(fig)
