@@ -148,7 +148,7 @@ def phonon_bands(request: pytest.FixtureRequest, model: registry.LoadedModel,
         shutil.copy(folder / "band.yaml", out / "band.yaml")
         shutil.copy(folder / "phonopy_params.yaml", out / "phonopy_params.yaml")
         v = verdicts.no_imaginary_modes(data, model.spec.functional)
-        caption = v.outcome.value.upper() + ": " + v.message.split(". Rule:")[0]
+        caption = v.outcome.value.upper() + ": " + v.message.split(". ")[0]  # the head; the reason is in results.json
         for suffix in ("png", "svg"):
             phonons.plot_bands(res, out / f"bands.{suffix}",
                                title=f"{model.name}: PbTiO3 P4mm (symprec {data['symprec']} Å)",
