@@ -19,7 +19,9 @@ Options (shared by the pytest plugin and ``pto-checks cluster-script``): :func:`
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,6 +82,36 @@ class Executor(Protocol):
     def close(self) -> None: ...
 
 
+@contextlib.contextmanager
+def hold_work_folders(workdirs: Sequence[str | Path], report_every_s: float = 30.0) -> Iterator[bool]:
+    """Hold the run locks of work folders (``<folder>.run.lock``, ``filelock``) while computing
+    into them; yields False when a folder is gone (its task was committed meanwhile).
+
+    The cache claim of the submitting process keeps other processes off a task; this lock also
+    keeps off a run that outlived its submitter (a Dask worker still busy after its scheduler or
+    client went away): the next run waits for it and resumes from its last checkpoint."""
+    import filelock
+
+    with contextlib.ExitStack() as stack:
+        for w in sorted(str(Path(d)) for d in workdirs):
+            lock = filelock.FileLock(f"{w}.run.lock", is_singleton=False)
+            waited = 0.0
+            while True:
+                try:
+                    lock.acquire(timeout=report_every_s)
+                    break
+                except filelock.Timeout:
+                    waited += report_every_s
+                    _stderr(f"[pto-checks] waiting {waited:.0f} s for an earlier run of {w} to stop")
+            stack.callback(lock.release)
+        yield all(Path(w).is_dir() for w in workdirs)
+
+
+def _stderr(line: str) -> None:
+    sys.__stderr__.write(line + "\n")
+    sys.__stderr__.flush()
+
+
 class InProcess:
     """Run each job here, in order, with the already loaded ``model`` (the default)."""
 
@@ -88,8 +120,10 @@ class InProcess:
 
     def run_jobs(self, jobs: Sequence[GroupJob], model: Any, progress: Any = None) -> Iterator[Completion]:
         for i, job in enumerate(jobs):
-            yield i, run_group(job.engine, job.tasks, model, [Path(w) for w in job.workdirs],
-                               progress=progress, limits=job.limits)
+            with hold_work_folders(job.workdirs):
+                results = run_group(job.engine, job.tasks, model, [Path(w) for w in job.workdirs],
+                                    progress=progress, limits=job.limits)
+            yield i, results
 
     def close(self) -> None:
         pass
@@ -168,4 +202,4 @@ def make_executor(settings: dict[str, Any], device: str = "cpu", notify: Callabl
 
 
 __all__ = ["Executor", "ExecutorError", "ExecutorName", "GroupJob", "InProcess", "add_cluster_options",
-           "add_executor_options", "executor_settings", "make_executor", "make_job", "wants_dask"]
+           "add_executor_options", "hold_work_folders", "executor_settings", "make_executor", "make_job", "wants_dask"]

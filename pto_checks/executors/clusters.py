@@ -78,30 +78,45 @@ class ClusterSettings:
         return replace(base, **{k: v for k, v in over.items() if v is not None})
 
     def gpu_directives(self) -> list[str]:
-        """The scheduler lines that ask for the GPUs of one job."""
+        """The scheduler lines that ask for the GPUs of one job (PBS: in :meth:`pbs_resource_spec`)."""
         n = self.gpus_per_job
-        if n == 0:
+        if n == 0 or self.kind == "pbs":
             return []
-        return {"slurm": [f"--gres=gpu:{n}"],
-                "pbs": [f"-l ngpus={n}"],
-                "lsf": [f'-gpu "num={n}"']}[self.kind]
+        return {"slurm": [f"--gres=gpu:{n}"], "lsf": [f'-gpu "num={n}"']}[self.kind]
+
+    @property
+    def job_memory(self) -> str:
+        return self.memory or f"{16 * self.processes}GB"
+
+    def pbs_resource_spec(self) -> str:
+        """PBS Pro's ``-l select=`` line: cores, GPUs and memory of one job."""
+        spec = f"select=1:ncpus={self.cores or self.processes}"
+        if self.gpus_per_job:
+            spec += f":ngpus={self.gpus_per_job}"
+        return spec + f":mem={self.job_memory}"
 
     def class_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments of the dask-jobqueue class."""
+        """Keyword arguments of the dask-jobqueue class.  Dask sees ``processes`` cores (one thread
+        per worker: one MD task at a time on each GPU); ``cores`` (``--job-cores``) is what the job
+        asks the batch system for (threads for the model's CPU side)."""
         import sys
 
         procs = self.processes
         kw: dict[str, Any] = {
-            "cores": self.cores or procs,
+            "cores": procs,
             "processes": procs,
-            "memory": self.memory or f"{16 * procs}GB",
-            "walltime": self.walltime,
+            "memory": self.job_memory,
+            "walltime": lsf_walltime(self.walltime) if self.kind == "lsf" else self.walltime,
             "job_extra_directives": [*self.gpu_directives(), *self.directives],
             "job_script_prologue": list(self.prologue),
-            "worker_extra_args": ["--resources", "GPU=1", "--nthreads", "1"] if self.gpus_per_job
-            else ["--nthreads", "1"],
+            "worker_extra_args": ["--resources", "GPU=1"] if self.gpus_per_job else [],
             "python": self.python or sys.executable,
         }
+        if self.cores:
+            kw[{"slurm": "job_cpu", "lsf": "ncpus", "pbs": "resource_spec"}[self.kind]] = (
+                self.cores if self.kind != "pbs" else self.pbs_resource_spec())
+        if self.kind == "pbs":
+            kw["resource_spec"] = self.pbs_resource_spec()
         if self.queue:
             kw["queue"] = self.queue
         if self.account:
@@ -114,6 +129,16 @@ class ClusterSettings:
         return kw
 
 
+def lsf_walltime(walltime: str) -> str:
+    """LSF's ``-W [hours:]minutes`` from ``HH:MM:SS`` (seconds rounded up to a minute)."""
+    parts = [int(p) for p in walltime.split(":")]
+    if len(parts) != 3:
+        return walltime
+    h, m, sec = parts
+    m += 1 if sec else 0
+    return f"{h + m // 60:02d}:{m % 60:02d}"
+
+
 def cluster_class(kind: str) -> type:
     """The dask-jobqueue class of ``kind`` (slurm, pbs, lsf); a clear error when it is missing."""
     try:
@@ -123,14 +148,15 @@ def cluster_class(kind: str) -> type:
     return getattr(dask_jobqueue, CLUSTER_CLASSES[kind])
 
 
-def make_cluster(settings: ClusterSettings) -> Any:
-    """A dask-jobqueue cluster for ``settings`` (no job submitted until ``scale``)."""
-    return cluster_class(settings.kind)(**settings.class_kwargs())
+def make_cluster(settings: ClusterSettings, **extra: Any) -> Any:
+    """A dask-jobqueue cluster for ``settings`` (its scheduler runs here; no job is submitted
+    until ``scale``)."""
+    return cluster_class(settings.kind)(**{**settings.class_kwargs(), **extra})
 
 
 def job_script(settings: ClusterSettings) -> str:
     """The job script the cluster would submit (nothing is submitted)."""
-    cluster = make_cluster(settings)
+    cluster = make_cluster(settings, scheduler_options={"dashboard_address": None})
     try:
         return cluster.job_script()
     finally:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from pto_checks.executors import Completion, ExecutorError, GroupJob
+from pto_checks.executors import Completion, ExecutorError, GroupJob, hold_work_folders
 from pto_checks.md.engines import run_group
 
 #: retries of a task whose worker died under it (the scheduler's ``allowed-failures``)
@@ -83,8 +83,12 @@ def run_job(job: GroupJob) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         raise FileNotFoundError(
             f"worker on {socket.gethostname()} cannot see the work folder(s) {missing}: put the cache "
             "(--pto-cache) on a filesystem shared by the submitting machine and every worker")
-    resumed = [any(d.rglob(CHECKPOINT)) for d in dirs]
-    results = run_group(job.engine, job.tasks, _model(job), dirs, progress=None, limits=job.limits)
+    model = _model(job)
+    with hold_work_folders(job.workdirs) as present:
+        if not present:
+            raise FileNotFoundError(f"the work folders of {job.label} were committed by another run meanwhile")
+        resumed = [any(d.rglob(CHECKPOINT)) for d in dirs]
+        results = run_group(job.engine, job.tasks, model, dirs, progress=None, limits=job.limits)
     return results, {"host": socket.gethostname(), "pid": os.getpid(), "resumed": resumed}
 
 
