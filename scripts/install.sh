@@ -14,7 +14,7 @@ families=("$@")
 [ "${families[*]}" = "all" ] && families=(chgnet sevennet orb mace deepmd m3gnet)
 has() { for f in "${families[@]}"; do [ "$f" = "$1" ] && return 0; done; return 1; }
 
-main_extras=test
+main_extras=test,cluster  # cluster: Dask + dask-jobqueue (--executor dask, --cluster)
 for f in chgnet sevennet orb; do has $f && main_extras="$main_extras,$f"; done
 
 if has chgnet || has sevennet || has orb || has mace || has deepmd; then

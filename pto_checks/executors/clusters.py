@@ -8,7 +8,6 @@ is what :func:`job_script` prints (``pto-checks cluster-script``): check it befo
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -54,6 +53,8 @@ class ClusterSettings:
     @classmethod
     def from_toml(cls, path: str | Path) -> ClusterSettings:
         """The ``[cluster]`` section of a TOML file (keys: the field names)."""
+        from pto_checks.reference import tomllib
+
         data = tomllib.loads(Path(path).read_text())
         if "cluster" not in data:
             raise ValueError(f"{path}: no [cluster] section")

@@ -18,6 +18,7 @@ import os
 import socket
 import threading
 import time
+from asyncio import CancelledError
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -202,8 +203,8 @@ class DaskExecutor:
                 i = index[fut.key]
                 try:
                     results, info = fut.result()
-                except Exception as exc:  # a job that raised, or a lost scheduler
-                    self._raise_if_gone(exc)
+                except (Exception, CancelledError) as exc:  # a job that raised, or a lost scheduler
+                    self._raise_if_gone(exc, Path(jobs[i].workdirs[0]).parent)
                     raise
                 resumed = sum(info["resumed"])
                 self.notify(f"[pto-checks] done on {info['host']} (PID {info['pid']}): {jobs[i].label}"
@@ -213,7 +214,7 @@ class DaskExecutor:
             if futures and self.client.status == "running":
                 self.client.cancel([f for f in futures if not f.done()])
 
-    def _raise_if_gone(self, exc: BaseException) -> None:
+    def _raise_if_gone(self, exc: BaseException, md_dir: Path) -> None:
         from distributed.comm.core import CommClosedError
 
         gone = isinstance(exc, CommClosedError | OSError | TimeoutError) or self.client.status != "running"
@@ -221,7 +222,7 @@ class DaskExecutor:
             raise ExecutorError(
                 f"the Dask scheduler ({self.where}) went away during the MD sweep ({type(exc).__name__}: {exc}). "
                 "Nothing is lost: finished tasks are committed to the cache, unfinished ones keep their "
-                "checkpoints (<cache>/md/*.partial). Restart the scheduler and its workers (or run with "
+                f"checkpoints ({md_dir}/*.partial). Restart the scheduler and its workers (or run with "
                 "--executor inprocess) and run the same command again: it resumes.") from exc
 
     def close(self) -> None:
