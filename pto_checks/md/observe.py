@@ -28,7 +28,7 @@ def sample(atoms: Atoms, step: int, task: MDTask) -> dict[str, Any]:
     cell = atoms.cell.array
     pos = atoms.positions
     lengths = analysis.unit_cell_lengths(cell, task.reps)
-    assignment = analysis.site_assignment(pos, cell, task.reps)  # shared by both observables
+    assignment = analysis.site_assignment(pos, cell, task.reps, atoms.numbers)  # shared by both observables
     pol = analysis.polarization(pos, cell, task.reps, assignment)
     order = analysis.order_metrics(pos, cell, task.reps, assignment)
     return {
