@@ -284,5 +284,6 @@ def test_pytest_run_on_dask_records_the_in_process_results(pytester):
 
     ref = run("ref")
     got = run("dask", "--executor=dask", "--workers=2")
+    assert "error" not in ref["checks"].values(), ref["checks"]
     assert got["md"] == ref["md"] and got["checks"] == ref["checks"]
     assert "MD job(s) submitted to local cluster (2 workers)" in got["out"]
