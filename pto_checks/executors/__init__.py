@@ -191,6 +191,30 @@ def wants_dask(settings: dict[str, Any]) -> bool:
                                                  or settings.get("cluster_file"))
 
 
+class Lazy:
+    """The executor the options ask for, started when the first job is submitted (a sweep read
+    entirely from the cache starts no cluster)."""
+
+    def __init__(self, settings: dict[str, Any], device: str = "cpu",
+                 notify: Callable[[str], None] | None = None):
+        self.settings, self.device, self.notify = settings, device, notify
+        self.parallel = wants_dask(settings)
+        self.name = ExecutorName.DASK.value if self.parallel else ExecutorName.INPROCESS.value
+        self.started: Executor | None = None
+
+    def run_jobs(self, jobs: Sequence[GroupJob], model: Any, progress: Any = None) -> Iterator[Completion]:
+        if not jobs:
+            return iter(())
+        if self.started is None:
+            self.started = make_executor(self.settings, self.device, self.notify)
+        return self.started.run_jobs(jobs, model, progress)
+
+    def close(self) -> None:
+        if self.started is not None:
+            self.started.close()
+            self.started = None
+
+
 def make_executor(settings: dict[str, Any], device: str = "cpu", notify: Callable[[str], None] | None = None
                   ) -> Executor:
     """The executor the options ask for (:class:`InProcess` unless they ask for Dask)."""
@@ -201,5 +225,5 @@ def make_executor(settings: dict[str, Any], device: str = "cpu", notify: Callabl
     return DaskExecutor.from_settings(settings, device=device, notify=notify)
 
 
-__all__ = ["Executor", "ExecutorError", "ExecutorName", "GroupJob", "InProcess", "add_cluster_options",
+__all__ = ["Executor", "ExecutorError", "ExecutorName", "GroupJob", "InProcess", "Lazy", "add_cluster_options",
            "add_executor_options", "hold_work_folders", "executor_settings", "make_executor", "make_job", "wants_dask"]

@@ -36,15 +36,16 @@ class PtoSession:
     all_skipped: bool = False
     update_baseline: bool = False
     executor_settings: dict[str, Any] = field(default_factory=dict)  #: --executor and cluster options
-    executor: Any = None  #: the MD executor, started on the first sweep that computes (:meth:`md_executor`)
+    executor: Any = None  #: the MD executor (:meth:`md_executor`)
 
     def md_executor(self, device: str, notify: Any = None) -> Any:
-        """The executor of the MD stage (:mod:`pto_checks.executors`): started once, on first use
-        (a Dask cluster only when a sweep is asked for), closed at the end of the run."""
+        """The executor of the MD stage (:mod:`pto_checks.executors`): one per run, started when
+        a sweep first has a task to compute (a Dask cluster is not started for cache hits),
+        closed at the end of the run."""
         if self.executor is None:
-            from pto_checks.executors import make_executor
+            from pto_checks.executors import Lazy
 
-            self.executor = make_executor(self.executor_settings, device=device, notify=notify)
+            self.executor = Lazy(self.executor_settings, device=device, notify=notify)
         return self.executor
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:

@@ -287,3 +287,8 @@ def test_pytest_run_on_dask_records_the_in_process_results(pytester):
     assert "error" not in ref["checks"].values(), ref["checks"]
     assert got["md"] == ref["md"] and got["checks"] == ref["checks"]
     assert "MD job(s) submitted to local cluster (2 workers)" in got["out"]
+    again = run("dask", "--executor=dask", "--workers=2")  # all from the cache: no cluster started
+    assert again["md"] == {k: {**v, "value": {**v["value"], "rows": [{**r, "cache_hit": True}
+                                                                      for r in v["value"]["rows"]]}}
+                           for k, v in got["md"].items()}
+    assert "submitted" not in again["out"]
