@@ -16,6 +16,9 @@
                                                 Exit 0: completed, report written (failed verdicts
                                                 are results); 3: errors; 2: regressions against
                                                 --baseline; 1: failed verdicts (--fail-on-verdict)
+    pto-checks cluster-script --cluster slurm --queue Q --walltime T [--gpus-per-job 1] ...
+                                                print the batch job script that --cluster would
+                                                submit (dask-jobqueue); nothing is submitted
 """
 
 from __future__ import annotations
@@ -309,6 +312,23 @@ def _nightly(args: argparse.Namespace) -> int:
     return code
 
 
+def _cluster_script(args: argparse.Namespace) -> int:
+    from pto_checks.executors import executor_settings
+    from pto_checks.executors.clusters import ClusterSettings, job_script
+
+    settings = executor_settings(vars(args).get)
+    try:
+        cs = ClusterSettings.from_settings(settings)
+        script = job_script(cs)
+    except (OSError, ValueError, ImportError) as exc:
+        print(f"pto-checks cluster-script: {exc}", file=sys.stderr)
+        return 2
+    print(script)
+    print(f"# {cs.jobs} such job(s) would be kept running ({cs.processes} worker(s) each); "
+          f"start them with: pto-checks run --cluster {cs.kind} --jobs {cs.jobs} ...", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pto-checks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -347,6 +367,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env", action="append", default=[], metavar="KEY=PATH",
                    help="environment of a family group (main, m3gnet, gptff, deepmd-tf): venv or python")
     p.set_defaults(fn=_nightly)
+    p = sub.add_parser("cluster-script", help="print the batch job script of --cluster (dask-jobqueue)")
+    from pto_checks.executors import add_cluster_options
+
+    add_cluster_options(p.add_argument)
+    p.set_defaults(fn=_cluster_script)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["run"]:  # everything after 'run' belongs to pytest (except --cache)
         run_parser = argparse.ArgumentParser(prog="pto-checks run", add_help=False)

@@ -17,7 +17,8 @@ from typing import Any, ClassVar
 
 from pto_checks import analysis
 from pto_checks.cache import Cache, Claim, cache_key
-from pto_checks.md.engines import choose_engine, run_group
+from pto_checks.executors import Executor, InProcess, make_job
+from pto_checks.md.engines import choose_engine
 from pto_checks.md.observe import Progress, write_outputs
 from pto_checks.md.task import EngineName, MDTask, sweep_tasks
 
@@ -86,22 +87,24 @@ def _finish(folder: Path, res: dict[str, Any], task: MDTask, engine: EngineName,
 
 
 def _run_claimed(model: Any, protocol: Any, claimed: list[tuple[MDTask, EngineName, Claim]],
-                 progress: Progress, limits: dict[str, Any]) -> None:
-    """Run claimed tasks, one group per (engine, batch shape), and commit each result."""
+                 progress: Progress, limits: dict[str, Any], executor: Executor | None = None) -> None:
+    """Run claimed tasks, one group per (engine, batch shape), through ``executor`` (default: in
+    this process), and commit each result as its group finishes."""
     groups: dict[tuple, list[tuple[MDTask, EngineName, Claim]]] = {}
     for t, e, c in claimed:
         shape = (t.supercell, t.timestep_fs, t.steps, t.sample_every, t.trajectory_every, t.checkpoint_every)
         groups.setdefault((e, shape) if e is EngineName.BATCHED else (e, id(c)), []).append((t, e, c))
-    for (engine, _), members in groups.items():
-        results = run_group(engine, [t for t, _, _ in members], model, [c.work for _, _, c in members],
-                            progress=progress, limits=limits)
-        for (t, e, c), res in zip(members, results, strict=True):
+    members = list(groups.values())
+    jobs = [make_job(engine, [t for t, _, _ in m], model, [c.work for _, _, c in m], limits)
+            for (engine, _), m in groups.items()]
+    for i, results in (executor or InProcess()).run_jobs(jobs, model, progress=progress):
+        for (t, e, c), res in zip(members[i], results, strict=True):
             c.commit(_finish(c.work, res, t, e, protocol), {"model": model.identity()})
 
 
 def md_sweep(model: Any, protocol: Any, cache: Cache, ensemble: str, integrator: str,
              engine: str | EngineName = "ase", progress: bool = True, write=None,
-             together: Sequence[tuple[str, str]] = ()) -> list[dict[str, Any]]:
+             together: Sequence[tuple[str, str]] = (), executor: Executor | None = None) -> list[dict[str, Any]]:
     """Run (or read from the cache) one temperature sweep; return the per-temperature rows, each
     with its phase (classified on reading, from the thresholds in reference_data), ``engine``,
     ``cache_hit`` (False when this call computed it) and ``folder``.
@@ -111,6 +114,8 @@ def md_sweep(model: Any, protocol: Any, cache: Cache, ensemble: str, integrator:
     named in ``together`` (``(ensemble, integrator)`` pairs the session will ask for); those land
     in the cache and are read from it when their own sweep is asked for.  A task that another
     process (an xdist worker) holds is passed over and read once that process has finished it.
+    ``executor`` (:mod:`pto_checks.executors`) runs the groups of tasks (default: in this process,
+    one after another); a parallel one (Dask) gets every pending task of the sweep at once.
     """
     from pto_checks.reference import load_reference
 
@@ -119,7 +124,8 @@ def md_sweep(model: Any, protocol: Any, cache: Cache, ensemble: str, integrator:
     plan = [(t, choose_engine(engine, model, t)) for t in sweep_tasks(protocol, ensemble, integrator)]
     prog = Progress(f"{model.name}", 0, enabled=progress, write=write)
     computed: set[str] = set()
-    batch = [(t, e) for t, e in plan if e is EngineName.BATCHED]
+    parallel = executor is not None and executor.parallel
+    batch = [(t, e) for t, e in plan if parallel or e is EngineName.BATCHED]
     if batch:
         own = {t for t, _ in plan}
         for ens, integ in together:
@@ -133,21 +139,23 @@ def md_sweep(model: Any, protocol: Any, cache: Cache, ensemble: str, integrator:
                 c = stack.enter_context(cache.claim("md", task_key(model, t, e), resumable=True, blocking=False))
                 if c is not None and not c.hit:
                     claimed.append((t, e, c))
-            _run_claimed(model, protocol, claimed, prog, limits)
+            _run_claimed(model, protocol, claimed, prog, limits, executor)
             computed |= {c.folder.name for _, _, c in claimed}
     done: dict[int, tuple[dict[str, Any], Path, bool]] = {}
     pending = list(range(len(plan)))
     while pending:
         progressed = False
         for i in list(pending):
-            out = _read_or_run(model, protocol, cache, *plan[i], prog, limits, blocking=False)
+            out = _read_or_run(model, protocol, cache, *plan[i], prog, limits, blocking=False,
+                               executor=executor)
             if out is not None:
                 done[i] = out
                 pending.remove(i)
                 progressed = True
         if pending and not progressed:  # all busy elsewhere: wait for the first one
             i = pending.pop(0)
-            done[i] = _read_or_run(model, protocol, cache, *plan[i], prog, limits, blocking=True)
+            done[i] = _read_or_run(model, protocol, cache, *plan[i], prog, limits, blocking=True,
+                                   executor=executor)
     rows = []
     for i, (t, _) in enumerate(plan):
         row, folder, hit = done[i]
@@ -158,7 +166,8 @@ def md_sweep(model: Any, protocol: Any, cache: Cache, ensemble: str, integrator:
 
 
 def _read_or_run(model: Any, protocol: Any, cache: Cache, task: MDTask, engine: EngineName, prog: Progress,
-                 limits: dict[str, Any], blocking: bool) -> tuple[dict[str, Any], Path, bool] | None:
+                 limits: dict[str, Any], blocking: bool, executor: Executor | None = None
+                 ) -> tuple[dict[str, Any], Path, bool] | None:
     """One task: (row, folder, hit), computing it when missing; None when another process holds
     it and ``blocking`` is False."""
     with cache.claim("md", task_key(model, task, engine), resumable=True, blocking=blocking) as c:
@@ -166,5 +175,5 @@ def _read_or_run(model: Any, protocol: Any, cache: Cache, task: MDTask, engine: 
             return None
         if c.hit:
             return c.data, c.folder, True
-        _run_claimed(model, protocol, [(task, engine, c)], prog, limits)
+        _run_claimed(model, protocol, [(task, engine, c)], prog, limits, executor)
         return c.data, c.folder, False

@@ -183,7 +183,8 @@ def _sweep(request: pytest.FixtureRequest, model: registry.LoadedModel, ensemble
     rows = stages.md_sweep(model, st.protocol, st.cache, ensemble, integrator,
                            engine=request.config.getoption("--engine"), progress=not quiet,
                            write=_terminal_writer(request.config),
-                           together=_sweeps_requested(request.session, model.name))
+                           together=_sweeps_requested(request.session, model.name),
+                           executor=st.md_executor(model.device, _terminal_writer(request.config)))
     from pto_checks.md.sweep import Sweep
 
     sweep = Sweep(ensemble, integrator, rows, st.protocol,
@@ -243,8 +244,10 @@ def engine_sweeps(request: pytest.FixtureRequest, model: registry.LoadedModel):
     both = [("npt", "melchionna"), ("nvt", "langevin")]
 
     def get(ensemble: str, integrator: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        ex = st.md_executor(model.device, _terminal_writer(request.config))
         ref, new = (stages.md_sweep(model, st.protocol, st.cache, ensemble, integrator, engine=e,
-                                    progress=not quiet, write=_terminal_writer(request.config), together=both)
+                                    progress=not quiet, write=_terminal_writer(request.config), together=both,
+                                    executor=ex)
                     for e in ("ase", "batched"))
         return ref, new
 

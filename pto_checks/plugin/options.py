@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pto_checks.executors import add_executor_options
 from pto_checks.md.task import EngineName
 
 DEFAULT_MODEL = "chgnet"
@@ -39,6 +40,7 @@ def add_options(parser: pytest.Parser) -> None:
                          "auto (default: batched on a GPU for models with a device-side interface "
                          "(CHGNet, SevenNet, MACE, DeePMD, M3GNet), else ase). Chosen per task: a task the "
                          "batched engine has no integrator for (NPT mtk) runs on ase")
+    add_executor_options(group.addoption)
     group.addoption("--bench-sizes", default="1,2,3,4,5,6,7,8,9,10", metavar="N,N,...",
                     help="benchmark: supercell sizes n (n x n x n, 5 n^3 atoms)")
     group.addoption("--bench-replicas", type=int, default=8, metavar="N",

@@ -40,6 +40,23 @@ class PtoSession:
     merged: dict[str, Any] = field(default_factory=dict)  #: the merged results.json (controller)
     all_skipped: bool = False
     update_baseline: bool = False
+    executor_settings: dict[str, Any] = field(default_factory=dict)  #: --executor and cluster options
+    executor: Any = None  #: the MD executor (:meth:`md_executor`)
+
+    def md_executor(self, device: str, notify: Any = None) -> Any:
+        """The executor of the MD stage (:mod:`pto_checks.executors`): one per run, started when
+        a sweep first has a task to compute (a Dask cluster is not started for cache hits),
+        closed at the end of the run."""
+        if self.executor is None:
+            from pto_checks.executors import Lazy
+
+            self.executor = Lazy(self.executor_settings, device=device, notify=notify)
+        return self.executor
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.executor is not None:
+            self.executor.close()
+            self.executor = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Collect check outcomes (also from xdist workers: their reports carry the JUnit
@@ -112,7 +129,33 @@ def configure(config: pytest.Config) -> PtoSession:
         baseline = load(bpath)
     st = PtoSession(specs=specs, explicit=explicit, protocol=protocol,
                     cache=Cache(cache_root, enabled=not config.getoption("--recompute")),
-                    results=Results(protocol.to_dict()), baseline=baseline)
+                    results=Results(protocol.to_dict()), baseline=baseline,
+                    executor_settings=_executor_settings(config))
     config.stash[STATE_KEY] = st
     config.pluginmanager.register(st, "pto-checks-session")
     return st
+
+
+def _executor_settings(config: pytest.Config) -> dict[str, Any]:
+    """The executor options, checked before any work starts."""
+    from pto_checks.executors import executor_settings, wants_dask
+
+    s = executor_settings(lambda k: config.getoption(k))
+    try:
+        dask = wants_dask(s)
+        if s.get("cluster_file") or s.get("cluster"):
+            from pto_checks.executors.clusters import ClusterSettings
+
+            ClusterSettings.from_settings(s)
+    except (OSError, ValueError) as exc:
+        raise pytest.UsageError(f"executor options: {exc}") from None
+    if dask:
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise pytest.UsageError("--executor dask needs distributed: pip install 'pto-checks[cluster]'") from None
+        if (config.getoption("numprocesses", None) and not s.get("dask_scheduler")):
+            raise pytest.UsageError("--executor dask with pytest-xdist (-n) would start one Dask cluster per "
+                                    "xdist worker: drop -n (the Dask workers run the MD in parallel), or "
+                                    "start one scheduler and pass --dask-scheduler ADDRESS")
+    return s
