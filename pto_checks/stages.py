@@ -1,7 +1,10 @@
 """Cached pipeline stages: model + protocol -> relaxed phases -> observables; -> phonons.
 
 Each stage is keyed by the model's identity (including its weights fingerprint), the
-protocol section it uses and the stage's code version (:data:`pto_checks.cache.STAGE_VERSIONS`).
+protocol fields that change its result (declared on the protocol dataclasses:
+:func:`pto_checks.protocols.key_parts`) and the stage's code version
+(:data:`pto_checks.cache.STAGE_VERSIONS`).  Every cache read is validated by the stage's
+``*_valid(folder, data)`` hook; an entry that fails is moved aside and recomputed.
 """
 
 from __future__ import annotations
@@ -11,11 +14,67 @@ from pathlib import Path
 from typing import Any
 
 import ase.io
+import numpy as np
 
 from pto_checks import analysis, phonons, relax
-from pto_checks.cache import Cache, cache_key
+from pto_checks.cache import Cache, CorruptEntry, cache_key, check_file
 from pto_checks.models import LoadedModel
-from pto_checks.protocols import Protocol
+from pto_checks.protocols import Protocol, key_parts
+
+
+def stage_key(stage: str, **inputs: Any) -> tuple[str, dict[str, Any]]:
+    """(cache key, inputs) of ``stage``: the inputs are stored in the entry and compared on reading."""
+    return cache_key(stage, **inputs), inputs
+
+
+def ground_state_key(model: LoadedModel, protocol: Protocol) -> tuple[str, dict[str, Any]]:
+    return stage_key("ground_state", model=model.identity(), protocol=key_parts(protocol.static, "ground_state"))
+
+
+def _read_cell(path: Path):
+    atoms = ase.io.read(path)
+    if len(atoms) == 0 or not np.all(np.isfinite(atoms.positions)) or abs(atoms.get_volume()) < 1e-6:
+        raise ValueError("no atoms, non-finite positions or a degenerate cell")
+    return atoms
+
+
+def ground_state_valid(folder: Path, data: dict[str, Any]) -> None:
+    """Validator of a ground-state entry: both relaxed cells read back; the observables are numbers."""
+    for name in ("tetragonal.extxyz", "cubic.extxyz"):
+        check_file(folder, name, _read_cell)
+    for k in ("a", "c", "c_over_a", "delta_e", "cubic_a"):
+        if not isinstance(data.get(k), (int, float)):
+            raise CorruptEntry(folder / "meta.json", f"{k!r} missing or not a number")
+
+
+def phonon_key(model: LoadedModel, protocol: Protocol, atoms) -> tuple[str, dict[str, Any]]:
+    return stage_key("phonons", model=model.identity(), protocol=key_parts(protocol.phonon, "phonons"),
+                     structure=atoms.get_positions().round(8).tolist() + atoms.cell.array.round(8).tolist())
+
+
+_BAND_ARRAYS = ("band_q", "band_freq", "band_distance", "label_positions", "labels", "mesh_q", "mesh_freq")
+
+
+def _read_bands(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:  # never unpickle what the cache holds
+        out = {k: z[k] for k in _BAND_ARRAYS}
+    for k in ("band_freq", "mesh_freq"):
+        if out[k].size == 0 or not np.all(np.isfinite(out[k])):
+            raise ValueError(f"{k} empty or not finite")
+    return out
+
+
+def _nonempty(path: Path) -> None:
+    if path.stat().st_size == 0:
+        raise ValueError("empty file")
+
+
+def phonon_valid(folder: Path, data: dict[str, Any]) -> None:
+    """Validator of a phonon entry: ``bands.npz`` holds every array (no pickles), finite; band.yaml exists."""
+    check_file(folder, "bands.npz", _read_bands)
+    check_file(folder, "band.yaml", _nonempty)
+    if not isinstance(data.get("f_min_thz"), (int, float)):
+        raise CorruptEntry(folder / "meta.json", "'f_min_thz' missing or not a number")
 
 
 def ground_state(model: LoadedModel, protocol: Protocol, cache: Cache) -> tuple[Path, dict[str, Any]]:
@@ -25,7 +84,7 @@ def ground_state(model: LoadedModel, protocol: Protocol, cache: Cache) -> tuple[
     (E(cubic) - E(tetragonal), eV/f.u.), ``cubic_a`` and both relaxations' summaries.
     Files: ``tetragonal.extxyz``, ``cubic.extxyz``.
     """
-    key = cache_key("ground_state", model=model.identity(), protocol=protocol.static.__dict__)
+    key, inputs = ground_state_key(model, protocol)
 
     def compute(folder: Path) -> dict[str, Any]:
         gs = relax.relax_phases(model.calculator, fmax=protocol.static.fmax,
@@ -50,7 +109,8 @@ def ground_state(model: LoadedModel, protocol: Protocol, cache: Cache) -> tuple[
         }
 
     folder, data, hit = cache.get_or_compute("ground_state", key, compute,
-                                             meta={"model": model.identity()})
+                                             meta={"model": model.identity()},
+                                             validate=ground_state_valid, inputs=inputs)
     data = dict(data, cache_hit=hit)
     return folder, data
 
@@ -58,12 +118,9 @@ def ground_state(model: LoadedModel, protocol: Protocol, cache: Cache) -> tuple[
 def phonon_stage(model: LoadedModel, protocol: Protocol, cache: Cache,
                  relaxed: Path) -> tuple[Path, dict[str, Any], phonons.PhononResult | None]:
     """Phonons of the relaxed tetragonal cell (cached): band.yaml, bands.npz and the minimum mode."""
-    import numpy as np
-
     atoms = ase.io.read(relaxed)
     p = protocol.phonon
-    key = cache_key("phonons", model=model.identity(), protocol=p.__dict__,
-                    structure=atoms.get_positions().round(8).tolist() + atoms.cell.array.round(8).tolist())
+    key, inputs = phonon_key(model, protocol, atoms)
 
     def compute(folder: Path) -> dict[str, Any]:
         res = phonons.compute_phonons(atoms, model.calculator, supercell=p.supercell,
@@ -78,8 +135,9 @@ def phonon_stage(model: LoadedModel, protocol: Protocol, cache: Cache,
                 "q_min": q_far.tolist(), "n_displacements": res.n_displacements,
                 "supercell": list(p.supercell)}
 
-    folder, data, hit = cache.get_or_compute("phonons", key, compute, meta={"model": model.identity()})
-    z = np.load(folder / "bands.npz")
+    folder, data, hit = cache.get_or_compute("phonons", key, compute, meta={"model": model.identity()},
+                                             validate=phonon_valid, inputs=inputs)
+    z = _read_bands(folder / "bands.npz")
     res = phonons.PhononResult(z["band_q"], z["band_freq"], z["band_distance"],
                                list(z["label_positions"]), [str(s) for s in z["labels"]],
                                z["mesh_q"], z["mesh_freq"], int(data["n_displacements"]))
@@ -144,8 +202,41 @@ def md_sweep(model: LoadedModel, protocol: Protocol, cache: Cache, ensemble: str
     return rows
 
 
-def _md_key(model: LoadedModel, task, engine: str) -> str:
-    return cache_key("md", model=model.identity(), task=task.to_dict(), engine=engine)
+def md_key(model: LoadedModel, task, engine: str, protocol: Protocol) -> tuple[str, dict[str, Any]]:
+    """(cache key, inputs) of one MD run: the model, the task, the engine and every MD protocol field
+    declared to change a run (:func:`~pto_checks.protocols.key_parts`; ``production_fraction`` is
+    not one: :func:`md_row` recomputes the averages from the stored samples on every read)."""
+    return stage_key("md", model=model.identity(), task=task.to_dict(), engine=engine,
+                     protocol=key_parts(protocol.md, "md"))
+
+
+def read_samples(path: Path) -> list[dict[str, Any]]:
+    """``samples.csv`` back as the engine's sample dicts (``step`` int, the rest float; exact round trip)."""
+    import csv
+
+    with path.open(newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    return [{k: (int(v) if k == "step" else float(v)) for k, v in r.items()} for r in rows]
+
+
+def md_valid(folder: Path, data: dict[str, Any]) -> None:
+    """Validator of an MD entry: ``samples.csv`` parses and holds the number of samples recorded."""
+    n = data.get("n_samples_stored")
+    if not isinstance(n, int):
+        raise CorruptEntry(folder / "meta.json", "'n_samples_stored' missing")
+    if n:
+        got = check_file(folder, "samples.csv", read_samples)
+        if len(got) != n:
+            raise CorruptEntry(folder / "samples.csv", f"{len(got)} samples, {n} recorded (truncated?)")
+
+
+def md_row(folder: Path, data: dict[str, Any], task, protocol: Protocol) -> dict[str, Any]:
+    """One temperature's summary row, averaged now from the stored ``samples.csv`` with this
+    protocol's ``production_fraction`` (so that field needs no new MD and is not in the key)."""
+    samples = read_samples(folder / "samples.csv") if data["n_samples_stored"] else []
+    row = analysis.summarize_run(samples, data["failure"], task.temperature_K, protocol.md.production_fraction)
+    row["task"] = task.to_dict()
+    return row
 
 
 def _md_finish(folder: Path, res: dict[str, Any], task, protocol: Protocol) -> dict[str, Any]:
@@ -165,6 +256,7 @@ def _md_finish(folder: Path, res: dict[str, Any], task, protocol: Protocol) -> d
     row = analysis.summarize_run(res["samples"], res["failure"], task.temperature_K,
                                  protocol.md.production_fraction)
     row["task"] = task.to_dict()
+    row["n_samples_stored"] = len(res["samples"])  # md_row recomputes the averages from samples.csv
     return row
 
 
@@ -180,8 +272,9 @@ def _md_batch(model: LoadedModel, protocol: Protocol, cache: Cache, tasks: list,
     with contextlib.ExitStack() as stack:
         claimed = []
         for t in tasks:
-            claim = stack.enter_context(cache.claim("md", _md_key(model, t, "batched"), resumable=True,
-                                                    blocking=False))
+            key, inputs = md_key(model, t, "batched", protocol)
+            claim = stack.enter_context(cache.claim("md", key, resumable=True, blocking=False,
+                                                    validate=md_valid, inputs=inputs))
             if claim is not None and not claim.hit:
                 claimed.append((t, claim))
         if not claimed:
@@ -208,9 +301,10 @@ def _md_temperature(model: LoadedModel, protocol: Protocol, cache: Cache, engine
                       tol["melting"])
         return _md_finish(folder, res, task, protocol)
 
-    got = cache.get_or_compute("md", _md_key(model, task, engine), compute, meta={"model": model.identity()},
-                               resumable=True, blocking=blocking)
+    key, inputs = md_key(model, task, engine, protocol)
+    got = cache.get_or_compute("md", key, compute, meta={"model": model.identity()},
+                               resumable=True, blocking=blocking, validate=md_valid, inputs=inputs)
     if got is None:
         return None
-    folder, row, hit = got
-    return row, folder, hit
+    folder, data, hit = got
+    return md_row(folder, data, task, protocol), folder, hit
