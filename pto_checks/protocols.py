@@ -157,11 +157,16 @@ def key_parts(section: Any, stage: str) -> dict[str, Any]:
 def validate_section(name: str, section: Any) -> None:
     """Raise :class:`ProtocolError` naming the first field of ``section`` outside its range."""
     for f in fields(section):
-        allowed: Allowed | None = f.metadata.get("allowed")
-        value = getattr(section, f.name)
-        if allowed is not None and not allowed.check(value):
-            raise ProtocolError(f"protocol field {name}.{f.name}={_show(value)} is out of range: allowed "
-                                f"{allowed.describe()}")
+        check_field(name, f, getattr(section, f.name))
+
+
+def check_field(section: str, f: Any, value: Any, shown: str | None = None) -> None:
+    """Raise :class:`ProtocolError` when ``value`` is outside the range declared on field ``f``
+    (the message shows ``shown``, the value as typed, when given)."""
+    allowed: Allowed | None = f.metadata.get("allowed")
+    if allowed is not None and not allowed.check(value):
+        raise ProtocolError(f"protocol field {section}.{f.name}={_show(value) if shown is None else shown} is "
+                            f"out of range: allowed {allowed.describe()}")
 
 
 def _show(value: Any) -> str:
@@ -239,6 +244,7 @@ def parse_override(text: str) -> tuple[str, str, Any]:
             value = _convert(type(current), raw)
     except ValueError:
         raise ProtocolError(f"protocol field {key.strip()}={raw} is not valid: allowed {allowed.describe()}") from None
+    check_field(section, spec, value, raw)
     return section, fld, value
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from pto_checks import models as registry
+from pto_checks import validate
 from pto_checks.cache import Cache
 from pto_checks.protocols import apply_overrides, get_protocol
 from pto_checks.results import Results, annotate_integrator_flips, merge
@@ -87,6 +88,10 @@ def pytest_configure(config: pytest.Config) -> None:
     try:
         specs = registry.specs_for(requested)
     except registry.ModelUnavailable as exc:
+        raise pytest.UsageError(str(exc)) from None
+    try:  # paths, device and model files: refused now, before any work (exit status 4)
+        validate.check_startup(config.getoption, specs)
+    except validate.OptionError as exc:
         raise pytest.UsageError(str(exc)) from None
     explicit = {s.name for s in specs} - (
         set(registry.available_names()) if any("all" in r.split(",") for r in requested) else set()

@@ -64,15 +64,23 @@ def _read_bands(path: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def _nonempty(path: Path) -> None:
-    if path.stat().st_size == 0:
-        raise ValueError("empty file")
+def _read_band_yaml(path: Path) -> None:
+    import yaml  # PyYAML, a phonopy dependency; safe loading only
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with path.open() as fh:
+        doc = yaml.load(fh, Loader=loader)  # noqa: S506 (a safe loader)
+    if not isinstance(doc, dict) or not isinstance(doc.get("phonon"), list):
+        raise ValueError("no 'phonon' section (truncated?)")
+    nq, nb = doc.get("nqpoint"), 3 * int(doc.get("natom", 0))
+    if len(doc["phonon"]) != nq or any(len(q.get("band") or ()) != nb for q in doc["phonon"]):
+        raise ValueError(f"{len(doc['phonon'])} q-points of {nq}, or not {nb} bands each (truncated?)")
 
 
 def phonon_valid(folder: Path, data: dict[str, Any]) -> None:
     """Validator of a phonon entry: ``bands.npz`` holds every array (no pickles), finite; band.yaml exists."""
     check_file(folder, "bands.npz", _read_bands)
-    check_file(folder, "band.yaml", _nonempty)
+    check_file(folder, "band.yaml", _read_band_yaml)
     if not isinstance(data.get("f_min_thz"), (int, float)):
         raise CorruptEntry(folder / "meta.json", "'f_min_thz' missing or not a number")
 
