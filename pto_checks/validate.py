@@ -96,7 +96,8 @@ def check_startup(get: Callable[[str], Any], specs: Iterable[Any]) -> dict[str, 
             raise OptionError(f"--baseline {bpath}: no such file. Create it with --baseline {bpath} "
                               "--update-baseline")
         out["baseline"] = results_file("--baseline", bpath)
-    device("--device", get("--device"))
+    if str(get("--device")).startswith("cuda"):  # auto and cpu always work (torch imported only here)
+        device("--device", get("--device"))
     model_files(specs)
     return out
 
