@@ -6,12 +6,15 @@ Pure functions.  Lengths in Angstrom, energies in eV, stress in eV/A^3.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from ase import Atoms
 from ase.calculators.calculator import Calculator
 from ase.stress import full_3x3_to_voigt_6_stress
+
+from pto_checks.structures import IDEAL_SITES, O_BOND_AXIS  # noqa: F401  (IDEAL_SITES re-exported)
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,28 @@ def numerical_stress(atoms: Atoms, calc: Calculator, strain: float = 5e-3) -> np
     return full_3x3_to_voigt_6_stress(sigma)
 
 
+def bulk_modulus(atoms: Atoms, calc: Calculator, max_strain: float = 0.03, points: int = 7) -> tuple[float, float]:
+    """(B0 in GPa, V0 in A^3/atom) from a Birch-Murnaghan fit (``ase.eos``) of E(V).
+
+    The cell is scaled uniformly by linear strains in [-max_strain, +max_strain] (fractional
+    coordinates kept: for the cubic sanity crystals every position is fixed by symmetry). Energy
+    differences at fixed composition: any constant energy per element cancels.
+    """
+    from ase import units
+    from ase.eos import EquationOfState
+
+    work = atoms.copy()
+    work.calc = calc
+    cell = atoms.cell.array.copy()
+    volumes, energies = [], []
+    for eps in np.linspace(-max_strain, max_strain, points):
+        work.set_cell(cell * (1.0 + eps), scale_atoms=True)
+        volumes.append(work.get_volume())
+        energies.append(work.get_potential_energy())
+    v0, _, b0 = EquationOfState(volumes, energies, eos="birchmurnaghan").fit()
+    return float(b0 / units.GPa), float(v0 / len(atoms))
+
+
 def translation_change(atoms: Atoms, calc: Calculator, shift: np.ndarray) -> tuple[float, float]:
     """(|dE| per atom in eV, max |dF| in eV/A) when every atom moves by ``shift`` (Angstrom)."""
     a = atoms.copy()
@@ -84,22 +109,40 @@ def translation_change(atoms: Atoms, calc: Calculator, shift: np.ndarray) -> tup
 
 
 # ---------------------------------------------------------------------------------------------
-# Finite-temperature observables.  Supercells are n x m x l repeats of the 5-atom cell
-# (Pb, Ti, O_z, O_y, O_x), atom order unit cell by unit cell (ase.Atoms.repeat order).
+# Finite-temperature observables.  Supercells are n x m x l repeats of the 5-atom cell.  Site
+# types (Pb, Ti, O_z, O_y, O_x) come from the structure (species and geometry,
+# :func:`pto_checks.structures.perovskite_sites`), not from the atom order.
 
-#: Ideal cubic perovskite sites of the 5-atom cell (fractional).
-IDEAL_SITES = np.array([[0.0, 0.0, 0.0], [0.5, 0.5, 0.5], [0.5, 0.5, 0.0], [0.5, 0.0, 0.5],
-                        [0.0, 0.5, 0.5]])
-#: Axis along which each oxygen's Ti-O bond points (basis 2, 3, 4 -> z, y, x).
-_O_PAR_AXIS = {2: 2, 3: 1, 4: 0}
+_O_PAR_AXIS = O_BOND_AXIS
 E_PER_A2_TO_C_PER_M2 = 16.02176634  # 1 e/A^2 in C/m^2
+#: The repeated 5-atom cell's atomic numbers (Pb, Ti, O, O, O): the atom order assumed when a
+#: caller gives no atomic numbers.
+_CELL_NUMBERS = np.array([82, 22, 8, 8, 8])
 
 
-def born_charge_tensors() -> np.ndarray:
-    """Diagonal Born effective charge tensors (5, 3) of the 5-atom cell, neutral per direction."""
+def born_charge_conventions() -> dict[str, dict[str, Any]]:
+    """The Born-charge sets of ``reference_data/pto.toml`` (name -> values and source)."""
     from pto_checks.reference import load_reference
 
     z = load_reference()["born_charges"]
+    return {k: v for k, v in z.items() if isinstance(v, dict)}
+
+
+def default_born_convention() -> str:
+    from pto_checks.reference import load_reference
+
+    return str(load_reference()["born_charges"]["default"])
+
+
+def born_charge_tensors(convention: str | None = None) -> np.ndarray:
+    """Diagonal Born effective charge tensors (5, 3), e, of the site types Pb, Ti, O_z, O_y, O_x,
+    made neutral per direction; ``convention`` names a set of ``[born_charges]`` (default: its
+    ``default``, Zhong-King-Smith-Vanderbilt 1994)."""
+    sets = born_charge_conventions()
+    name = convention or default_born_convention()
+    if name not in sets:
+        raise ValueError(f"unknown Born-charge convention {name!r}; known: {', '.join(sets)}")
+    z = sets[name]
     diag = np.zeros((5, 3))
     diag[0] = z["Pb"]
     diag[1] = z["Ti"]
@@ -110,44 +153,64 @@ def born_charge_tensors() -> np.ndarray:
     return diag
 
 
-def site_assignment(positions: np.ndarray, cell: np.ndarray,
-                    reps: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Assign each atom to the nearest ideal cubic site of its kind; return (u, cell_index, basis).
+def polarization_scale(convention: str, relative_to: str | None = None) -> float:
+    """P_z under ``convention`` over P_z under ``relative_to`` (default convention) for the
+    tetragonal reference displacements (``structures.tetragonal(a=3.90, c=4.15)``)."""
+    from pto_checks import structures as _s
+
+    cell = _s.tetragonal(a=3.90, c=4.15)
+    args = (cell.positions, cell.cell.array, (1, 1, 1))
+    p = polarization(*args, numbers=cell.numbers, convention=convention)["P"][2]
+    p0 = polarization(*args, numbers=cell.numbers, convention=relative_to)["P"][2]
+    return float(p / p0)
+
+
+def polar_threshold(thresholds: dict[str, Any], convention: str | None = None) -> float:
+    """The polar threshold (C/m^2) of ``tolerances.phase`` converted to ``convention``: it is
+    stated in ``polar_min_convention``; other conventions scale it by :func:`polarization_scale`."""
+    thr = float(thresholds["polar_min_c_per_m2"])
+    stated = thresholds.get("polar_min_convention", default_born_convention())
+    conv = convention or default_born_convention()
+    return thr if conv == stated else thr * polarization_scale(conv, relative_to=stated)
+
+
+def site_assignment(positions: np.ndarray, cell: np.ndarray, reps: tuple[int, int, int],
+                    numbers: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Assign each atom to the nearest ideal cubic site of its type; return (u, cell_index, basis).
 
     ``u`` (Angstrom, (N, 3)): displacement from that site, after removing the rigid translation
     that puts the first Pb on its site (so results do not depend on the origin).  ``cell_index``
-    ((N, 3) ints): the unit cell of that site.  ``basis``: 0 Pb, 1 Ti, 2 O_z, 3 O_y, 4 O_x.
-    Works for any wrapping of the atoms into the cell.
+    ((N, 3) ints): the unit cell of that site.  ``basis``: 0 Pb, 1 Ti, 2 O_z, 3 O_y, 4 O_x, from
+    the species and the geometry (:func:`pto_checks.structures.perovskite_sites`), so any atom
+    order works.  Works for any wrapping of the atoms into the cell.
+
+    ``numbers``: atomic numbers.  Without them the atoms are taken to be in the order of
+    repeated (Pb, Ti, O, O, O) cells (ase.Atoms.repeat), which a caller should not rely on: pass
+    ``atoms.numbers``.
     """
-    reps_a = np.asarray(reps)
-    cell = np.asarray(cell, dtype=float)
-    frac_uc = np.linalg.solve(cell.T, np.asarray(positions, dtype=float).T).T * reps_a
-    basis = np.arange(len(frac_uc)) % 5
-    rel = frac_uc - IDEAL_SITES[basis]
-    delta = rel[0] - np.rint(rel[0])
-    rel = rel - delta
-    cidx = np.rint(rel)
-    u = ((rel - cidx) / reps_a) @ cell
-    return u, np.mod(cidx, reps_a).astype(int), basis
+    from pto_checks.structures import perovskite_sites
 
-
-def site_displacements(positions: np.ndarray, cell: np.ndarray, reps: tuple[int, int, int]) -> np.ndarray:
-    """Displacements (Angstrom, (N, 3)) from the nearest ideal sites (see :func:`site_assignment`)."""
-    return site_assignment(positions, cell, reps)[0]
+    if numbers is None:
+        numbers = np.resize(_CELL_NUMBERS, len(positions))
+    basis, cidx, u = perovskite_sites(numbers, positions, cell, reps)
+    return u, cidx, basis
 
 
 def polarization(positions: np.ndarray, cell: np.ndarray, reps: tuple[int, int, int],
-                 assignment: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+                 assignment: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                 numbers: np.ndarray | None = None, convention: str | None = None) -> dict[str, Any]:
     """Polarization from Born effective charges, in C/m^2.
 
     ``P``: the supercell average (Px, Py, Pz) = sum_i Z*_i u_i / V (equal to the mean of the local
     dipoles of the Ti-centred cells).  ``local_abs``: mean |p| of the Ti-centred cells (Ti weight 1,
     its six O 1/2, its eight Pb 1/8), which stays large in a polar crystal with domains.
-    Independent of the origin (charges neutral) and of wrapping (nearest-site assignment).
+    Independent of the origin (charges neutral), of wrapping (nearest-site assignment) and of the
+    atom order (site types from species and geometry; pass ``numbers``).  ``convention``: the
+    Born-charge set (:func:`born_charge_tensors`).
     """
     reps_a = np.asarray(reps)
-    u, cidx, basis = assignment if assignment is not None else site_assignment(positions, cell, reps)
-    zb = born_charge_tensors()
+    u, cidx, basis = assignment if assignment is not None else site_assignment(positions, cell, reps, numbers)
+    zb = born_charge_tensors(convention)
     vol = abs(np.linalg.det(cell))
     dip = zb[basis] * u  # (N, 3), e*A
     p_total = dip.sum(axis=0) / vol * E_PER_A2_TO_C_PER_M2
@@ -168,16 +231,18 @@ def polarization(positions: np.ndarray, cell: np.ndarray, reps: tuple[int, int, 
 
 
 def order_metrics(positions: np.ndarray, cell: np.ndarray, reps: tuple[int, int, int],
-                  assignment: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None) -> dict[str, float]:
+                  assignment: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+                  numbers: np.ndarray | None = None) -> dict[str, float]:
     """Crystal order: Lindemann ratio and fraction of atoms within 1 A of their site.
 
     Each species' mean displacement (the polar offset, and drift) is removed first.  The
     Lindemann ratio is the rms displacement over the nearest-neighbour (Ti-O) distance a/2.
     """
-    u = (assignment if assignment is not None else site_assignment(positions, cell, reps))[0]
-    u = u.reshape(-1, 5, 3)
-    u = u - u.mean(axis=0, keepdims=True)
-    r = np.linalg.norm(u, axis=2).ravel()
+    u, _, basis = assignment if assignment is not None else site_assignment(positions, cell, reps, numbers)
+    u = u.copy()
+    for b in np.unique(basis):  # remove each site type's mean offset
+        u[basis == b] -= u[basis == b].mean(axis=0)
+    r = np.linalg.norm(u, axis=1)
     a = np.mean(unit_cell_lengths(cell, reps))
     return {"lindemann": float(np.sqrt(np.mean(r**2)) / (a / 2)), "order": float(np.mean(r < 1.0))}
 
@@ -251,6 +316,61 @@ def transition_temperature(temperatures: list[float], phases: list[str]) -> dict
     return {"tc": None, "resolution": None, "method": method}
 
 
+#: Units of the per-frame series analysed by :func:`run_statistics`.
+SERIES_UNITS = {"a": "Angstrom", "c": "Angstrom", "c_over_a": "", "a_x": "Angstrom", "b_y": "Angstrom",
+                "c_z": "Angstrom", "tetragonality_frames": "", "Px": "C/m^2", "Py": "C/m^2", "Pz": "C/m^2",
+                "P_frame_abs": "C/m^2",
+                "P_local_abs": "C/m^2", "lindemann": "", "order": "", "T_measured": "K", "epot_eV": "eV"}
+#: Series on which the equilibrated start is detected (the latest start wins): the potential
+#: energy (relaxation from the starting cell), the cell's tetragonality and the Lindemann ratio.
+#: Only measures invariant under relabelling the axes (a polar crystal whose polarization turns
+#: from z to x, as it may in equilibrium, is not still relaxing), and not the polarization
+#: itself: near Tc it fluctuates slowly in equilibrium, which its statistical inefficiency (and
+#: so its n_eff) accounts for, rather than a later start.
+EQUILIBRATION_FROM = ("epot_eV", "tetragonality_frames", "lindemann")
+
+
+def _sorted_c_over_a(lens: np.ndarray) -> np.ndarray:
+    """Per-frame longest length over the mean of the other two (axis-label free)."""
+    srt = np.sort(lens, axis=1)
+    return srt[:, 2] / (0.5 * (srt[:, 0] + srt[:, 1]))
+
+
+def run_statistics(samples: list[dict[str, Any]], long_axis: int | None = None):
+    """:class:`pto_checks.statistics.RunStatistics` of one temperature's samples.
+
+    Per-frame series: ``a``, ``c``, ``c_over_a`` (long axis ``long_axis``, default: that of the
+    mean lengths), the three per-cell lengths ``a_x``, ``b_y``, ``c_z``, ``tetragonality_frames``
+    (per-frame longest over the mean of the other two), ``Px``, ``Py``, ``Pz``,
+    ``P_frame_abs`` (per-frame |P|), ``P_local_abs``, ``lindemann``, ``order``, ``T_measured``
+    and ``epot_eV``; plus ``P_abs``, |<P>| with its propagated error.  One production window for
+    all, starting at the equilibrated start detected on :data:`EQUILIBRATION_FROM`.
+    """
+    from pto_checks import statistics
+
+    lens = np.array([[s["a"], s["b"], s["c"]] for s in samples], dtype=float).reshape(-1, 3)
+    if long_axis is None:
+        long_axis = int(np.argmax(lens.mean(axis=0))) if len(lens) else 2
+    others = [i for i in range(3) if i != long_axis]
+    a_f = lens[:, others].mean(axis=1)
+    c_f = lens[:, long_axis]
+    pvec = np.array([[s["Px"], s["Py"], s["Pz"]] for s in samples], dtype=float).reshape(-1, 3)
+    series = {"a": a_f, "c": c_f, "c_over_a": c_f / a_f, "a_x": lens[:, 0], "b_y": lens[:, 1],
+              "c_z": lens[:, 2], "tetragonality_frames": _sorted_c_over_a(lens),
+              "Px": pvec[:, 0], "Py": pvec[:, 1], "Pz": pvec[:, 2],
+              "P_frame_abs": np.linalg.norm(pvec, axis=1)}
+    for key, name in (("P_local_abs", "P_local_abs"), ("lindemann", "lindemann"), ("order", "order"),
+                      ("T_K", "T_measured"), ("epot_eV", "epot_eV")):
+        if samples and key in samples[0]:
+            series[name] = np.array([s[key] for s in samples], dtype=float)
+    times = np.array([s.get("time_ps", np.nan) for s in samples], dtype=float)
+    dt = float(np.median(np.diff(times))) if len(times) > 1 else float("nan")
+    rs = statistics.run_statistics(series, SERIES_UNITS, dt, EQUILIBRATION_FROM)
+    stats = dict(rs.series)
+    stats["P_abs"] = statistics.norm_statistics([stats["Px"], stats["Py"], stats["Pz"]], "P_abs")
+    return statistics.RunStatistics(rs.t0, rs.n, rs.sample_interval_ps, rs.equilibration_from, stats)
+
+
 def summarize_run(samples: list[dict[str, Any]], failure: dict[str, Any] | None, temperature_K: float,
                   production_fraction: float) -> dict[str, Any]:
     """Production averages of one temperature, with block-average errors (no phase: see
@@ -258,6 +378,13 @@ def summarize_run(samples: list[dict[str, Any]], failure: dict[str, Any] | None,
 
     a, c in Angstrom (per perovskite cell, long axis from the averaged lengths), |P| and Pz in
     C/m^2.  A run that failed keeps what it has: averages over its samples.
+
+    Also the statistics of :func:`run_statistics` (equilibrated start, statistical inefficiency,
+    n_eff, mean and standard error of every series, over the detected production window rather
+    than the fixed fraction): ``row["stats"]`` (:meth:`RunStatistics.to_dict`), and flat
+    ``<name>_mean``, ``<name>_sem``, ``<name>_n_eff`` for a, c, c_over_a, P_abs, Pz, P_local_abs,
+    lindemann and order, ``t0_ps`` and ``production_ps``.  Computed from the samples alone, so a
+    changed analysis needs no new MD (see :func:`read_samples`).
     """
     n = len(samples)
     start = int(round(n * (1 - production_fraction))) if failure is None else n // 2
@@ -275,6 +402,8 @@ def summarize_run(samples: list[dict[str, Any]], failure: dict[str, Any] | None,
         row["long_axis"] = axis
         row["c_over_a_frames"] = float(np.mean(srt[:, 2] / (0.5 * (srt[:, 0] + srt[:, 1]))))
         for name, series in (("a", a_f), ("c", c_f),
+                             ("Px", np.array([s["Px"] for s in prod])),
+                             ("Py", np.array([s["Py"] for s in prod])),
                              ("Pz", np.array([s["Pz"] for s in prod])),
                              ("P_local_abs", np.array([s["P_local_abs"] for s in prod])),
                              ("T_measured", np.array([s["T_K"] for s in prod])),
@@ -287,10 +416,37 @@ def summarize_run(samples: list[dict[str, Any]], failure: dict[str, Any] | None,
         pvec = np.array([[s["Px"], s["Py"], s["Pz"]] for s in prod]).mean(axis=0)
         row["P"] = pvec.tolist()
         row["P_abs"] = float(np.linalg.norm(pvec))
+        # error of |P| from the components' errors (linear propagation; its own error bar, not Pz's)
+        perr = np.array([row["Px_err"], row["Py_err"], row["Pz_err"]])
+        row["P_abs_err"] = (float(np.sqrt(np.sum((pvec * perr) ** 2)) / row["P_abs"]) if row["P_abs"] > 0
+                            else float(np.linalg.norm(perr)))
+        rs = run_statistics(samples, axis)
+        row["stats"] = rs.to_dict()
+        row["t0_ps"] = rs.t0_ps
+        row["production_ps"] = rs["c_over_a"].production_ps
+        for name in ("a", "c", "c_over_a", "P_abs", "Pz", "P_local_abs", "lindemann", "order"):
+            if name in rs.series:
+                st = rs[name]
+                row[f"{name}_mean"], row[f"{name}_sem"], row[f"{name}_n_eff"] = st.mean, st.sem, st.n_eff
     else:
         row.update(a=float("nan"), c=float("nan"), c_over_a=float("nan"), Pz=float("nan"),
                    P_abs=float("nan"), lindemann=float("nan"), order=float("nan"))
     return row
+
+
+def read_samples(path: str | Path) -> list[dict[str, Any]]:
+    """The samples of one MD run from its ``samples.csv`` (numbers as floats, ``step`` as int), so
+    :func:`summarize_run` can be recomputed on reading."""
+    import csv
+
+    out = []
+    with Path(path).open(newline="") as fh:
+        for rec in csv.DictReader(fh):
+            row: dict[str, Any] = {k: float(v) for k, v in rec.items()}
+            if "step" in row:
+                row["step"] = int(row["step"])
+            out.append(row)
+    return out
 
 
 def format_table(rows: list[dict[str, Any]]) -> str:

@@ -3,7 +3,8 @@
 Layout: ``ROOT/<stage>/<key>/`` holding the stage's files and ``meta.json`` (written last, so
 an entry without it is incomplete and recomputed).  Writes go to a temporary folder that is
 renamed into place (atomic on POSIX); a per-key lock file serialises pytest-xdist workers, so
-two workers never compute the same entry.
+two workers never compute the same entry (``filelock``; the holder's host, PID and start time are
+recorded next to the lock, and a waiting process says who holds the entry and for how long).
 
 Nothing read back is trusted: ``meta.json`` must parse, hold the entry's own key and the inputs
 it was asked for, and the stage's ``validate(folder, data)`` hook must accept the files.  An entry
@@ -14,11 +15,12 @@ the file, and recomputed.  Nothing in an entry is unpickled here.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import os
 import shutil
+import socket
+import sys
 import tempfile
 import time
 import warnings
@@ -35,6 +37,11 @@ def cache_key(stage: str, **parts: Any) -> str:
     payload = {"stage": stage, "stage_version": STAGE_VERSIONS.get(stage, 0), **parts}
     blob = json.dumps(payload, sort_keys=True, default=repr)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def stage_key(stage: str, **inputs: Any) -> tuple[str, dict[str, Any]]:
+    """(cache key, inputs) of ``stage``: the inputs are stored in the entry and compared on reading."""
+    return cache_key(stage, **inputs), inputs
 
 
 #: ``validate(folder, data)``: raise (preferably :class:`CorruptEntry`) when the entry's files are unusable
@@ -87,30 +94,48 @@ class Cache:
     def __init__(self, root: str | os.PathLike[str], enabled: bool = True):
         self.root = Path(root)
         self.enabled = enabled
+        #: entries committed through this object: read back even when disabled (``--recompute``
+        #: recomputes each entry once per session, not once per reader)
+        self.fresh: set[tuple[str, str]] = set()
+        self.report_every_s = 30.0  #: how often a process waiting for a lock says who holds it
+        self.notify: Callable[[str], None] = _stderr_line
 
     def entry(self, stage: str, key: str) -> Path:
         return self.root / stage / key
 
     @contextlib.contextmanager
     def lock(self, stage: str, key: str, blocking: bool = True) -> Iterator[bool]:
-        """Exclusive lock for one entry; yields True when held.  Blocks while another process
-        holds it, or with ``blocking=False`` yields False at once instead."""
+        """Exclusive lock for one entry (``filelock``: portable, lock files never followed through
+        symlinks); yields True when held.  Blocks while another process holds it, saying every
+        ``report_every_s`` who holds it (host, PID, since when) and for how long; with
+        ``blocking=False`` yields False at once instead.  The holder is recorded in
+        ``<key>.lock.holder`` (JSON) while it holds the lock."""
+        import filelock
+
         d = self.root / stage
         d.mkdir(parents=True, exist_ok=True)
-        with open(d / f"{key}.lock", "w") as fh:
+        lock = filelock.FileLock(d / f"{key}.lock", is_singleton=False)
+        holder = d / f"{key}.lock.holder"
+        waited = 0.0
+        while True:
             try:
-                fcntl.flock(fh, fcntl.LOCK_EX | (0 if blocking else fcntl.LOCK_NB))
-            except BlockingIOError:
-                yield False
-                return
-            try:
-                yield True
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
-
-    def is_done(self, stage: str, key: str) -> bool:
-        """True when a finished entry exists (and the cache is enabled)."""
-        return self.enabled and (self.entry(stage, key) / "meta.json").is_file()
+                lock.acquire(timeout=self.report_every_s if blocking else 0)
+                break
+            except filelock.Timeout:
+                if not blocking:
+                    yield False
+                    return
+                waited += self.report_every_s
+                self.notify(f"[pto-checks] waiting {waited:.0f} s for cache entry {stage}/{key}: "
+                            f"{describe_holder(holder)}")
+        try:
+            write_json_atomic(holder, {"host": socket.gethostname(), "pid": os.getpid(), "start": time.time(),
+                                       "start_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+            yield True
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                holder.unlink()
+            lock.release()
 
     @contextlib.contextmanager
     def claim(self, stage: str, key: str, resumable: bool = False, blocking: bool = True,
@@ -129,7 +154,7 @@ class Cache:
             if not held:
                 yield None
                 return
-            if self.enabled and final.exists():
+            if (self.enabled or (stage, key) in self.fresh) and final.exists():
                 data = self.read_entry(stage, key, validate, inputs)
                 if data is not None:
                     yield Claim(final, final, data, True, stage, key, inputs)
@@ -146,7 +171,9 @@ class Cache:
             try:
                 yield claim
             finally:
-                if not resumable and not claim.committed:
+                if claim.committed:
+                    self.fresh.add((stage, key))
+                elif not resumable:
                     shutil.rmtree(work, ignore_errors=True)
 
     def read_entry(self, stage: str, key: str, validate: Validator | None = None,
@@ -241,6 +268,30 @@ class Claim:
         dest = quarantine(self.work, reason) if self.work.exists() else None
         self.work.mkdir(parents=True, exist_ok=True)
         return dest
+
+
+def _stderr_line(line: str) -> None:
+    sys.__stderr__.write(line + "\n")
+    sys.__stderr__.flush()
+
+
+def describe_holder(holder: Path) -> str:
+    """Who holds a lock, from its ``.holder`` record: host, PID, since when and for how long."""
+    try:
+        h = json.loads(holder.read_text())
+    except (OSError, ValueError):
+        return "held by another process (no holder record yet)"
+    age = time.time() - float(h.get("start", time.time()))
+    alive = ""
+    if h.get("host") == socket.gethostname():
+        try:
+            os.kill(int(h["pid"]), 0)
+        except ProcessLookupError:
+            alive = " (that process no longer exists)"
+        except (PermissionError, ValueError, KeyError):
+            pass
+    return (f"held by PID {h.get('pid')} on {h.get('host')} since {h.get('start_utc')} "
+            f"({age:.0f} s){alive}; stop that process to release it")
 
 
 def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:

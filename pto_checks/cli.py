@@ -1,7 +1,10 @@
 """``pto-checks`` console command.
 
     pto-checks models [--model-file F.toml]    registered models and their specs
-    pto-checks run [PYTEST ARGS...]             run the physical checks (works from any directory)
+    pto-checks run [--env KEY=PATH] [PYTEST ARGS...]
+                                                run the physical checks (works from any directory),
+                                                each model in the environment that has its family
+                                                (results merged into --report DIR)
     pto-checks report RESULTS.json... -o DIR    rebuild the HTML/Markdown report from saved results
                       [--compare OLD.json]      ... marking what changed since OLD.json
     pto-checks verify out/results.json          exit 1 if the file is missing or malformed, records
@@ -72,18 +75,135 @@ def checks_dir() -> Path:
     raise FileNotFoundError("pto-checks' check files are missing: reinstall pto-checks")
 
 
+def _pytest_cmd(python: str, cache: str, extra: list[str]) -> list[str]:
+    folder = checks_dir()
+    ignore = ["--ignore", str(folder / "harness")] if (folder / "harness").is_dir() else []
+    return [python, "-m", "pytest", str(folder), "--rootdir", str(folder), "-p", "no:cacheprovider",
+            *ignore, "--pto-cache", str(Path(cache).resolve()), *extra]
+
+
+def _split_models(extra: list[str]) -> tuple[list[str], list[str], str | None, list[str]]:
+    """(--model values, --model-file values, --report DIR, the other pytest arguments)."""
+    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    p.add_argument("--model", action="append", default=[])
+    p.add_argument("--model-file", action="append", default=[])
+    p.add_argument("--report", default=None)
+    known, rest = p.parse_known_args(extra)
+    return known.model, known.model_file, known.report, rest
+
+
 def _run(args: argparse.Namespace) -> int:
-    """Run pytest on the check files in a fresh interpreter (no state shared with the caller)."""
+    """Run pytest on the check files, each model in the environment that has its family.
+
+    Models whose families live in one environment run in one pytest process; with more than one
+    environment (or one other than this interpreter's) each runs in its own and the results are
+    merged into ``--report DIR`` (one results.json and report, each model's environment recorded).
+    """
     import subprocess
 
-    folder = checks_dir()
+    from pto_checks import environments as envs
+
     extra = list(args.pytest_args)
     if extra and extra[0] == "--":
         extra = extra[1:]
-    ignore = ["--ignore", str(folder / "harness")] if (folder / "harness").is_dir() else []
-    cmd = [sys.executable, "-m", "pytest", str(folder), "--rootdir", str(folder), "-p", "no:cacheprovider",
-           *ignore, "--pto-cache", str(Path(args.cache).resolve()), *extra]
-    return subprocess.run(cmd).returncode
+    names, model_files, report_dir, rest = _split_models(extra)
+    overrides = dict(kv.split("=", 1) for kv in getattr(args, "env", None) or [])
+    for kv in overrides:
+        if kv not in envs.LAYOUT:
+            print(f"pto-checks run: --env {kv}=...: unknown environment; known: {', '.join(envs.LAYOUT)}",
+                  file=sys.stderr)
+            return 4
+    for f in model_files:
+        models.load_model_file(f)
+    explicit = [n.strip() for raw in (names or ["chgnet"]) for n in raw.split(",") if n.strip()]
+    groups: dict[str, list[str]] = {}
+    missing: list[tuple[str, str, bool]] = []
+    pythons: dict[str, Path] = {}
+    for name in explicit:
+        try:
+            specs = models.specs_for([name])
+        except models.ModelUnavailable as exc:
+            print(f"pto-checks run: {exc}", file=sys.stderr)
+            return 4
+        for spec in specs:
+            key = envs.env_key(spec)
+            py = pythons.get(key) or envs.find_python(key, overrides)
+            if py is None:
+                missing.append((spec.name, f"environment {envs.LAYOUT[key][0]} not found: "
+                                f"{envs.install_command(spec)} (or --env {key}=PATH)", name != "all"))
+                continue
+            pythons[key] = py
+            groups.setdefault(key, [])
+            if spec.name not in groups[key]:
+                groups[key].append(spec.name)
+    for model, line, _ in missing:
+        print(f"pto-checks run: model {model!r} skipped: {line}")
+    mf = [a for f in model_files for a in ("--model-file", str(Path(f).resolve()))]
+    if len(groups) <= 1 and not missing and all(envs.same_interpreter(p) for p in pythons.values()):
+        return subprocess.run(_pytest_cmd(sys.executable, args.cache, extra)).returncode
+    return _run_environments(args.cache, groups, pythons, missing, mf, report_dir, rest)
+
+
+def _run_environments(cache: str, groups: dict[str, list[str]], pythons: dict[str, Path],
+                      missing: list[tuple[str, str, bool]], mf: list[str], report_dir: str | None,
+                      rest: list[str]) -> int:
+    """One pytest process per environment; results merged into ``report_dir``."""
+    import subprocess
+    import tempfile
+
+    from pto_checks import environments as envs
+    from pto_checks.results import merge
+
+    out = Path(report_dir) if report_dir else Path(tempfile.mkdtemp(prefix="pto-checks-run-"))
+    codes, parts, described, where = [], [], {}, {}
+    for key, names in groups.items():
+        env = envs.Environment.describe(key, pythons[key])
+        part_dir = out / "environments" / key
+        cmd = _pytest_cmd(str(pythons[key]), cache, [*rest, *mf, *(a for n in names for a in ("--model", n)),
+                                                      "--report", str(part_dir)])
+        print(f"== pto-checks run: {', '.join(names)} in {env.prefix} (python {env.python_version})", flush=True)
+        rc = subprocess.run(cmd).returncode
+        codes.append(rc)
+        described[key] = {**env.__dict__, "models": names, "exit_status": rc, "command": " ".join(cmd)}
+        try:
+            part = load(part_dir / "results.json")
+        except (OSError, ValueError) as exc:
+            print(f"pto-checks run: no results from environment {key} ({exc})", file=sys.stderr)
+            continue
+        where.update({name: {"key": key, "python": env.python, "packages": env.packages}
+                      for name in part.get("models", {})})
+        parts.append(part)
+    data = merge(parts) if parts else merge([])
+    for name, env_info in where.items():
+        data["models"][name]["environment"] = env_info
+    data["environments"] = described
+    data["unavailable"] = [{"model": m, "reason": line} for m, line, _ in missing]
+    rc = max(codes, default=0)
+    if any(explicit for _, _, explicit in missing):
+        rc = max(rc, 4)
+    data.setdefault("harness", {})["exit_status"] = rc
+    data["harness"]["command"] = " ".join(sys.argv)
+    _write_json(out / "results.json", data)
+    from pto_checks import report
+
+    compare = argparse.ArgumentParser(add_help=False)
+    compare.add_argument("--compare", default=None)
+    previous = compare.parse_known_args(rest)[0].compare
+    html = report.build_report(data, out, load(previous) if previous else None)
+    print(f"merged results of {len(parts)} environment(s): {out / 'results.json'}; report {html}")
+    return rc
+
+
+def _write_json(path: Path, data: dict) -> None:
+    import json
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=1)
+    os.replace(tmp, path)
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -111,7 +231,7 @@ def _nightly(args: argparse.Namespace) -> int:
     if runs:
         extra += ["--compare", str(runs[-1])]
         print(f"comparing with {runs[-1]}")
-    ns = argparse.Namespace(pytest_args=extra, cache=args.cache)
+    ns = argparse.Namespace(pytest_args=extra, cache=args.cache, env=args.env)
     rc = _run(ns)
     print(f"nightly results and report in {out}")
     return rc
@@ -129,6 +249,8 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(fn=_verify)
     p = sub.add_parser("run", help="run the physical checks with pytest (arguments go to pytest)")
     p.add_argument("--cache", default=".pto_cache", help="cache folder (default .pto_cache)")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=PATH",
+                   help="environment of a family group (main, m3gnet, gptff, deepmd-tf): venv or python")
     p.add_argument("pytest_args", nargs=argparse.REMAINDER)
     p.set_defaults(fn=_run)
     p = sub.add_parser("report", help="build the HTML/Markdown report from results files")
@@ -143,13 +265,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-m", dest="marker", default="sanity or static or phonon or dynamic")
     p.add_argument("-n", dest="workers", type=int, default=0, help="pytest-xdist workers")
     p.add_argument("--cache", default=".pto_cache", help="MD cache (keep it between nights: resumable)")
+    p.add_argument("--env", action="append", default=[], metavar="KEY=PATH",
+                   help="environment of a family group (main, m3gnet, gptff, deepmd-tf): venv or python")
     p.set_defaults(fn=_nightly)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["run"]:  # everything after 'run' belongs to pytest (except --cache)
         run_parser = argparse.ArgumentParser(prog="pto-checks run", add_help=False)
         run_parser.add_argument("--cache", default=".pto_cache")
+        run_parser.add_argument("--env", action="append", default=[])
         known, rest = run_parser.parse_known_args(argv[1:])
-        return _run(argparse.Namespace(cache=known.cache, pytest_args=rest))
+        return _run(argparse.Namespace(cache=known.cache, env=known.env, pytest_args=rest))
     args = parser.parse_args(argv)
     return args.fn(args)
 

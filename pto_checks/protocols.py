@@ -178,6 +178,16 @@ def _default(f) -> Any:
 
 
 @dataclass(frozen=True)
+class AccuracyProtocol:
+    """Accuracy tier on the AIMD frames: every ``every``-th frame from ``offset`` (1 = all frames),
+    at ``temperatures_K`` (of 300, 450, 900)."""
+
+    every: int = 1
+    offset: int = 0
+    temperatures_K: tuple[int, ...] = (300, 450, 900)
+
+
+@dataclass(frozen=True)
 class Protocol:
     """A named protocol; ``reduced`` marks one cheaper than the published study."""
 
@@ -186,6 +196,7 @@ class Protocol:
     static: StaticProtocol = field(default_factory=StaticProtocol)
     phonon: PhononProtocol = field(default_factory=PhononProtocol)
     md: MDProtocol = field(default_factory=MDProtocol)
+    accuracy: AccuracyProtocol = field(default_factory=AccuracyProtocol)
     overrides: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
@@ -218,7 +229,8 @@ PROTOCOLS: dict[str, Protocol] = {
     # CI on 2 CPU cores: 40 atoms, 0.3 ps, two temperatures (qualitative only)
     "smoke": Protocol("smoke", reduced=True,
                       md=MDProtocol(supercell=2, temperatures_K=(300, 1000), steps=150,
-                                    sample_every=5, trajectory_every=5, checkpoint_every=50)),
+                                    sample_every=5, trajectory_every=5, checkpoint_every=50),
+                      accuracy=AccuracyProtocol(every=10)),
 }
 
 

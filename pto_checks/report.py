@@ -142,6 +142,15 @@ def make_figures(data: dict[str, Any], out: Path) -> list[tuple[str, Path]]:
             plot_sweep(rows, ens, dst, title=f"{name}: {ens.upper()} ({integ})")
             what = "a and c vs T (NPT)" if ens == "npt" else "|Pz| vs T (NVT)"
             figs.append((f"{name}: {what}, {integ}", dst))
+        for key, caption in (("parity", "force parity per species vs PBEsol AIMD frames"),
+                             ("errors_vs_T", "force, relative-energy and stress errors vs AIMD temperature")):
+            src = q.get("accuracy", {}).get("files", {}).get("value", {}).get(key)
+            if src and Path(src).is_file():
+                dst = figdir / f"accuracy_{_safe(name)}_{key}.png"
+                if Path(src).resolve() != dst.resolve():
+                    shutil.copy(src, dst)
+                functional = m.get("spec", {}).get("functional", "?")
+                figs.append((f"{name} (trained on {functional}): {caption}", dst))
     if plot_speed(data, figdir / "speed.png"):
         figs.append(("MD speed vs number of atoms", figdir / "speed.png"))
     return figs
@@ -202,8 +211,10 @@ def _short(check_id: str) -> str:
 def _versions(m: dict[str, Any]) -> str:
     spec = m.get("spec", {})
     pv = ", ".join(f"{k} {v}" for k, v in spec.get("package_versions", {}).items())
+    env = m.get("environment")  # set by `pto-checks run` across environments
+    where = f"; environment {env['key']} ({env['python']})" if env else ""
     return (f"{spec.get('family', '?')} {spec.get('version', '?')}, trained on {spec.get('functional', '?')}; "
-            f"weights {spec.get('fingerprint', '?')[:12]}; {pv}")
+            f"weights {spec.get('fingerprint', '?')[:12]}; {pv}{where}")
 
 
 def write_markdown(data: dict[str, Any], figs: list[tuple[str, Path]], changes: list[dict[str, Any]] | None,
@@ -237,6 +248,7 @@ def write_markdown(data: dict[str, Any], figs: list[tuple[str, Path]], changes: 
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines += [""] + notes + ["", "## Models", ""]
     lines += [f"- **{name}**: {_versions(m)}" for name, m in data["models"].items()]
+    lines += [f"- **{u['model']}**: not run: {u['reason']}" for u in data.get("unavailable", [])]
     lines += ["", "## Figures", ""] + [f"![{cap}]({p.relative_to(path.parent)})" for cap, p in figs]
     path.write_text("\n".join(lines) + "\n")
 

@@ -1,20 +1,44 @@
-"""Verdicts: a measured value, a reference and a tolerance -> pass or fail, with a message.
+"""Verdicts: a measured value, a reference and a tolerance -> pass, fail or inconclusive, with a message.
 
 A failing verdict's message states the measured value, the reference (and its source), the
-tolerance and the functional the model was trained on.
+tolerance and the functional the model was trained on.  Dynamic verdicts decide from confidence
+intervals when the sweep asks for it and its rows carry statistics (:func:`decides_with_intervals`;
+:mod:`pto_checks.statistics`, decision rule in :mod:`pto_checks.decisions`): a quantity whose
+interval contains its threshold, or a run too short or not equilibrated, makes the check
+inconclusive, and the message says what would decide it.  Otherwise (rows from older caches, or
+a caller that cannot yet carry an inconclusive outcome) they judge the means as before.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pto_checks.decisions import (
+    Interval,
+    Outcome,
+    Side,
+    StatisticsSettings,
+    ThresholdDecision,
+    combine,
+    decide_series,
+    statistics_settings,
+)
 from pto_checks.reference import functional_reference, load_reference, tolerance
+
+__all__ = ["Interval", "Outcome", "Verdict"]
 
 
 @dataclass
 class Verdict:
-    """Outcome of one physical check for one model."""
+    """Outcome of one physical check for one model.
+
+    ``outcome``: pass, fail or inconclusive; ``passed`` is ``outcome is Outcome.PASS`` (kept for
+    callers that only know pass/fail: an inconclusive verdict has ``passed`` False).  Give either;
+    when ``outcome`` is given it wins.  ``interval``: the confidence interval of the decisive
+    quantity (or None).
+    """
 
     check: str
     passed: bool
@@ -25,10 +49,29 @@ class Verdict:
     unit: str = ""
     source: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+    outcome: Outcome | None = None
+    interval: Interval | None = None
+
+    def __post_init__(self) -> None:
+        if self.outcome is None:
+            self.outcome = Outcome.PASS if self.passed else Outcome.FAIL
+        self.outcome = Outcome(self.outcome)
+        self.passed = self.outcome is Outcome.PASS
+
+    def set_outcome(self, outcome: Outcome) -> None:
+        """Change the outcome (``passed`` follows)."""
+        self.outcome = Outcome(outcome)
+        self.passed = self.outcome is Outcome.PASS
+
+    @property
+    def inconclusive(self) -> bool:
+        return self.outcome is Outcome.INCONCLUSIVE
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d["status"] = "pass" if self.passed else "fail"
+        d["outcome"] = self.outcome.value
+        d["status"] = self.outcome.value
+        d["interval"] = self.interval.to_dict() if self.interval else None
         return d
 
 
@@ -136,6 +179,25 @@ def reference_energies(measured: dict[str, float], scale: str, functional: str) 
                    ref["scales"][scale]["source"])
 
 
+def bulk_moduli(measured_GPa: dict[str, float], functional: str) -> Verdict:
+    """Bulk moduli (GPa) of the sanity crystals vs experiment: the relative-energy form of the energy
+    sanity check, for models with no public absolute energy scale (``reference_data/sanity.toml``
+    ``[bulk_modulus]``)."""
+    ref = load_reference("sanity")["bulk_modulus"]
+    factor = ref["tolerance_factor"]
+    rows, bad, expected = [], [], {}
+    for name, b in measured_GPa.items():
+        want = ref["crystals"][name]["value"]
+        expected[name] = want
+        ratio = b / want
+        rows.append(f"{name}: {b:.0f} vs {want:.0f} GPa (x{ratio:.2f})")
+        if not (1.0 / factor <= ratio <= factor):
+            bad.append(name)
+    msg = (("bulk moduli match" if not bad else f"BROKEN ENERGY-VOLUME CURVES for {', '.join(bad)}")
+           + f" within a factor {factor} of experiment: " + "; ".join(rows) + f"; {_trained_on(functional)}")
+    return Verdict("bulk_moduli", not bad, msg, measured_GPa, expected, factor, "GPa", ref["source"])
+
+
 def _oxygen_fraction(formula: str) -> tuple[int, int]:
     from ase.formula import Formula
 
@@ -147,24 +209,147 @@ def _oxygen_fraction(formula: str) -> tuple[int, int]:
 # Finite-temperature verdicts.  ``sweep``: the dict of the npt_sweep / nvt_sweep fixtures.
 
 
+def decides_with_intervals(sweep: dict[str, Any]) -> bool:
+    """Whether the dynamic verdicts decide ``sweep`` from confidence intervals (three outcomes).
+
+    Needs both: the sweep dict asks for it (``sweep["decide_with_intervals"] = True``; the MD
+    stage's caller sets it once inconclusive is carried through the plugin, JUnit, report and CI
+    gate) and its rows carry statistics (:func:`pto_checks.analysis.summarize_run`).  Otherwise the
+    verdicts judge the means as before (pass / fail).
+    """
+    return bool(sweep.get("decide_with_intervals")) and any(isinstance(r.get("stats"), dict)
+                                                            for r in sweep["rows"])
+
+
+
 def _sweep_context(sweep: dict[str, Any]) -> str:
     p = sweep["protocol"]
-    reduced = (f"REDUCED protocol '{p.name}' ({p.md.supercell}^3 cells, {p.md.steps} steps of "
-               f"{p.md.timestep_fs} fs per temperature): qualitative only. " if p.reduced else "")
+    if p.reduced and decides_with_intervals(sweep):
+        reduced = (f"REDUCED protocol '{p.name}' ({p.md.supercell}^3 cells, {p.md.steps} steps of "
+                   f"{p.md.timestep_fs} fs per temperature): decided only where this run's confidence "
+                   "intervals allow. ")
+    elif p.reduced:
+        reduced = (f"REDUCED protocol '{p.name}' ({p.md.supercell}^3 cells, {p.md.steps} steps of "
+                   f"{p.md.timestep_fs} fs per temperature): qualitative only. ")
+    else:
+        reduced = ""
     return (f"{reduced}{sweep['ensemble'].upper()} ({sweep['integrator']}) sweep:\n{sweep['table']}")
 
 
-def _sweep_verdict(check: str, ok: bool, what: str, sweep: dict[str, Any], functional: str,
-                   measured: Any = None, tol: Any = None) -> Verdict:
-    msg = f"{what}; {_trained_on(functional)}\n{_sweep_context(sweep)}"
-    v = Verdict(check, ok, msg, measured, None, tol)
+def _sweep_verdict(check: str, ok: bool | Outcome, what: str, sweep: dict[str, Any], functional: str,
+                   measured: Any = None, tol: Any = None, interval: Interval | None = None,
+                   decisions: list[ThresholdDecision] | None = None) -> Verdict:
+    outcome = ok if isinstance(ok, Outcome) else (Outcome.PASS if ok else Outcome.FAIL)
+    head = "INCONCLUSIVE: " if outcome is Outcome.INCONCLUSIVE else ""
+    msg = f"{head}{what}; {_trained_on(functional)}\n{_sweep_context(sweep)}"
+    v = Verdict(check, outcome is Outcome.PASS, msg, measured, None, tol, outcome=outcome, interval=interval)
     v.details = {"protocol": sweep["protocol"].name, "reduced": sweep["protocol"].reduced,
                  "ensemble": sweep["ensemble"], "integrator": sweep["integrator"]}
+    if decisions is not None:
+        v.details["decisions"] = [d.to_dict() for d in decisions]
+        settings = statistics_settings()
+        v.details["confidence_level"] = settings.confidence_level
     return v
 
 
+# --- interval decisions on rows that carry statistics (pto_checks.analysis.summarize_run) -------
+
+def row_decision(row: dict[str, Any], name: str, threshold: float, *, offset: float = 0.0,
+                 scale: float = 1.0, settings: StatisticsSettings | None = None,
+                 looks: int = 1) -> ThresholdDecision | None:
+    """Where ``scale * (mean + offset)`` of the series ``name`` of one row lies relative to
+    ``threshold`` (None when the row carries no statistics for it)."""
+    st = (row.get("stats") or {}).get("series", {}).get(name)
+    if st is None:
+        return None
+    return decide_series(st, threshold, offset=offset, scale=scale, settings=settings, looks=looks,
+                         temperature_K=row.get("T_K"))
+
+
+def _undecided_decision(row: dict[str, Any], what: str) -> ThresholdDecision:
+    nan = math.nan
+    return ThresholdDecision(Side.UNDECIDED, nan, nan, nan, Interval(nan, nan, statistics_settings().confidence_level),
+                             0.0, f"no statistics for {what}", None, row.get("T_K"))
+
+
+def crystal_decision(row: dict[str, Any], melt: dict[str, Any] | None = None,
+                     settings: StatisticsSettings | None = None) -> tuple[Outcome, list[ThresholdDecision], str]:
+    """Is this temperature a crystal?  PASS: Lindemann ratio below and order parameter above
+    their limits at the confidence level; FAIL: a blow-up, or either on the wrong side; else
+    INCONCLUSIVE.  Returns (outcome, decisions, text)."""
+    melt = melt or tolerance("melting")
+    if row.get("failure"):
+        f = row["failure"]
+        return Outcome.FAIL, [], f"UNSTABLE at {row['T_K']:.0f} K ({f['reason']}, step {f['step']})"
+    lind = (row_decision(row, "lindemann", melt["max_lindemann"], settings=settings)
+            or _undecided_decision(row, "lindemann"))
+    order = row_decision(row, "order", melt["min_order"], settings=settings) or _undecided_decision(row, "order")
+    out = combine([lind.outcome(Side.BELOW), order.outcome(Side.ABOVE)])
+    text = {Outcome.PASS: f"crystal at {row['T_K']:.0f} K",
+            Outcome.FAIL: f"MOLTEN at {row['T_K']:.0f} K",
+            Outcome.INCONCLUSIVE: f"undecided melting at {row['T_K']:.0f} K"}[out]
+    if out is not Outcome.PASS:
+        text += f" ({lind.describe('Lindemann', digits=3)}; {order.describe('order', digits=3)})"
+    return out, [lind, order], text
+
+
+def phase_decision(row: dict[str, Any], ensemble: str, settings: StatisticsSettings | None = None
+                   ) -> tuple[str | None, list[ThresholdDecision], str]:
+    """The phase of one row decided from confidence intervals: one of ``unstable``, ``molten``,
+    ``supertetragonal``, ``tetragonal``, ``cubic``, or None (undecided).  NPT decides by c/a - 1
+    against ``tetragonal_min`` (and c/a against ``supertetragonal_min``), NVT by |P| against the
+    polar threshold (converted to the Born-charge convention, :func:`analysis.polar_threshold`).
+    Returns (phase, decisions, text)."""
+    from pto_checks.analysis import polar_threshold
+
+    thr = tolerance("phase")
+    melt_out, decisions, text = crystal_decision(row, settings=settings)
+    if melt_out is Outcome.FAIL:
+        return ("unstable" if row.get("failure") else "molten"), decisions, text
+    t = row["T_K"]
+    if ensemble == "npt":
+        sup = row_decision(row, "c_over_a", thr["supertetragonal_min"], settings=settings) \
+            or _undecided_decision(row, "c/a")
+        tet = row_decision(row, "c_over_a", thr["tetragonal_min"], offset=-1.0, settings=settings) \
+            or _undecided_decision(row, "c/a")
+        decisions += [tet, sup]
+        if sup.side is Side.ABOVE:
+            phase = "supertetragonal"
+        elif tet.side is Side.BELOW:
+            phase = "cubic"
+        elif tet.side is Side.ABOVE and sup.side is Side.BELOW:
+            phase = "tetragonal"
+        else:
+            phase = None
+        desc = tet.describe("c/a - 1") if phase != "supertetragonal" else sup.describe("c/a")
+    else:
+        pol = row_decision(row, "P_abs", polar_threshold(thr, row.get("born_convention")), settings=settings) \
+            or _undecided_decision(row, "|P|")
+        decisions.append(pol)
+        phase = {Side.ABOVE: "tetragonal", Side.BELOW: "cubic", Side.UNDECIDED: None}[pol.side]
+        desc = pol.describe("|P|", "C/m^2", 3)
+    if phase is not None and melt_out is Outcome.INCONCLUSIVE:
+        phase = None
+    return phase, decisions, f"{t:.0f} K: {phase or 'UNDECIDED'} ({desc})" + (
+        f"; {text}" if melt_out is Outcome.INCONCLUSIVE else "")
+
+
+def _polar(phase: str | None) -> bool:
+    return phase in ("tetragonal", "supertetragonal")
+
+
+# --- the dynamic verdicts ------------------------------------------------------------------------
+
 def no_melting_or_instability(sweep: dict[str, Any], functional: str) -> Verdict:
     """No temperature of the sweep is molten or unstable (blow-up)."""
+    if decides_with_intervals(sweep):
+        per_row = [crystal_decision(r) for r in sweep["rows"]]
+        outcome = combine(o for o, _, _ in per_row)
+        bad = [text for o, _, text in per_row if o is not Outcome.PASS]
+        what = "crystal at every temperature" if not bad else "; ".join(bad)
+        decisions = [d for _, ds, _ in per_row for d in ds]
+        return _sweep_verdict("no_melting_or_instability", outcome, what, sweep, functional,
+                              [r.get("phase") for r in sweep["rows"]], tolerance("melting"), decisions=decisions)
     bad = [r for r in sweep["rows"] if r["phase"] in ("molten", "unstable")]
     what = ("crystal at every temperature" if not bad else "; ".join(
         f"{r['phase'].upper()} at {r['T_K']:.0f} K"
@@ -174,13 +359,16 @@ def no_melting_or_instability(sweep: dict[str, Any], functional: str) -> Verdict
                           [r["phase"] for r in sweep["rows"]], tolerance("melting"))
 
 
-def _row_at(sweep: dict[str, Any], temperature: float) -> dict[str, Any]:
-    return min(sweep["rows"], key=lambda r: abs(r["T_K"] - temperature))
-
-
 def polar_at_low_temperature(sweep: dict[str, Any], functional: str) -> Verdict:
     """The lowest temperature of the sweep (300 K) is tetragonal and polar."""
     r = sweep["rows"][0]
+    if decides_with_intervals(sweep):
+        phase, decisions, text = phase_decision(r, sweep["ensemble"])
+        outcome = Outcome.INCONCLUSIVE if phase is None else (
+            Outcome.PASS if phase == "tetragonal" else Outcome.FAIL)
+        interval = decisions[2].interval if len(decisions) > 2 else None  # [lindemann, order, c/a or |P|, ...]
+        return _sweep_verdict("polar_at_300K", outcome, f"{text}; expected tetragonal", sweep, functional,
+                              phase, tolerance("phase"), interval, decisions)
     ok = r["phase"] == "tetragonal"
     return _sweep_verdict("polar_at_300K", ok, f"phase at {r['T_K']:.0f} K is {r['phase']} "
                           f"(c/a {r['c_over_a']:.4f}, |P| {r['P_abs']:.3f} C/m^2; expected tetragonal)",
@@ -189,6 +377,28 @@ def polar_at_low_temperature(sweep: dict[str, Any], functional: str) -> Verdict:
 
 def cubic_above_tc(sweep: dict[str, Any], functional: str) -> Verdict:
     """The top of the sweep is cubic, and no temperature above the first cubic one is polar again."""
+    if decides_with_intervals(sweep):
+        per_row = [phase_decision(r, sweep["ensemble"]) for r in sweep["rows"]]
+        phases = [p for p, _, _ in per_row]
+        top_phase, top_dec, top_text = per_row[-1]
+        outs = [Outcome.INCONCLUSIVE if top_phase is None else
+                (Outcome.PASS if top_phase == "cubic" else Outcome.FAIL)]
+        first_cubic = next((i for i, p in enumerate(phases) if p == "cubic"), None)
+        notes = []
+        if first_cubic is not None:
+            for p, _, text in per_row[first_cubic + 1:]:
+                if p is None:
+                    outs.append(Outcome.INCONCLUSIVE)
+                    notes.append(text)
+                elif p != "cubic":
+                    outs.append(Outcome.FAIL)
+                    notes.append("polar again above the first cubic temperature: " + text)
+        outcome = combine(outs)
+        what = f"top of the sweep: {top_text}" + ("; " + "; ".join(notes) if notes else "") + (
+            ": the paraelectric phase is never reached" if top_phase is not None and top_phase != "cubic" else "")
+        tet = next((d for d in top_dec[2:3]), None)
+        return _sweep_verdict("cubic_above_tc", outcome, what, sweep, functional, phases, tolerance("phase"),
+                              tet.interval if tet else None, [d for _, ds, _ in per_row for d in ds])
     phases = [r["phase"] for r in sweep["rows"]]
     top = sweep["rows"][-1]
     first_cubic = next((i for i, p in enumerate(phases) if p == "cubic"), None)
@@ -204,6 +414,24 @@ def cubic_above_tc(sweep: dict[str, Any], functional: str) -> Verdict:
 def no_supertetragonal(sweep: dict[str, Any], functional: str) -> Verdict:
     """No temperature has c/a above the supertetragonal threshold."""
     thr = tolerance("phase")["supertetragonal_min"]
+    if decides_with_intervals(sweep):
+        decisions, outs, bad = [], [], []
+        for r in sweep["rows"]:
+            if r.get("failure"):
+                continue  # a blow-up is the melting check's result
+            d = row_decision(r, "c_over_a", thr) or _undecided_decision(r, "c/a")
+            decisions.append(d)
+            outs.append(d.outcome(Side.BELOW))
+            if d.side is not Side.BELOW:
+                bad.append(("SUPERTETRAGONAL at " if d.side is Side.ABOVE else "undecided at ")
+                           + f"{r['T_K']:.0f} K: " + d.describe("c/a"))
+        outcome = combine(outs)
+        what = ("no supertetragonal phase" if not bad else "; ".join(bad)) + f" (threshold c/a >= {thr})"
+        worst = max(decisions, key=lambda d: d.interval.high if math.isfinite(d.interval.high) else math.inf,
+                    default=None)
+        return _sweep_verdict("no_supertetragonal", outcome, what, sweep, functional,
+                              [r["c_over_a"] for r in sweep["rows"]], thr,
+                              worst.interval if worst else None, decisions)
     bad = [r for r in sweep["rows"] if r["phase"] == "supertetragonal"]
     what = ("no supertetragonal phase" if not bad else "SUPERTETRAGONAL at " + ", ".join(
         f"{r['T_K']:.0f} K (c/a {r['c_over_a']:.3f})" for r in bad)) + f" (threshold c/a >= {thr})"
@@ -211,11 +439,79 @@ def no_supertetragonal(sweep: dict[str, Any], functional: str) -> Verdict:
                           [r["c_over_a"] for r in sweep["rows"]], thr)
 
 
+def tc_bracket(temperatures: list[float], phases: list[str | None]) -> dict[str, Any]:
+    """Tc bracketed from per-temperature phases decided with intervals (None = undecided).
+
+    ``low``: the highest temperature decided polar; ``high``: the first temperature above it
+    decided cubic (undecided temperatures in between widen the bracket).  Returns
+    ``{"low", "high", "tc", "resolution", "status"}`` with status ``bracketed``, ``never_polar``,
+    ``never_cubic`` (polar at the top), ``undecided`` (no polar or no cubic decision to bracket
+    with) or ``unbounded`` (polar, then only undecided temperatures up to the top).
+    """
+    idx_pol = [i for i, p in enumerate(phases) if _polar(p)]
+    out = {"low": None, "high": None, "tc": None, "resolution": None}
+    if not idx_pol:
+        status = "undecided" if any(p is None for p in phases) else "never_polar"
+        return dict(out, status=status)
+    i = idx_pol[-1]
+    out["low"] = float(temperatures[i])
+    j = next((k for k in range(i + 1, len(phases)) if phases[k] == "cubic"), None)
+    if j is None:
+        status = "never_cubic" if i == len(phases) - 1 or all(_polar(p) or p in ("molten", "unstable")
+                                                               for p in phases[i + 1:]) else "unbounded"
+        return dict(out, status=status)
+    out["high"] = float(temperatures[j])
+    out["tc"] = 0.5 * (out["low"] + out["high"])
+    out["resolution"] = 0.5 * (out["high"] - out["low"])
+    return dict(out, status="bracketed")
+
+
 def tc_vs_experiment(sweep: dict[str, Any], functional: str) -> Verdict:
     """Tc from the sweep within tolerance of experiment (760 K)."""
     ref = load_reference()
     exp = ref["experiment"]["tc"]
     tol = tolerance("tc")["value"]
+    if decides_with_intervals(sweep):
+        per_row = [phase_decision(r, sweep["ensemble"]) for r in sweep["rows"]]
+        temps = [r["T_K"] for r in sweep["rows"]]
+        br = tc_bracket(temps, [p for p, _, _ in per_row])
+        lo_ok, hi_ok = exp["value"] - tol, exp["value"] + tol
+        undecided = [text for p, _, text in per_row if p is None]
+        interval = None
+        if br["status"] == "bracketed":
+            interval = Interval(br["low"], br["high"], statistics_settings().confidence_level, "K")
+            if lo_ok <= br["low"] and br["high"] <= hi_ok:
+                outcome = Outcome.PASS
+            elif br["high"] < lo_ok or br["low"] > hi_ok:
+                outcome = Outcome.FAIL
+            else:
+                outcome = Outcome.INCONCLUSIVE
+            what = (f"Tc in [{br['low']:.0f}, {br['high']:.0f}] K (between the last polar and the first cubic "
+                    f"temperature, each decided at the {statistics_settings().confidence_level:.0%} level) vs "
+                    f"experiment {exp['value']} K ({exp['source']}), tolerance {tol} K: the bracket is "
+                    + {Outcome.PASS: "inside", Outcome.FAIL: "outside",
+                       Outcome.INCONCLUSIVE: "partly outside"}[outcome] + f" [{lo_ok}, {hi_ok}] K")
+            if outcome is Outcome.INCONCLUSIVE:
+                what += (f"; needs the bracket refined: temperatures between {br['low']:.0f} and "
+                         f"{br['high']:.0f} K")
+        elif br["status"] in ("never_polar", "never_cubic"):
+            outcome = Outcome.FAIL
+            what = ("no tetragonal-to-cubic transition found in the sweep ("
+                    + ("never polar" if br["status"] == "never_polar" else
+                       f"still polar at {temps[-1]:.0f} K") + ")")
+        elif br["status"] == "unbounded" and br["low"] > hi_ok:
+            outcome = Outcome.FAIL
+            what = f"Tc above {br['low']:.0f} K, beyond {hi_ok} K"
+        else:
+            outcome = Outcome.INCONCLUSIVE
+            what = "Tc cannot be bracketed from decided temperatures"
+        if undecided and outcome is not Outcome.PASS:
+            what += "; undecided: " + "; ".join(undecided)
+        v = _sweep_verdict("tc_vs_experiment", outcome, what, sweep, functional, br["tc"], tol, interval,
+                           [d for _, ds, _ in per_row for d in ds])
+        v.details["tc_bracket"] = br
+        v.reference, v.unit, v.source = exp["value"], "K", exp["source"]
+        return v
     tc = sweep["tc"]
     if tc["tc"] is None:
         ok, what = False, "no tetragonal-to-cubic transition found in the sweep"
@@ -230,9 +526,24 @@ def tc_vs_experiment(sweep: dict[str, Any], functional: str) -> Verdict:
 
 
 def polarization_vanishes(sweep: dict[str, Any], functional: str) -> Verdict:
-    """NVT: |Pz| at the top of the sweep below the polar threshold."""
-    thr = tolerance("phase")["polar_min_c_per_m2"]
+    """NVT: |Pz| at the top of the sweep below the polar threshold (stated in the default
+    Born-charge convention, converted for another one)."""
+    from pto_checks.analysis import polar_threshold
+
     top = sweep["rows"][-1]
+    thr = polar_threshold(tolerance("phase"), top.get("born_convention"))
+    if decides_with_intervals(sweep):
+        melt_out, melt_dec, melt_text = crystal_decision(top)
+        up = row_decision(top, "Pz", thr) or _undecided_decision(top, "Pz")
+        down = row_decision(top, "Pz", -thr) or _undecided_decision(top, "Pz")
+        outcome = combine([melt_out, up.outcome(Side.BELOW), down.outcome(Side.ABOVE)])
+        decisive = up if up.side is not Side.BELOW else down
+        what = (f"at {top['T_K']:.0f} K (imposed c/a = 1.06): {decisive.describe('Pz', 'C/m^2', 3)}, "
+                f"need |Pz| < {thr:.3f} C/m^2" + ("" if melt_out is Outcome.PASS else f"; {melt_text}")
+                + (": the polarization does not vanish" if outcome is Outcome.FAIL and melt_out is Outcome.PASS
+                   else ""))
+        return _sweep_verdict("polarization_vanishes_above_tc", outcome, what, sweep, functional, top["Pz"], thr,
+                              up.interval, melt_dec + [up, down])
     ok = abs(top["Pz"]) < thr and top["phase"] not in ("molten", "unstable")
     what = (f"|Pz| at {top['T_K']:.0f} K = {abs(top['Pz']):.3f} C/m^2 (threshold {thr}, at the imposed "
             f"c/a = 1.06); phase {top['phase']}" + ("" if ok else ": the polarization does not vanish"))
@@ -279,7 +590,7 @@ def engines_agree(reference: list[dict[str, Any]], candidate: list[dict[str, Any
         d_ca = abs(r["c_over_a"] - c["c_over_a"])
         e_ca = math.hypot(_err(r, "c_over_a_err"), _err(c, "c_over_a_err"))
         d_p = abs(r["P_abs"] - c["P_abs"])
-        e_p = math.hypot(_err(r, "Pz_err"), _err(c, "Pz_err"))
+        e_p = math.hypot(_err(r, "P_abs_err"), _err(c, "P_abs_err"))  # |P| with its own error bar
         lim_ca = max(tol["sigma"] * e_ca, tol["c_over_a_floor"])
         lim_p = max(tol["sigma"] * e_p, tol["polarization_floor"])
         lines.append(f"{t:.0f} K: c/a {r['c_over_a']:.4f} vs {c['c_over_a']:.4f} (limit {lim_ca:.4f}), "
@@ -303,3 +614,50 @@ def _err(row: dict[str, Any], key: str) -> float:
 
     v = row.get(key)
     return float(v) if v is not None and math.isfinite(float(v)) else 0.0
+
+
+# --- accuracy tier (AIMD frames) ------------------------------------------------------------------
+
+def _accuracy_context(functional: str, data_functional: str, subsample: str, reduced: bool) -> str:
+    gap = ("" if functional.lower() == data_functional.lower() else
+           f": these errors include the {functional}-{data_functional} functional gap, not the model's error alone")
+    red = f"REDUCED subsample ({subsample}): indicative only; " if reduced else f"{subsample}; "
+    return f"{red}{_trained_on(functional)}, frames {data_functional} AIMD{gap}"
+
+
+def accuracy_bound(check: str, rows: list[dict[str, Any]], key: str, se_key: str, limit: dict[int, float] | float,
+                   unit: str, what: str, functional: str, data_functional: str, subsample: str,
+                   reduced: bool, scale_key: str | None = None, source: str = "") -> Verdict:
+    """Every temperature's ``rows[i][key]`` (an error) is at most its limit (a number, or per temperature).
+
+    ``se_key``: its standard error; a temperature whose 95 % interval straddles the limit makes the
+    verdict inconclusive (``details['confidence']``), stated in the message. ``scale_key``: a DFT scale
+    printed next to the error (e.g. the DFT force rms).
+    """
+    lines, bad, unsure = [], [], []
+    measured = {}
+    for r in sorted(rows, key=lambda r: r["temperature_K"]):
+        t = int(r["temperature_K"])
+        lim = limit[t] if isinstance(limit, dict) else float(limit)
+        v, se = float(r[key]), float(r.get(se_key, float("nan")))
+        ok = v <= lim
+        if se == se and abs(v - lim) < 1.96 * se:
+            unsure.append(t)
+        if not ok:
+            bad.append(t)
+        measured[t] = v
+        scale = f" (DFT scale {r[scale_key]:.3f})" if scale_key else ""
+        lines.append(f"{t} K: {what} {v:.3f} ± {se:.3f} {unit}{scale}, limit {lim:.3f} {unit}: "
+                     + ("ok" if ok else "TOO LARGE"))
+    verdict_text = (f"{what} within the limit at every temperature" if not bad else
+                    f"{what} above the limit at {', '.join(f'{t} K' for t in bad)}")
+    confidence = "inconclusive" if unsure else "decided"
+    if unsure:
+        verdict_text += (f" (INCONCLUSIVE at {', '.join(f'{t} K' for t in unsure)}: the 95 % interval "
+                         "contains the limit)")
+    msg = (f"{verdict_text}; {_accuracy_context(functional, data_functional, subsample, reduced)}\n"
+           + "\n".join(lines))
+    v = Verdict(check, not bad, msg, measured, None, limit, unit, source)
+    v.details = {"confidence": confidence, "reduced": reduced, "subsample": subsample,
+                 "functional": functional, "data_functional": data_functional}
+    return v

@@ -6,7 +6,7 @@ For each model, on the paper protocol's 5x5x5 PbTiO3 supercell (625 atoms):
 
 * ``ase``: ASE Melchionna NPT through the model's ASE calculator (the reference engine's inner
   loop), seconds per step after warm-up;
-* ``batched``: :class:`pto_checks.md_batched.BatchedEngine` with 8 replicas (NPT, 300-1000 K) and
+* ``batched``: :class:`pto_checks.md.batched_engine.BatchedEngine` with 8 replicas (NPT, 300-1000 K) and
   16 replicas (NPT + NVT, the whole sweep), seconds per batched step including sampling;
 * the bare batched model call at batch sizes 1, 8, 16;
 * agreement: the first steps of NPT and NVT at 300 K from both engines (same initial velocities,
@@ -52,7 +52,7 @@ def ase_step_time(model, task, steps: int) -> float:
 
 def batched_step_time(model, tasks, steps: int, workdir: Path) -> float:
     """Seconds per batched step (all ``tasks`` together), sampling every 10 steps included."""
-    from pto_checks.md_batched import BatchedEngine
+    from pto_checks.md.batched_engine import BatchedEngine
 
     eng = BatchedEngine()
     tasks = [replace(t, steps=steps, sample_every=10, checkpoint_every=10**9) for t in tasks]
@@ -76,7 +76,7 @@ def call_time(pot, atoms, batch: int, reps: int = 5) -> float:
 
 def agreement(model, tasks, steps: int, workdir: Path) -> list[dict]:
     from pto_checks import md
-    from pto_checks.md_batched import BatchedEngine
+    from pto_checks.md.batched_engine import BatchedEngine
 
     out = []
     tasks = [replace(t, steps=steps, sample_every=steps) for t in tasks]

@@ -1,18 +1,25 @@
 #!/usr/bin/env bash
 # Install pto-checks and model families into virtual environments.
 #
-#   bash scripts/install.sh [FAMILY ...]      FAMILY: chgnet sevennet orb mace deepmd m3gnet all
-#                                             (default: chgnet sevennet)
+#   bash scripts/install.sh [FAMILY ...]      FAMILY: chgnet sevennet orb mace deepmd m3gnet gptff
+#                                             deepmd-tf mace-legacy, or all (= every one but
+#                                             mace-legacy); default: chgnet sevennet
 #
-# .venv          harness + chgnet, sevennet, orb, mace, deepmd (one environment; see README)
-# .venv-m3gnet   harness + M3GNet on matgl's DGL backend (needs an older torch: its own environment)
+# .venv              harness + chgnet, sevennet, orb, mace, deepmd (.pth) (one environment; see README)
+# .venv-m3gnet       harness + M3GNet on matgl's DGL backend (needs an older torch: its own environment)
+# .venv-gptff        harness + GPTFF (GPTFF pins ase < 3.29)
+# .venv-deepmd-tf    harness + deepmd-kit's TensorFlow backend (frozen .pb models, e.g. UniPero); no torch
+# .venv-mace-legacy  mace-torch with the e3nn 0.4.4 it pins (torch 2.5.1, a CUDA build on PyPI: about
+#                    5 GB); optional: the .venv's mace adapter converts such files itself (README, "MACE")
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 families=("$@")
 [ ${#families[@]} -eq 0 ] && families=(chgnet sevennet)
-[ "${families[*]}" = "all" ] && families=(chgnet sevennet orb mace deepmd m3gnet)
+[ "${families[*]}" = "all" ] && families=(chgnet sevennet orb mace deepmd m3gnet gptff deepmd-tf)
 has() { for f in "${families[@]}"; do [ "$f" = "$1" ] && return 0; done; return 1; }
+t0=$(date +%s)
+took() { echo "[install.sh] $1: $(( $(date +%s) - t0 )) s, $(du -sh "$2" | cut -f1)"; t0=$(date +%s); }
 
 main_extras=test
 for f in chgnet sevennet orb; do has $f && main_extras="$main_extras,$f"; done
@@ -26,8 +33,8 @@ if has chgnet || has sevennet || has orb || has mace || has deepmd; then
     .venv/bin/pip install -c constraints/cpu.txt "e3nn>=0.5.9" matscipy lmdb h5py opt_einsum torchmetrics orjson
     .venv/bin/pip install --no-deps mace-torch torch-ema ConfigArgParse GitPython gitdb smmap \
       prettytable python-hostlist wcwidth
-    # TorchSim: MACE's device-side interface for the batched MD engine (extra "batched")
-    .venv/bin/pip install -c constraints/cpu.txt "torch-sim-atomistic>=0.3"
+    # TorchSim: MACE's device-side interface for the batched MD engine (extra "batched"), and vesin
+    .venv/bin/pip install -c constraints/cpu.txt "torch-sim-atomistic>=0.3" "vesin[torch]>=0.3"
   fi
   if has deepmd; then
     # The PyPI wheel's op library is built for another torch: build deepmd-kit against ours (~2 min).
@@ -36,12 +43,40 @@ if has chgnet || has sevennet || has orb || has mace || has deepmd; then
     DP_ENABLE_TENSORFLOW=0 DP_ENABLE_PYTORCH=1 DP_VARIANT=cpu CMAKE_BUILD_PARALLEL_LEVEL=2 \
       .venv/bin/pip install -c constraints/cpu.txt --no-build-isolation --no-binary deepmd-kit deepmd-kit==3.2.0
   fi
+  took ".venv" .venv
 fi
 if has m3gnet; then
   [ -d .venv-m3gnet ] || $PY -m venv .venv-m3gnet
   .venv-m3gnet/bin/python -m pip install -q --upgrade pip
   .venv-m3gnet/bin/pip install -c constraints/m3gnet-dgl.txt torch dgl matgl ase numpy pandas scipy \
-    pymatgen phonopy pytest hypothesis
+    pymatgen phonopy pytest hypothesis "pymbar>=4"
   .venv-m3gnet/bin/pip install -c constraints/m3gnet-dgl.txt --no-deps -e .
+  took ".venv-m3gnet" .venv-m3gnet
+fi
+if has gptff; then
+  # GPTFF is not on PyPI: from its source repository (the archive in ../shared/packages where present)
+  src=${GPTFF_SOURCE:-}
+  if [ -z "$src" ]; then
+    src="git+https://github.com/atomly-materials-research-lab/GPTFF@c850738"
+    for f in ../shared/packages/gptff-1.0.1-src-c850738.tar.gz shared/packages/gptff-1.0.1-src-c850738.tar.gz; do
+      [ -f "$f" ] && src=$f && break
+    done
+  fi
+  [ -d .venv-gptff ] || $PY -m venv .venv-gptff
+  .venv-gptff/bin/python -m pip install -q --upgrade pip
+  .venv-gptff/bin/pip install -c constraints/gptff.txt torch "$src" -e ".[test]"
+  took ".venv-gptff" .venv-gptff
+fi
+if has deepmd-tf; then
+  [ -d .venv-deepmd-tf ] || $PY -m venv .venv-deepmd-tf
+  .venv-deepmd-tf/bin/python -m pip install -q --upgrade pip
+  .venv-deepmd-tf/bin/pip install -c constraints/deepmd-tf.txt "deepmd-kit[cpu]" -e ".[test]"
+  took ".venv-deepmd-tf" .venv-deepmd-tf
+fi
+if has mace-legacy; then
+  [ -d .venv-mace-legacy ] || $PY -m venv .venv-mace-legacy
+  .venv-mace-legacy/bin/python -m pip install -q --upgrade pip
+  .venv-mace-legacy/bin/pip install -c constraints/mace-legacy.txt torch e3nn mace-torch -e ".[test]"
+  took ".venv-mace-legacy" .venv-mace-legacy
 fi
 echo "pto-checks installed: families ${families[*]}"

@@ -1,10 +1,6 @@
-"""conftest of the check files shipped in the wheel (pto_checks/checks/): markers and Agg."""
+"""conftest of the check files shipped in the wheel (pto_checks/checks/): Agg backend.  The markers
+are registered by the pto-checks plugin (pto_checks/markers.py, the one list)."""
 
 import matplotlib
 
 matplotlib.use("Agg")
-
-
-def pytest_configure(config):
-    for marker in ("sanity", "static", "phonon", "dynamic", "npt", "nvt", "regression"):
-        config.addinivalue_line("markers", marker)

@@ -9,7 +9,7 @@ import pytest
 
 from pto_checks import analysis, verdicts
 
-pytestmark = pytest.mark.equivalence
+pytestmark = pytest.mark.equivalence  # runs only when -m names it (not under -m npt / nvt / dynamic)
 
 
 def _check(engine_sweeps, check, ensemble: str, integrator: str) -> None:
@@ -20,13 +20,11 @@ def _check(engine_sweeps, check, ensemble: str, integrator: str) -> None:
     check(verdict)
 
 
-@pytest.mark.npt
 def test_batched_engine_matches_ase_npt(model, engine_sweeps, check):
     """NPT (Melchionna): the batched engine reproduces the ASE engine's c/a, |P| and phase."""
     _check(engine_sweeps, check, "npt", "melchionna")
 
 
-@pytest.mark.nvt
 def test_batched_engine_matches_ase_nvt(model, engine_sweeps, check):
     """NVT (Langevin): the batched engine reproduces the ASE engine's c/a, |P| and phase."""
     _check(engine_sweeps, check, "nvt", "langevin")

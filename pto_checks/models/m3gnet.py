@@ -13,6 +13,11 @@ environment (README, "M3GNet") to run the model correctly.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from ase import units
 
 from pto_checks.models.base import (
     Loaded,
@@ -24,6 +29,7 @@ from pto_checks.models.base import (
     sha256_files,
     sha256_module,
 )
+from pto_checks.neighbors import neighbor_list
 
 DGL_ENV_FIX = (
     "run M3GNet in its own environment with matgl's DGL backend: "
@@ -86,3 +92,58 @@ def load(spec: ModelSpec, device: str) -> Loaded:
     files = [str(path)] if path else []
     fp = sha256_files([path]) if path else sha256_module(potential)
     return Loaded(calc, fp, files, {"matgl": package_version("matgl")})
+
+
+# ----------------------------------------------------------------------------- batched MD interface
+# The batched engine's device-side interface of this family (see pto_checks.models.batched):
+# batched_potential(model, numbers, masses, device) -> BatchedPotential.
+
+
+def batched_available() -> bool:
+    """The device-side interface needs the DGL-era matgl (``dgl`` importable)."""
+    import importlib.util
+
+    return importlib.util.find_spec("dgl") is not None
+
+
+def batched_potential(model, numbers, masses, device):
+    """matgl's DGL-era ``Potential`` on one batched DGL graph of device-built edges."""
+    return M3GNetBatched(model.calculator, numbers, device)
+
+
+class M3GNetBatched:
+    """matgl's ``Potential`` on one batched DGL graph of device-built edges (the DGL-era matgl
+    that the study's M3GNet weights need; ``Potential`` takes batched graphs natively)."""
+
+    def __init__(self, calc: Any, numbers: np.ndarray, device: str | torch.device):
+        import dgl  # noqa: F401  (the DGL backend; matgl >= 2 has another API: calculator loop)
+        from ase.data import chemical_symbols
+
+        self.device = torch.device(device)
+        self.potential = calc.potential.to(self.device)
+        self.cutoff = float(calc.cutoff)
+        types = list(calc.element_types)
+        self.node_type = torch.tensor([types.index(chemical_symbols[z]) for z in numbers], device=self.device)
+        self.state_attr = getattr(calc, "state_attr", None)
+        self.stress_weight = float(getattr(calc, "stress_weight", 1.0 * units.GPa))
+        self.name = "m3gnet-device-graphs"
+
+    def __call__(self, positions: torch.Tensor, cells: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        import dgl
+
+        b, n, _ = positions.shape
+        graphs = []
+        for k in range(b):
+            i, j, shifts, _ = neighbor_list(positions[k], cells[k], self.cutoff)
+            g = dgl.graph((i, j), num_nodes=n, device=self.device)
+            g.edata["pbc_offset"] = shifts.float()
+            g.ndata["node_type"] = self.node_type
+            g.ndata["frac_coords"] = (positions[k] @ torch.linalg.inv(cells[k])).float()
+            graphs.append(g)
+        state = self.state_attr
+        if state is None:
+            state = torch.zeros((b, 2), device=self.device)
+        e, f, s = self.potential(dgl.batch(graphs), cells.float(), state)[:3]
+        return (e.detach().double().reshape(b), f.detach().double().reshape(b, n, 3),
+                s.detach().double().reshape(b, 3, 3) * self.stress_weight)

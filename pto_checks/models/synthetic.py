@@ -30,6 +30,21 @@ For MD (stiff springs, 38x the 0 K variants', so that the crystal holds together
 ``md_cubic``           cubic and paraelectric already at 300 K.
 ``md_supertetragonal`` runs away to c/a = 1.24.
 ``liquid``             a weak Lennard-Jones fluid (sigma 2.0 A, epsilon 1 meV): melts/evaporates.
+
+With a real ferroelectric transition (:mod:`pto_checks.models.ferro`):
+
+``ferro``              local-mode double well + neighbour and strain coupling: tetragonal and
+                       polar below Tc (about 650 K on 3x3x3 cells), cubic above (ground truth for
+                       the statistics, verdicts and Tc search).
+For the accuracy tier (a TEST ORACLE, not a model: it looks the frame up in the PbTiO3 AIMD data and
+returns its DFT labels, so it only works on those 40-atom frames; it needs the data, see
+:mod:`pto_checks.accuracy.data`):
+
+``aimd_oracle``        the DFT energy, forces and stress of the matching frame: passes the tier.
+``aimd_force_noise``   the oracle plus Gaussian noise of 0.3 eV/A per force component (seeded).
+``aimd_energy_drift``  the oracle with its energy drifting with the configuration: E + 0.3 (E - E_ref),
+                       forces and stress untouched (30 % of the DFT energy spread, 6-16 meV/atom).
+``aimd_gpa_stress``    the oracle reporting its stress in GPa instead of eV/A^3.
 """
 
 from __future__ import annotations
@@ -53,6 +68,11 @@ VARIANTS = (
     "md_cubic",
     "md_supertetragonal",
     "liquid",
+    "ferro",
+    "aimd_oracle",
+    "aimd_force_noise",
+    "aimd_energy_drift",
+    "aimd_gpa_stress",
 )
 
 #: Spring constants, eV/A^2, by unordered element pair; scaled so that the cubic cell (symmetry
@@ -199,9 +219,58 @@ class ElasticNetworkCalculator(Calculator):
         }
 
 
+class AimdOracleCalculator(Calculator):
+    """TEST ORACLE for the accuracy tier: returns the DFT labels of the AIMD frame whose positions and
+    cell match ``atoms`` (to 1e-6 A), optionally corrupted (``force_noise`` eV/A, ``energy_drift``
+    fraction of E - ``energy_reference``, ``stress_scale``). Any other structure is an error."""
+
+    implemented_properties = ("energy", "free_energy", "forces", "stress")
+
+    def __init__(self, force_noise: float = 0.0, energy_drift: float = 0.0, stress_scale: float = 1.0,
+                 energy_reference: float = -35253.0, seed: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        from pto_checks.accuracy import data
+
+        try:
+            root = data.ensure(None, allow_fetch=False)
+        except data.DataUnavailable as exc:
+            from pto_checks.models.base import ModelUnavailable
+
+            raise ModelUnavailable("synthetic:aimd_*", "weights", f"the test oracle needs the data: {exc}") from None
+        self._frames = {}
+        for t in data.TEMPERATURES_K:
+            fs = data.load(root, t)
+            for i in range(len(fs)):
+                self._frames[self._key(fs.positions[i], fs.cells[i])] = (fs.energy[i], fs.forces[i], fs.stress[i])
+        self.force_noise, self.energy_drift, self.stress_scale = force_noise, energy_drift, stress_scale
+        self.energy_reference = energy_reference
+        self._rng = np.random.default_rng(seed)
+
+    @staticmethod
+    def _key(positions: np.ndarray, cell: np.ndarray) -> bytes:
+        return np.round(np.concatenate([positions.ravel(), np.asarray(cell).ravel()]), 6).tobytes()
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        hit = self._frames.get(self._key(self.atoms.positions, self.atoms.cell.array))
+        if hit is None:
+            raise ValueError("AimdOracleCalculator: not one of the AIMD frames (a test oracle only knows those)")
+        e, f, s = hit
+        e = float(e) + self.energy_drift * (float(e) - self.energy_reference)
+        f = f + self.force_noise * self._rng.standard_normal(f.shape)
+        s = s * self.stress_scale
+        self.results = {"energy": e, "free_energy": e, "forces": f, "stress": s.flat[[0, 4, 8, 5, 2, 1]]}
+
+
 def make(variant: str) -> Calculator:
     """Build the synthetic calculator ``variant`` (one of :data:`VARIANTS`)."""
     from pto_checks import structures
+
+    if variant.startswith("aimd_"):
+        return {"aimd_oracle": lambda: AimdOracleCalculator(),
+                "aimd_force_noise": lambda: AimdOracleCalculator(force_noise=0.3),
+                "aimd_energy_drift": lambda: AimdOracleCalculator(energy_drift=0.3),
+                "aimd_gpa_stress": lambda: AimdOracleCalculator(stress_scale=1 / units.GPa)}[variant]()
 
     good = structures.tetragonal()
     if variant == "good":
@@ -233,6 +302,10 @@ def make(variant: str) -> Calculator:
         return ElasticNetworkCalculator(structures.cubic(3.93), k=stiff)
     if variant == "md_supertetragonal":
         return ElasticNetworkCalculator(structures.tetragonal(a=3.80, c=4.71), k=stiff)
+    if variant == "ferro":
+        from pto_checks.models.ferro import make as make_ferro
+
+        return make_ferro()
     if variant == "liquid":
         from ase.calculators.lj import LennardJones
 

@@ -80,7 +80,7 @@ def test_batched_md_speed(benchmark, model, n, request, pto_results, tmp_path):
     """Batched-engine speed: ``--bench-replicas`` replicas (temperatures 300 K upwards, NVT) of an
     n x n x n supercell advanced together; replica-steps per second, next to the ASE engine's
     steps per second at the same n when ``test_md_speed`` measured it in this session."""
-    from pto_checks.md_batched import BatchedEngine
+    from pto_checks.md.batched_engine import BatchedEngine
 
     sizes = [int(x) for x in request.config.getoption("--bench-sizes").split(",")]
     if n not in sizes:

@@ -71,8 +71,12 @@ def orb_model_files(folder: Path) -> Path:
     return toml
 
 
-def deepmd_model_file(folder: Path) -> Path:
-    """A tiny se_e2_a DeePMD model trained 1 step on synthetic PbTiO3 frames and frozen (.pth)."""
+def deepmd_model_file(folder: Path, backend: str = "pt") -> Path:
+    """A tiny se_e2_a DeePMD model trained 1 step on synthetic PbTiO3 frames and frozen.
+
+    ``backend="pt"``: ``dp --pt`` -> ``model.pth``; ``backend="tf"``: ``dp --tf`` -> ``model.pb`` (a
+    frozen TensorFlow graph, the form UniPero is published in).
+    """
     from pto_checks import structures
     from pto_checks.models.synthetic import make
 
@@ -108,7 +112,10 @@ def deepmd_model_file(folder: Path) -> Path:
     }
     (folder / "input.json").write_text(json.dumps(inp))
     dp = [sys.executable, "-m", "deepmd"]
-    env_run = {"cwd": folder, "check": True, "capture_output": True, "text": True}
-    subprocess.run([*dp, "--pt", "train", "input.json"], **env_run)
-    subprocess.run([*dp, "--pt", "freeze", "-o", "model.pth"], **env_run)
-    return folder / "model.pth"
+    env_run = {"cwd": folder, "capture_output": True, "text": True}
+    out = "model.pth" if backend == "pt" else "model.pb"
+    for step in (["train", "input.json"], ["freeze", "-o", out]):
+        done = subprocess.run([*dp, f"--{backend}", *step], **env_run, check=False)
+        if done.returncode:
+            raise RuntimeError(f"dp --{backend} {' '.join(step)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
+    return folder / out

@@ -5,6 +5,8 @@ sweeps that differ."""
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pytest
 import torch
@@ -15,10 +17,11 @@ from hypothesis import strategies as st
 from pto_checks import stages, structures, verdicts
 from pto_checks.cache import Cache
 from pto_checks.md import ASEEngine, MDTask
-from pto_checks.md_batched import BatchedEngine, ChunkedCall
+from pto_checks.md.batched_engine import BatchedEngine, ChunkedCall
 from pto_checks.models import load_model
-from pto_checks.models.batched import CalculatorLoop, batched_potential, neighbor_list
+from pto_checks.models.batched import CalculatorLoop, batched_potential
 from pto_checks.models.synthetic import make
+from pto_checks.neighbors import neighbor_list
 from pto_checks.protocols import PROTOCOLS, apply_overrides, get_protocol
 
 
@@ -143,10 +146,22 @@ def test_other_models_use_the_calculator_loop():
     assert isinstance(batched_potential(model, atoms.numbers, atoms.get_masses(), "cpu"), CalculatorLoop)
 
 
+@pytest.mark.parametrize("backend", ["vesin", "brute_force"])
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 10_000), n=st.integers(1, 12), cutoff=st.floats(2.0, 7.0), skew=st.booleans())
-def test_neighbor_list_matches_ase(seed, n, cutoff, skew):
-    """Same (i, j, shift) set as ASE's neighbor list, for unwrapped positions, small and skewed cells."""
+def test_neighbor_list_matches_ase(backend, seed, n, cutoff, skew):
+    """Same (i, j, shift) set as ASE's neighbor list, for unwrapped positions, small and skewed cells
+    (vesin, and the brute-force fallback used where vesin-torch cannot be installed)."""
+    from unittest import mock
+
+    from pto_checks import neighbors
+
+    fallback = mock.patch.object(neighbors, "_compute", neighbors._brute_force)
+    with fallback if backend == "brute_force" else contextlib.nullcontext():
+        _neighbor_list_matches_ase(seed, n, cutoff, skew)
+
+
+def _neighbor_list_matches_ase(seed, n, cutoff, skew):
     rng = np.random.default_rng(seed)
     cell = np.diag(rng.uniform(3.0, 8.0, 3))
     if skew:

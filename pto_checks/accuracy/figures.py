@@ -1,0 +1,105 @@
+"""Figures of the accuracy tier: force parity per species and errors vs temperature (PNG)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+_COLORS = {300: "tab:blue", 450: "tab:orange", 900: "tab:red"}
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_parity(results: list[Any], path: str | Path, title: str = "", max_points: int = 20000) -> Path:
+    """Model vs DFT force components (eV/A), one panel per species, colour = temperature.
+
+    ``results``: :class:`~pto_checks.accuracy.stage.TemperatureResult` per temperature.
+    """
+    plt = _plt()
+    species = list(dict.fromkeys(results[0].frames.symbols))
+    fig, axes = plt.subplots(1, len(species), figsize=(4.2 * len(species), 4.2))
+    rng = np.random.default_rng(0)
+    for ax, s in zip(np.atleast_1d(axes), species, strict=True):
+        lim = 0.0
+        for r in results:
+            mask = np.array(r.frames.symbols) == s
+            x = r.frames.forces[:, mask].ravel()
+            y = r.predictions.forces[:, mask].ravel()
+            if len(x) > max_points:
+                pick = rng.choice(len(x), max_points, replace=False)
+                x, y = x[pick], y[pick]
+            lim = max(lim, float(np.abs(x).max()), float(np.abs(y).max()))
+            e = r.errors
+            ax.scatter(x, y, s=2, alpha=0.3, color=_COLORS.get(r.frames.temperature_K),
+                       label=f"{r.frames.temperature_K} K (RMSE {e.force_rmse_species_eV_A[s]:.3f})")
+        ax.plot([-lim, lim], [-lim, lim], "k-", lw=0.8)
+        ax.set_xlim(-lim, lim)
+        ax.set_ylim(-lim, lim)
+        ax.set_aspect("equal")
+        ax.set_title(f"{s}")
+        ax.set_xlabel("DFT force component (eV/Å)")
+        ax.set_ylabel("model force component (eV/Å)")
+        ax.legend(fontsize=7, markerscale=4, loc="upper left")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
+def plot_errors_vs_temperature(rows: list[dict[str, Any]], path: str | Path, title: str = "",
+                               limits: dict[str, float] | None = None) -> Path:
+    """Force RMSE (and the DFT force scale), relative energy RMSE and stress RMSE vs temperature,
+    with the verdicts' limits (``limits``: ``force_ratio``, ``energy_meV_atom``, ``stress_GPa``) dashed.
+
+    ``rows``: :meth:`TemperatureErrors.to_dict` per temperature.
+    """
+    limits = limits or {}
+    plt = _plt()
+    rows = sorted(rows, key=lambda r: r["temperature_K"])
+    t = [r["temperature_K"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    ax = axes[0]
+    ax.errorbar(t, [r["force_rmse_eV_A"] for r in rows], yerr=[r["force_rmse_se_eV_A"] for r in rows],
+                marker="o", label="force RMSE")
+    ax.plot(t, [r["force_mae_eV_A"] for r in rows], "s--", label="force MAE")
+    ax.plot(t, [r["dft_force_rms_eV_A"] for r in rows], "k:", marker="^", label="DFT force rms")
+    if "force_ratio" in limits:
+        ax.plot(t, [limits["force_ratio"] * r["dft_force_rms_eV_A"] for r in rows], "r--",
+                label=f"limit ({limits['force_ratio']} x DFT rms)")
+    ax.set_ylabel("eV/Å")
+    ax.legend(fontsize=8)
+    ax = axes[1]
+    ax.errorbar(t, [r["energy_rmse_meV_atom"] for r in rows], yerr=[r["energy_rmse_se_meV_atom"] for r in rows],
+                marker="o", label="relative energy RMSE")
+    ax.plot(t, [r["energy_mae_meV_atom"] for r in rows], "s--", label="MAE")
+    if "energy_meV_atom" in limits:
+        ax.axhline(limits["energy_meV_atom"], color="r", ls="--", label="limit")
+    ax.set_ylabel("meV/atom")
+    ax.legend(fontsize=8)
+    ax = axes[2]
+    ax.errorbar(t, [r["stress_rmse_GPa"] for r in rows], yerr=[r["stress_rmse_se_GPa"] for r in rows],
+                marker="o", label="stress RMSE")
+    ax.plot(t, [r["stress_rmse_after_offset_GPa"] for r in rows], "s--", label="RMSE without mean pressure offset")
+    if "stress_GPa" in limits:
+        ax.axhline(limits["stress_GPa"], color="r", ls="--", label="limit")
+    ax.set_ylabel("GPa")
+    ax.legend(fontsize=8)
+    for ax in axes:
+        ax.set_xlabel("AIMD temperature (K)")
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)

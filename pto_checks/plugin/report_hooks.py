@@ -1,0 +1,115 @@
+"""Recording and reporting: each check's outcome and verdict into results.json, the merge of
+xdist workers' parts, the report, the baseline update and the terminal summary."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pto_checks.plugin.fixtures import VERDICT_KEY
+from pto_checks.plugin.gate import test_id_of
+from pto_checks.plugin.session import parts_dir, session_state
+from pto_checks.results import annotate_integrator_flips, merge
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    rep = outcome.get_result()
+    params = getattr(getattr(item, "callspec", None), "params", {})
+    name = params.get("model_name")
+    st = session_state(item.config)
+    if name is None or st is None:
+        return
+    verdict = item.stash.get(VERDICT_KEY, None)
+    if rep.when == "call" or rep.outcome != "passed":
+        gate = None
+        if hasattr(rep, "wasxfail"):
+            gate = "expected failure (baseline)" if rep.skipped else "UNEXPECTED PASS (baseline)"
+        elif rep.failed and "XPASS(strict)" in str(rep.longrepr):
+            gate = "UNEXPECTED PASS (baseline): accept the improvement with --update-baseline"
+        if gate and verdict is not None:
+            status, msg = ("pass" if verdict.passed else "fail"), verdict.message
+        elif rep.skipped:
+            status = "skip"
+            msg = str(rep.longrepr[2]) if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
+        elif rep.passed:
+            status, msg = "pass", verdict.message if verdict else ""
+        elif verdict is not None and not verdict.passed and rep.when == "call":
+            status, msg = "fail", verdict.message
+        else:
+            status = "error"
+            msg = call.excinfo.exconly()[-2000:] if call.excinfo else str(rep.longrepr)[-2000:]
+        markers = sorted({m.name for m in item.iter_markers()} - {"parametrize", "usefixtures", "xfail"})
+        test_id = test_id_of(item)
+        st.results.check(name, test_id, status, message=msg,
+                            verdict=verdict.to_dict() if verdict else None, markers=markers)
+        if gate:
+            st.results.model_entry(name)["checks"][test_id]["gate"] = gate
+        # on the item, so the teardown report carries it (junitxml writes properties from there)
+        item.user_properties.append(("pto_status", status))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    config = session.config
+    st = session_state(config)
+    if st is None:
+        return
+    is_controller = os.environ.get("PYTEST_XDIST_WORKER") is None
+    if is_controller and st.outcomes and all(o == "skip" for o in st.outcomes) and exitstatus == 0:
+        # a gate must not pass by skipping
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        st.all_skipped = True
+    if is_controller and config.getoption("--update-baseline"):
+        st.update_baseline = True
+    parts = parts_dir(config)
+    if parts is None:
+        return
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    parts.mkdir(parents=True, exist_ok=True)
+    st.results.write(parts / f"{worker or 'main'}.json")
+    if worker is None:  # the controlling process (or a run without xdist) merges
+        data = annotate_integrator_flips(merge([json.loads(p.read_text()) for p in sorted(parts.glob("*.json"))]))
+        st.merged = data
+        data["harness"]["exit_status"] = int(session.exitstatus)
+        from pto_checks.cache import write_json_atomic
+
+        write_json_atomic(parts.parent / "results.json", data)
+        shutil.rmtree(parts, ignore_errors=True)
+        from pto_checks import report
+        from pto_checks.results import load
+
+        previous = config.getoption("--compare")
+        report.build_report(data, parts.parent, load(previous) if previous else None)
+        if st.update_baseline:
+            write_json_atomic(config.getoption("--baseline"), data)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    st = session_state(config)
+    if st is None:
+        return
+    if st.load_errors:
+        terminalreporter.section("pto-checks: models that could not load")
+        for name, err in st.load_errors.items():
+            terminalreporter.write_line(f"{name}: {err}")
+    if st.all_skipped:
+        terminalreporter.section("pto-checks: every check was skipped")
+        terminalreporter.write_line("no check ran, so nothing was verified: exit status 1 "
+                                    "(see the skip reasons above)")
+    if st.update_baseline:
+        terminalreporter.write_line(f"pto-checks: baseline written to {config.getoption('--baseline')}")
+    flips = {m: e["integrator_artefacts"] for m, e in st.merged.get("models", {}).items()
+             if e.get("integrator_artefacts")}
+    if flips:
+        terminalreporter.section("pto-checks: verdicts that flip between NPT integrators (artefacts)")
+        for m, fl in flips.items():
+            for f in fl:
+                terminalreporter.write_line(f"{m}: {f['check']}: melchionna {f['melchionna']}, mtk {f['mtk']}")
+    d = config.getoption("--report")
+    if d and os.environ.get("PYTEST_XDIST_WORKER") is None:
+        terminalreporter.write_line(f"pto-checks: results written to {Path(d) / 'results.json'}")

@@ -1,0 +1,115 @@
+"""The plugin's session state: one :class:`PtoSession` per pytest run (in the config's stash,
+and registered as a plugin so that its own hooks see every report, also from xdist workers)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pto_checks import models as registry
+from pto_checks import validate
+from pto_checks.cache import Cache
+from pto_checks.plugin.options import DEFAULT_MODEL
+from pto_checks.protocols import Protocol, apply_overrides, get_protocol
+from pto_checks.results import Results
+
+
+@dataclass(eq=False)  # hashable by identity: it is registered as a plugin
+class PtoSession:
+    """What one pytest run of pto-checks holds: the chosen models and protocol, the cache, the
+    results being collected, the baseline, loaded models and their errors, check outcomes."""
+
+    specs: list[registry.ModelSpec]
+    explicit: set[str]
+    protocol: Protocol
+    cache: Cache
+    results: Results
+    baseline: dict[str, Any] | None = None
+    loaded: dict[str, registry.LoadedModel] = field(default_factory=dict)
+    load_errors: dict[str, str] = field(default_factory=dict)
+    outcomes: list[str] = field(default_factory=list)  #: pass/fail/skip/error of every check (controller)
+    merged: dict[str, Any] = field(default_factory=dict)  #: the merged results.json (controller)
+    all_skipped: bool = False
+    update_baseline: bool = False
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        """Collect check outcomes (also from xdist workers) for the all-skipped rule."""
+        if report.when != "teardown":
+            return
+        for key, value in report.user_properties:
+            if key == "pto_status":
+                self.outcomes.append(value)
+
+
+STATE_KEY = pytest.StashKey[PtoSession]()
+
+
+def session_state(config: pytest.Config) -> PtoSession | None:
+    """The run's :class:`PtoSession` (None before ``pytest_configure``)."""
+    return config.stash.get(STATE_KEY, None)
+
+
+def state(request: pytest.FixtureRequest) -> PtoSession:
+    return request.config.stash[STATE_KEY]
+
+
+def parts_dir(config: pytest.Config) -> Path | None:
+    """Where xdist workers write their partial results (under ``--report DIR``)."""
+    d = config.getoption("--report")
+    return Path(d) / ".parts" if d else None
+
+
+def configure(config: pytest.Config) -> PtoSession:
+    """Read the options, load model files and the baseline, and create the session state."""
+    for f in config.getoption("--model-file") or []:
+        try:
+            registry.load_model_file(f)
+        except (OSError, KeyError, ValueError) as exc:
+            raise pytest.UsageError(f"--model-file {f}: {type(exc).__name__}: {exc}") from None
+    try:
+        protocol = get_protocol(config.getoption("--protocol"))
+        protocol = apply_overrides(protocol, config.getoption("--protocol-set") or [])
+    except ValueError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    requested = config.getoption("--model") or [DEFAULT_MODEL]
+    try:
+        specs = registry.specs_for(requested)
+    except registry.ModelUnavailable as exc:
+        raise pytest.UsageError(str(exc)) from None
+    try:  # paths, device and model files: refused now, before any work (exit status 4)
+        validate.check_startup(config.getoption, specs)
+    except validate.OptionError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    explicit = {s.name for s in specs} - (
+        set(registry.available_names()) if any("all" in r.split(",") for r in requested) else set()
+    )
+    parts = parts_dir(config)
+    if parts is not None and os.environ.get("PYTEST_XDIST_WORKER") is None:
+        shutil.rmtree(parts, ignore_errors=True)  # stale parts of an earlier run
+    cache_root = config.getoption("--pto-cache")
+    if cache_root is None:
+        cache = getattr(config, "cache", None)  # absent under -p no:cacheprovider
+        cache_root = str(cache.mkdir("pto-checks")) if cache is not None else ".pto_cache"
+    baseline = None
+    bpath = config.getoption("--baseline")
+    if config.getoption("--update-baseline") and not (bpath and config.getoption("--report")):
+        raise pytest.UsageError("--update-baseline needs --baseline FILE (where to write it) and "
+                                "--report DIR (whose results.json becomes the baseline)")
+    if bpath and not config.getoption("--update-baseline"):
+        if not Path(bpath).is_file():
+            raise pytest.UsageError(f"--baseline {bpath}: no such file. Create it with "
+                                    f"--baseline {bpath} --update-baseline")
+        from pto_checks.results import load
+
+        baseline = load(bpath)
+    st = PtoSession(specs=specs, explicit=explicit, protocol=protocol,
+                    cache=Cache(cache_root, enabled=not config.getoption("--recompute")),
+                    results=Results(protocol.to_dict()), baseline=baseline)
+    config.stash[STATE_KEY] = st
+    config.pluginmanager.register(st, "pto-checks-session")
+    return st
