@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 from pto_checks import analysis
 from pto_checks.cache import Cache, Claim, CorruptEntry, check_file, stage_key
 from pto_checks.md.engines import choose_engine, run_group
-from pto_checks.md.observe import Progress, write_outputs
+from pto_checks.md.observe import Progress, checkpoint_problem, write_outputs
 from pto_checks.md.task import EngineName, MDTask, sweep_tasks
 from pto_checks.protocols import key_parts
 
@@ -130,6 +130,10 @@ def _run_claimed(model: Any, protocol: Any, claimed: list[tuple[MDTask, EngineNa
     for t, e, c in claimed:
         shape = (t.supercell, t.timestep_fs, t.steps, t.sample_every, t.trajectory_every, t.checkpoint_every)
         groups.setdefault((e, shape) if e is EngineName.BATCHED else (e, id(c)), []).append((t, e, c))
+    for t, e, c in claimed:  # a checkpoint of another task or key, unreadable, or a legacy pickle: start afresh
+        problem = checkpoint_problem(c.work, t, e.value, c.key)
+        if problem is not None:
+            c.discard_work(problem)
     for (engine, _), members in groups.items():
         results = run_group(engine, [t for t, _, _ in members], model, [c.work for _, _, c in members],
                             progress=progress, limits=limits)
