@@ -57,9 +57,11 @@ def sample(atoms: Atoms, step: int, task: MDTask) -> dict[str, Any]:
     }
 
 
-def blowup(atoms: Atoms, v0_per_fu: float, limits: dict[str, Any]) -> str | None:
+def blowup(atoms: Atoms, v0_per_fu: float, limits: dict[str, Any], temperature_K: float | None = None) -> str | None:
     """Why this frame is unphysical (non-finite energy/forces, atoms too close, cell collapse or
-    explosion), or None.  ``v0_per_fu``: the starting volume per formula unit (A^3)."""
+    explosion, a kinetic temperature above ``kinetic_T_max_factor`` times the target
+    ``temperature_K``), or None.  ``v0_per_fu``: the starting volume per formula unit (A^3).
+    The sustained bound (``kinetic_T_factor`` for ``kinetic_T_samples`` samples) is the Recorder's."""
     try:
         e = atoms.get_potential_energy()
         f = atoms.get_forces()
@@ -71,6 +73,11 @@ def blowup(atoms: Atoms, v0_per_fu: float, limits: dict[str, Any]) -> str | None
     lo, hi = limits["volume_range"]
     if not lo * v0_per_fu <= vol <= hi * v0_per_fu:
         return f"cell {'collapse' if vol < lo * v0_per_fu else 'explosion'}: volume {vol:.1f} A^3/f.u."
+    if temperature_K is not None and "kinetic_T_max_factor" in limits:
+        t_kin = float(atoms.get_temperature())
+        if not np.isfinite(t_kin) or t_kin > limits["kinetic_T_max_factor"] * temperature_K:
+            return (f"kinetic temperature {t_kin:.3g} K, above {limits['kinetic_T_max_factor']:g} times the "
+                    f"target {temperature_K:g} K")
     dmin = analysis.min_distance(atoms.positions, atoms.cell.array)
     if dmin < limits["min_distance"]:
         return f"atoms {dmin:.2f} A apart (< {limits['min_distance']} A)"
@@ -236,6 +243,7 @@ class Recorder:
         self.frames: list[dict[str, Any]] = []
         self.failure: dict[str, Any] | None = None
         self.v0: float | None = None
+        self.hot = 0  #: consecutive samples above the sustained kinetic-temperature bound
         self.state: dict[str, Any] | None = None  #: the engine's own state at the last checkpoint
 
     def resume(self) -> bool:
@@ -251,7 +259,7 @@ class Recorder:
             return False
         d = read_checkpoint(self.path)
         self.step, self.samples, self.frames, self.failure = d["step"], d["samples"], d["frames"], d["failure"]
-        self.v0, self.state = d["v0"], d["state"]
+        self.v0, self.state, self.hot = d["v0"], d["state"], int(d.get("hot", 0))
         return True
 
     def discard(self, problem: str) -> None:
@@ -277,7 +285,19 @@ class Recorder:
         self.step = step
         if self.v0 is None:
             self.v0 = atoms.get_volume() / (len(atoms) / 5)
-        reason = blowup(atoms, self.v0, limits)
+        target = self.task.temperature_K
+        reason = blowup(atoms, self.v0, limits, target)
+        if reason is None and "kinetic_T_factor" in limits:
+            t_kin = float(atoms.get_temperature())
+            self.hot = self.hot + 1 if t_kin > limits["kinetic_T_factor"] * target else 0
+            if self.hot >= limits["kinetic_T_samples"]:
+                reason = (f"kinetic temperature above {limits['kinetic_T_factor']:g} times the target {target:g} K "
+                          f"for {self.hot} samples in a row (last {t_kin:.0f} K)")
+                stretch = self.samples[len(self.samples) - (self.hot - 1):]  # not kept as samples
+                if stretch:
+                    first = stretch[0]["step"]
+                    self.samples = self.samples[: len(self.samples) - len(stretch)]
+                    self.frames = [f for f in self.frames if f["step"] < first]
         if reason is not None:
             self.fail(step, reason)
             return None
@@ -298,7 +318,7 @@ class Recorder:
         write_checkpoint(self.path, {
             "format": CHECKPOINT_FORMAT, "engine": self.engine, "task": self.task.to_dict(), "key": self.key,
             "ase_version": ase.__version__, "step": self.step, "samples": self.samples, "frames": self.frames,
-            "failure": self.failure, "state": self.state, "v0": self.v0})
+            "failure": self.failure, "state": self.state, "v0": self.v0, "hot": self.hot})
 
     def result(self) -> dict[str, Any]:
         """``{"samples", "frames", "failure"}`` (failure: ``{step, reason}`` or None)."""

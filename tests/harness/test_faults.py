@@ -437,3 +437,165 @@ def test_verify_fails_when_no_check_was_executed(tmp_path, capsys):
     res.write(tmp_path / "results.json")
     assert main(["verify", str(tmp_path / "results.json")]) == 0
 
+
+
+# --- MD checkpoints: data, matched to their task, never unpickled ---------------------------------
+
+def _md_entry(tmp_path: Path, model, *extra: str) -> tuple[dict, Path]:
+    """A finished MD entry (300 K unless ``extra`` says otherwise) in a cache of its own: its row and folder."""
+    row = stages.md_sweep(model, _md_protocol(*extra), Cache(tmp_path), "nvt", "langevin", progress=False)[0]
+    return row, Path(row["folder"])
+
+
+def _same_numbers(a: dict, b: dict) -> bool:
+    keep = ("T_K", "a", "c", "Pz", "P_abs", "n_samples", "failure", "T_measured")
+    return json.dumps({k: a.get(k) for k in keep}) == json.dumps({k: b.get(k) for k in keep})
+
+
+@pytest.mark.parametrize("other", ["md.temperatures_K=600", "md.seed=7"], ids=["600K", "other-seed"])
+def test_checkpoint_of_another_task_is_not_resumed(tmp_path, md_model, other):
+    """A finished checkpoint of another task (600 K, or another seed) planted in the 300 K entry's
+    ``.partial`` folder: resuming it would commit the other task's numbers as 300 K's (issue 10,
+    item 1).  It is refused with a warning naming the file and what differs; the run starts afresh."""
+    ref, ref_folder = _md_entry(tmp_path / "ref", md_model)
+    _, foreign = _md_entry(tmp_path / "other", md_model, other)
+    cache = Cache(tmp_path / "victim")
+    partial = cache.root / "md" / f"{ref_folder.name}.partial"
+    partial.mkdir(parents=True)
+    for f in foreign.glob("checkpoint.*"):
+        shutil.copy(f, partial / f.name)
+    assert list(partial.iterdir()), "the other run left no checkpoint to plant"
+    field = "temperature_K" if "temperatures" in other else "seed"
+    with pytest.warns(CacheWarning, match=rf"checkpoint\.npz: written for another task \({field} "):
+        row = stages.md_sweep(md_model, _md_protocol(), cache, "nvt", "langevin", progress=False)[0]
+    assert row["cache_hit"] is False and _same_numbers(row, ref), (row["T_measured"], ref["T_measured"])
+    assert len(_corrupt_folders(cache.root / "md")) == 1  # the planted folder, moved aside
+
+
+def test_planted_pickle_checkpoint_is_never_unpickled(tmp_path, md_model):
+    """A ``checkpoint.pkl`` whose object runs code when unpickled, planted in a ``.partial`` folder
+    (a writable cache folder): never loaded (no marker file), discarded with a warning, and the run
+    starts afresh with the right numbers (issue 10, item 2)."""
+    marker = tmp_path / "PWNED"
+    ref, ref_folder = _md_entry(tmp_path / "ref", md_model)
+    cache = Cache(tmp_path / "victim")
+    partial = cache.root / "md" / f"{ref_folder.name}.partial"
+    partial.mkdir(parents=True)
+    (partial / "checkpoint.pkl").write_bytes(pickle.dumps(_Planted(str(marker))))
+    with pytest.warns(CacheWarning, match=r"checkpoint\.pkl: a pickled checkpoint .* not loaded"):
+        row = stages.md_sweep(md_model, _md_protocol(), cache, "nvt", "langevin", progress=False)[0]
+    assert not marker.exists()
+    assert row["cache_hit"] is False and _same_numbers(row, ref)
+
+
+@pytest.mark.parametrize("mode", ["truncated", "garbage", "empty"])
+def test_damaged_checkpoint_is_discarded_and_the_run_restarts(tmp_path, md_model, mode):
+    """A truncated, garbage or empty checkpoint of the right entry (a disk filled up, a copy cut
+    short): discarded with a warning naming the file, and the run restarts from step 0."""
+    ref, ref_folder = _md_entry(tmp_path / "ref", md_model)
+    cache = Cache(tmp_path / "victim")
+    partial = cache.root / "md" / f"{ref_folder.name}.partial"
+    partial.mkdir(parents=True)
+    if mode == "truncated":
+        good = next(ref_folder.glob("checkpoint.*")).read_bytes()
+        damaged = good[: len(good) // 2]
+    else:
+        damaged = {"garbage": b"\x00\xffnot an npz" * 10, "empty": b""}[mode]
+    (partial / "checkpoint.npz").write_bytes(damaged)
+    (partial / "checkpoint.pkl").write_bytes(damaged)  # what earlier versions read (and unpickled)
+    with pytest.warns(CacheWarning, match=r"checkpoint\.(npz|pkl)"):
+        row = stages.md_sweep(md_model, _md_protocol(), cache, "nvt", "langevin", progress=False)[0]
+    assert row["cache_hit"] is False and _same_numbers(row, ref)
+
+
+def test_checkpoint_holds_no_pickle(tmp_path, md_model):
+    """What a checkpoint is: an npz that loads with ``allow_pickle=False`` and names its task and key."""
+    from pto_checks.md.observe import read_checkpoint
+
+    _, folder = _md_entry(tmp_path, md_model)
+    with np.load(folder / "checkpoint.npz", allow_pickle=False) as z:
+        assert all(z[k].dtype.kind in "biufcU" for k in z.files)
+    d = read_checkpoint(folder / "checkpoint.npz")
+    assert d["task"]["temperature_K"] == 300.0 and d["key"] == folder.name and d["engine"] == "ase"
+
+
+# --- kinetic-temperature bound --------------------------------------------------------------------
+
+def _hot_atoms(task, t_kin_K: float):
+    from ase.md.velocitydistribution import MaxwellBoltzmannDistribution
+
+    from pto_checks.md.task import initial_atoms
+
+    atoms = initial_atoms(task)
+    atoms.calc = load_model("synthetic:md_polar", "cpu").calculator
+    MaxwellBoltzmannDistribution(atoms, temperature_K=300.0, rng=np.random.default_rng(1))
+    atoms.set_momenta(atoms.get_momenta() * np.sqrt(t_kin_K / atoms.get_temperature()))
+    return atoms
+
+
+def test_a_1e9_K_frame_is_a_blowup_not_a_sample(tmp_path):
+    """A frame at 1e9 K (a model that pumps energy in) is not accepted as a sample: the run stops
+    with a failure naming the kinetic temperature, as for the other blow-ups."""
+    from pto_checks.md.observe import Recorder
+    from pto_checks.md.task import sweep_tasks
+    from pto_checks.reference import tolerance
+
+    task = sweep_tasks(_md_protocol(), "nvt", "langevin")[0]
+    rec = Recorder(task, tmp_path, "ase")
+    limits = tolerance("melting")
+    assert rec.observe(_hot_atoms(task, 300.0), 0, limits) is not None
+    assert rec.observe(_hot_atoms(task, 1e9), 5, limits) is None
+    assert len(rec.samples) == 1 and "kinetic temperature" in rec.failure["reason"] and rec.failure["step"] == 5
+
+
+def test_sustained_heating_is_a_blowup_and_its_stretch_is_not_kept(tmp_path):
+    """Above ``kinetic_T_factor`` times the target for ``kinetic_T_samples`` samples in a row: a
+    blow-up, and the frames of that stretch are dropped from the samples.  A single hot frame (a
+    fluctuation) and frames just below the bound are kept."""
+    from pto_checks.md.observe import Recorder
+    from pto_checks.md.task import sweep_tasks
+    from pto_checks.reference import tolerance
+
+    task = sweep_tasks(_md_protocol(), "nvt", "langevin")[0]
+    limits = tolerance("melting")
+    f, n = limits["kinetic_T_factor"], limits["kinetic_T_samples"]
+    rec = Recorder(task, tmp_path / "a", "ase")
+    temps = [300.0, 1.2 * f * 300, 300.0] + [0.95 * f * 300] * (n + 2) + [1.2 * f * 300] * n
+    for i, t_kin in enumerate(temps):
+        if rec.observe(_hot_atoms(task, t_kin), 5 * i, limits) is None:
+            break
+    assert rec.failure is not None and "in a row" in rec.failure["reason"]
+    assert rec.failure["step"] == 5 * (len(temps) - 1)
+    assert len(rec.samples) == len(temps) - n  # the hot stretch is gone, the lone hot frame kept
+
+
+class _Heater:
+    """A flawed model: md_polar's forces plus one along each atom's momentum (not the gradient of
+    any energy; pumps energy in, as a model with broken energy conservation does)."""
+
+    def __new__(cls, rate_per_fs: float = 0.1):
+        from ase import units
+
+        base = load_model("synthetic:md_polar", "cpu").calculator
+        calculate = base.calculate
+
+        def heated(atoms=None, properties=("energy",), system_changes=()):
+            calculate(atoms, properties, system_changes)
+            if "forces" in base.results and atoms is not None and atoms.has("momenta"):
+                base.results["forces"] = base.results["forces"] + rate_per_fs / units.fs * atoms.get_momenta()
+
+        base.calculate = heated
+        return base
+
+
+def test_heating_model_fails_the_run_on_kinetic_temperature(tmp_path):
+    """End to end: a model that heats the system stops the run with a kinetic-temperature failure
+    (before this bound, its frames were sampled at any temperature)."""
+    from pto_checks.md import ASEEngine
+    from pto_checks.md.task import sweep_tasks
+
+    task = sweep_tasks(_md_protocol(), "nvt", "langevin")[0]
+    res = ASEEngine().run(task, _Heater(), tmp_path)
+    assert res["failure"] is not None and "kinetic temperature" in res["failure"]["reason"], res["failure"]
+    limits_factor = 10.0
+    assert all(s["T_K"] < limits_factor * task.temperature_K for s in res["samples"])
