@@ -8,8 +8,9 @@
     pto-checks report RESULTS.json... -o DIR    rebuild the HTML/Markdown report from saved results
                       [--compare OLD.json]      ... marking what changed since OLD.json
     pto-checks verify out/results.json          exit 1 if the file is missing or malformed, records
-                                                no check, or any check ended in an error (failed
-                                                verdicts are accepted: they are results)
+                                                no check, executed none (all skipped), or any check
+                                                ended in an error (failed verdicts are accepted:
+                                                they are results)
     pto-checks nightly DIR [--protocol quick] [-n N] [--model all] [--baseline B.json]
                       [--fail-on-verdict]       every model that loads, results + report in
                                                 DIR/<UTC time>/, compared with the previous run.
@@ -69,6 +70,11 @@ def _verify(args: argparse.Namespace) -> int:
                 if c["status"] == "error"]
     if not total:
         print("pto-checks verify: no check recorded", file=sys.stderr)
+        return 1
+    executed = sum(n for status, n in total.items() if status != "skip")
+    if not executed:
+        print(f"pto-checks verify: no check was executed (all {total['skip']} skipped): nothing was "
+              "verified; see the skip reasons in the file", file=sys.stderr)
         return 1
     if bad:
         print("pto-checks verify: checks ended in errors:\n  " + "\n  ".join(bad), file=sys.stderr)

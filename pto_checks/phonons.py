@@ -64,7 +64,7 @@ class PhononResult:
 
     @classmethod
     def load(cls, path: str | Path) -> PhononResult:
-        z = np.load(path)
+        z = np.load(path, allow_pickle=False)  # never unpickle what the cache holds
         return cls(z["band_q"], z["band_freq"], z["band_distance"], [float(x) for x in z["label_positions"]],
                    [str(x) for x in z["labels"]], z["mesh_q"], z["mesh_freq"], int(z["n_displacements"]),
                    tuple(int(x) for x in z["supercell"]), z["grid_q"], z["grid_freq"])

@@ -2,7 +2,10 @@
 sweeps (:func:`pto_checks.md.sweep.md_sweep`, re-exported here).
 
 Each stage is keyed by the model's identity (including its weights fingerprint), the
-protocol section it uses and the stage's code version (:data:`pto_checks.cache.STAGE_VERSIONS`).
+protocol fields that change its result (declared on the protocol dataclasses:
+:func:`pto_checks.protocols.key_parts`) and the stage's code version
+(:data:`pto_checks.cache.STAGE_VERSIONS`).  Every cache read is validated by the stage's
+``*_valid(folder, data)`` hook; an entry that fails is moved aside and recomputed.
 """
 
 from __future__ import annotations
@@ -11,15 +14,86 @@ from pathlib import Path
 from typing import Any
 
 import ase.io
+import numpy as np
 
 from pto_checks import analysis, phonons, relax
-from pto_checks.cache import Cache, cache_key
-from pto_checks.md.sweep import md_sweep
+from pto_checks.cache import Cache, CorruptEntry, check_file, stage_key
+from pto_checks.md.sweep import md_key, md_sweep
 from pto_checks.md.task import sweep_tasks as md_tasks
 from pto_checks.models import LoadedModel
-from pto_checks.protocols import Protocol
+from pto_checks.protocols import Protocol, key_parts
 
-__all__ = ["ground_state", "md_sweep", "md_tasks", "phonon_stage"]
+
+def ground_state_key(model: LoadedModel, protocol: Protocol) -> tuple[str, dict[str, Any]]:
+    return stage_key("ground_state", model=model.identity(), protocol=key_parts(protocol.static, "ground_state"))
+
+
+def _read_cell(path: Path):
+    atoms = ase.io.read(path)
+    if len(atoms) == 0 or not np.all(np.isfinite(atoms.positions)) or abs(atoms.get_volume()) < 1e-6:
+        raise ValueError("no atoms, non-finite positions or a degenerate cell")
+    return atoms
+
+
+def ground_state_valid(folder: Path, data: dict[str, Any]) -> None:
+    """Validator of a ground-state entry: both relaxed cells read back; the observables are numbers."""
+    for name in ("tetragonal.extxyz", "cubic.extxyz"):
+        check_file(folder, name, _read_cell)
+    for k in ("a", "c", "c_over_a", "delta_e", "cubic_a"):
+        if not isinstance(data.get(k), (int, float)):
+            raise CorruptEntry(folder / "meta.json", f"{k!r} missing or not a number")
+
+
+def phonon_key(model: LoadedModel, protocol: Protocol, atoms, supercell=None) -> tuple[str, dict[str, Any]]:
+    """(key, inputs) of one supercell's phonon entry (default: the protocol's supercell): every phonon
+    field that changes a result (the escalation list too: over-keyed, never stale) and the symmetry
+    fields of the static protocol."""
+    sc = list(supercell if supercell is not None else protocol.phonon.supercell)
+    return stage_key("phonons", model=model.identity(), protocol=key_parts(protocol.phonon, "phonons"),
+                     static=key_parts(protocol.static, "phonons"), supercell=sc,
+                     structure=atoms.get_positions().round(8).tolist() + atoms.cell.array.round(8).tolist())
+
+
+_BAND_ARRAYS = ("band_q", "band_freq", "band_distance", "label_positions", "labels", "mesh_q", "mesh_freq")
+
+
+def _read_bands(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path, allow_pickle=False) as z:  # never unpickle what the cache holds
+        out = {k: z[k] for k in _BAND_ARRAYS}
+    for k in ("band_freq", "mesh_freq"):
+        if out[k].size == 0 or not np.all(np.isfinite(out[k])):
+            raise ValueError(f"{k} empty or not finite")
+    return out
+
+
+def _read_band_yaml(path: Path) -> None:
+    import yaml  # PyYAML, a phonopy dependency; safe loading only
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    with path.open() as fh:
+        doc = yaml.load(fh, Loader=loader)  # noqa: S506 (a safe loader)
+    if not isinstance(doc, dict) or not isinstance(doc.get("phonon"), list):
+        raise ValueError("no 'phonon' section (truncated?)")
+    nq, nb = doc.get("nqpoint"), 3 * int(doc.get("natom", 0))
+    if len(doc["phonon"]) != nq or any(len(q.get("band") or ()) != nb for q in doc["phonon"]):
+        raise ValueError(f"{len(doc['phonon'])} q-points of {nq}, or not {nb} bands each (truncated?)")
+
+
+def _non_empty(path: Path) -> None:
+    if path.stat().st_size == 0:
+        raise ValueError("empty file")
+
+
+def phonon_valid(folder: Path, data: dict[str, Any]) -> None:
+    """Validator of one supercell's phonon entry: ``bands.npz`` holds every array (no pickles), finite;
+    ``band.yaml`` complete; ``phonopy_params.yaml`` present."""
+    check_file(folder, "bands.npz", _read_bands)
+    check_file(folder, "band.yaml", _read_band_yaml)
+    check_file(folder, "phonopy_params.yaml", _non_empty)
+    if not isinstance(data.get("n_displacements"), int):
+        raise CorruptEntry(folder / "meta.json", "'n_displacements' missing or not an integer")
+
+__all__ = ["ground_state", "md_key", "md_sweep", "md_tasks", "phonon_stage"]
 
 
 def ground_state(model: LoadedModel, protocol: Protocol, cache: Cache) -> tuple[Path, dict[str, Any]]:
@@ -31,7 +105,7 @@ def ground_state(model: LoadedModel, protocol: Protocol, cache: Cache) -> tuple[
     ``symmetry`` (:class:`pto_checks.relax.SymmetryObservation`).
     Files: ``tetragonal.extxyz``, ``cubic.extxyz``, ``tetragonal_free.extxyz`` (if it finished).
     """
-    key = cache_key("ground_state", model=model.identity(), protocol=protocol.static.__dict__)
+    key, inputs = ground_state_key(model, protocol)
     s = protocol.static
 
     def compute(folder: Path) -> dict[str, Any]:
@@ -62,7 +136,8 @@ def ground_state(model: LoadedModel, protocol: Protocol, cache: Cache) -> tuple[
         }
 
     folder, data, hit = cache.get_or_compute("ground_state", key, compute,
-                                             meta={"model": model.identity()})
+                                             meta={"model": model.identity()},
+                                             validate=ground_state_valid, inputs=inputs)
     data = dict(data, cache_hit=hit)
     return folder, data
 
@@ -89,9 +164,7 @@ def phonon_stage(model: LoadedModel, protocol: Protocol, cache: Cache, relaxed: 
     spectra: dict[tuple[int, int, int], phonons.PhononResult] = {}
 
     def compute_one(sc: tuple[int, int, int]) -> phonons.PhononResult:
-        key = cache_key("phonons", model=model.identity(), structure=structure, supercell=list(sc),
-                        displacement=p.displacement, band_points=p.band_points, mesh=list(p.mesh),
-                        symprec=symprec)
+        key, inputs = phonon_key(model, protocol, atoms, sc)
         name = "x".join(map(str, sc))
 
         def progress(i: int, n: int) -> None:
@@ -106,11 +179,9 @@ def phonon_stage(model: LoadedModel, protocol: Protocol, cache: Cache, relaxed: 
             res.save(folder / "bands.npz")
             return {"supercell": list(sc), "n_displacements": res.n_displacements}
 
-        folder, _, hit = cache.get_or_compute("phonons", key, compute, meta={"model": model.identity()})
-        try:
-            res = phonons.PhononResult.load(folder / "bands.npz")
-        except (OSError, KeyError, ValueError) as exc:
-            raise RuntimeError(f"corrupt phonon cache entry {folder} ({exc}); rerun with --recompute") from exc
+        folder, _, hit = cache.get_or_compute("phonons", key, compute, meta={"model": model.identity()},
+                                              validate=phonon_valid, inputs=inputs)
+        res = phonons.PhononResult.load(folder / "bands.npz")
         folders[sc] = (folder, hit)
         spectra[sc] = res
         return res
@@ -120,8 +191,8 @@ def phonon_stage(model: LoadedModel, protocol: Protocol, cache: Cache, relaxed: 
         """Relaxed-ion elastic constants of the cell (cached): the exact q -> 0 probe."""
         from pto_checks import elastic
 
-        ekey = cache_key("elastic", model=model.identity(), structure=structure, strain=tol["elastic_strain"],
-                         fmax=tol["elastic_fmax"])
+        ekey, einputs = stage_key("elastic", model=model.identity(), structure=structure,
+                                  strain=tol["elastic_strain"], fmax=tol["elastic_fmax"])
 
         def compute(folder: Path) -> dict[str, Any]:
             if write is not None:
@@ -129,7 +200,7 @@ def phonon_stage(model: LoadedModel, protocol: Protocol, cache: Cache, relaxed: 
             return elastic.elastic_constants(atoms, model.calculator, strain=tol["elastic_strain"],
                                              fmax=tol["elastic_fmax"]).to_dict()
 
-        _, d, _ = cache.get_or_compute("elastic", ekey, compute, meta={"model": model.identity()})
+        _, d, _ = cache.get_or_compute("elastic", ekey, compute, meta={"model": model.identity()}, inputs=einputs)
         import numpy as np
 
         c = np.array(d["c_GPa"])

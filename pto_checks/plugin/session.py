@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from pto_checks import models as registry
+from pto_checks import validate
 from pto_checks.cache import Cache
 from pto_checks.plugin.options import DEFAULT_MODEL
 from pto_checks.protocols import Protocol, apply_overrides, get_protocol
@@ -104,6 +105,10 @@ def configure(config: pytest.Config) -> PtoSession:
     try:
         specs = registry.specs_for(requested)
     except registry.ModelUnavailable as exc:
+        raise pytest.UsageError(str(exc)) from None
+    try:  # paths, device and model files: refused now, before any work (exit status 4)
+        validate.check_startup(config.getoption, specs)
+    except validate.OptionError as exc:
         raise pytest.UsageError(str(exc)) from None
     explicit = {s.name for s in specs} - (
         set(registry.available_names()) if any("all" in r.split(",") for r in requested) else set()

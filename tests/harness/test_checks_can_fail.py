@@ -121,9 +121,12 @@ def test_unknown_model_is_a_usage_error(pytester):
 
 def test_named_model_that_cannot_load_is_an_error(pytester, tmp_path):
     pytester.makepyfile(test_x="def test_x(model): pass")
+    (tmp_path / "none.pth").write_bytes(b"not a frozen model")  # exists (a missing file is refused at start-up)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--model=deepmd:{tmp_path}/none.pth")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*models that could not load*", "*none.pth*"])
+    missing = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--model=deepmd:{tmp_path}/missing.pth")
+    assert missing.ret == 4 and "missing.pth: no such file" in missing.stderr.str()
 
 
 def test_xdist_workers_merge_into_one_results_file(run_checks):

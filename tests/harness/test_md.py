@@ -189,7 +189,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, ensemble, integrat
     work = tmp_path / "int"
     with pytest.raises(_Interrupt):
         ASEEngine().run(task, make("md_polar"), work, progress=stop_at_70)
-    assert (work / "checkpoint.pkl").is_file()
+    assert (work / "checkpoint.npz").is_file()
     resumed = ASEEngine().run(task, make("md_polar"), work)
     assert resumed["samples"] == ref["samples"]
     assert len(resumed["frames"]) == len(ref["frames"])
@@ -232,12 +232,12 @@ def test_sigkill_during_md_then_resume(tmp_path, engine):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     md_dir = tmp_path / "killed" / "md"
     deadline = time.time() + 60
-    while time.time() < deadline and not list(md_dir.glob("*.partial/checkpoint.pkl")):
+    while time.time() < deadline and not list(md_dir.glob("*.partial/checkpoint.npz")):
         time.sleep(0.1)
     time.sleep(0.3)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert list(md_dir.glob("*.partial/checkpoint.pkl")), "no checkpoint before the kill"
+    assert list(md_dir.glob("*.partial/checkpoint.npz")), "no checkpoint before the kill"
     resumed = subprocess.run([sys.executable, str(script), str(tmp_path / "killed"), "0", engine], env=env,
                              capture_output=True, text=True, check=True).stdout.split()
     assert resumed[:2] == clean[:2] and resumed[2] == "False"
