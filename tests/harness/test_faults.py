@@ -157,10 +157,10 @@ def test_corrupt_phonon_file_is_recomputed(tmp_path, good_model, name, mode):
     proto = _phonon_protocol()
     cache = Cache(tmp_path)
     gs, _ = stages.ground_state(good_model, proto, cache)
-    folder, ref, _ = stages.phonon_stage(good_model, proto, cache, gs / "tetragonal.extxyz")
+    folder, ref, *_ = stages.phonon_stage(good_model, proto, cache, gs / "tetragonal.extxyz")
     _damage(folder / name, mode)
     with pytest.warns(CacheWarning, match=name.replace(".", r"\.")):
-        folder, data, res = stages.phonon_stage(good_model, proto, cache, gs / "tetragonal.extxyz")
+        folder, data, res, _ = stages.phonon_stage(good_model, proto, cache, gs / "tetragonal.extxyz")
     assert data["cache_hit"] is False and data["f_min_thz"] == pytest.approx(ref["f_min_thz"])
     assert res.band_freq.size and len(_corrupt_folders(tmp_path / "phonons")) == 1
 
@@ -206,7 +206,7 @@ def test_planted_pickles_are_never_loaded(tmp_path, good_model, md_model):
     cache = Cache(tmp_path / "cache")
     proto = _phonon_protocol()
     gs, _ = stages.ground_state(good_model, proto, cache)
-    ph, _, _ = stages.phonon_stage(good_model, proto, cache, gs / "tetragonal.extxyz")
+    ph, *_ = stages.phonon_stage(good_model, proto, cache, gs / "tetragonal.extxyz")
     md_proto = _md_protocol()
     md_folder = Path(stages.md_sweep(md_model, md_proto, cache, "nvt", "langevin", progress=False)[0]["folder"])
     for folder in (gs, ph, md_folder):
