@@ -33,7 +33,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         elif rep.failed and "XPASS(strict)" in str(rep.longrepr):
             gate = "UNEXPECTED PASS (baseline): accept the improvement with --update-baseline"
         if gate and verdict is not None:
-            status, msg = ("pass" if verdict.passed else "fail"), verdict.message
+            status, msg = verdict.outcome.value, verdict.message
+        elif rep.skipped and verdict is not None and verdict.inconclusive and rep.when == "call":
+            status, msg = "inconclusive", verdict.message
         elif rep.skipped:
             status = "skip"
             msg = str(rep.longrepr[2]) if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
@@ -52,6 +54,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
             st.results.model_entry(name)["checks"][test_id]["gate"] = gate
         # on the item, so the teardown report carries it (junitxml writes properties from there)
         item.user_properties.append(("pto_status", status))
+        if status == "inconclusive":
+            from pto_checks.verdicts import needs_summary
+
+            needs = needs_summary(verdict)
+            st.results.model_entry(name)["checks"][test_id]["needs"] = needs
+            props = [("pto_model", name), ("pto_check", test_id), ("pto_needs", needs)]
+            item.user_properties.extend(props)
+            rep.user_properties.append(("pto_status", status))  # for pytest_report_teststatus
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    """An inconclusive check is its own outcome on the terminal: letter ``I``, word INCONCLUSIVE,
+    counted as "N inconclusive" in the last line (not as skipped, never as passed)."""
+    if report.when == "call" and ("pto_status", "inconclusive") in getattr(report, "user_properties", ()):
+        return "inconclusive", "I", ("INCONCLUSIVE", {"yellow": True})
+    return None
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -64,6 +82,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         # a gate must not pass by skipping
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         st.all_skipped = True
+    if is_controller and st.inconclusive:
+        from pto_checks.protocols import InconclusivePolicy
+
+        if st.inconclusive_policy is InconclusivePolicy.FAIL and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            st.inconclusive_failed_run = True
     if is_controller and config.getoption("--update-baseline"):
         st.update_baseline = True
     parts = parts_dir(config)
@@ -101,6 +125,18 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.section("pto-checks: every check was skipped")
         terminalreporter.write_line("no check ran, so nothing was verified: exit status 1 "
                                     "(see the skip reasons above)")
+    if st.inconclusive:
+        from pto_checks.protocols import InconclusivePolicy
+
+        terminalreporter.section("pto-checks: inconclusive checks (neither passed nor failed)")
+        for model, tid, needs in st.inconclusive:
+            terminalreporter.write_line(f"INCONCLUSIVE {model} {tid}: {needs}")
+        fails = st.inconclusive_policy is InconclusivePolicy.FAIL
+        terminalreporter.write_line(
+            f"--inconclusive={st.inconclusive_policy.value}: "
+            + ("an undecided check fails the run (exit status 1); decide it with a longer run "
+               "(--protocol-set md.steps=N) or accept warnings with --inconclusive=warn" if fails else
+               "listed, not failing the run; none of them counts as a pass"))
     if st.update_baseline:
         terminalreporter.write_line(f"pto-checks: baseline written to {config.getoption('--baseline')}")
     flips = {m: e["integrator_artefacts"] for m, e in st.merged.get("models", {}).items()

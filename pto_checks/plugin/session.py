@@ -14,7 +14,7 @@ import pytest
 from pto_checks import models as registry
 from pto_checks.cache import Cache
 from pto_checks.plugin.options import DEFAULT_MODEL
-from pto_checks.protocols import Protocol, apply_overrides, get_protocol
+from pto_checks.protocols import InconclusivePolicy, Protocol, apply_overrides, get_protocol
 from pto_checks.results import Results
 
 
@@ -34,15 +34,22 @@ class PtoSession:
     outcomes: list[str] = field(default_factory=list)  #: pass/fail/skip/error of every check (controller)
     merged: dict[str, Any] = field(default_factory=dict)  #: the merged results.json (controller)
     all_skipped: bool = False
+    inconclusive_policy: InconclusivePolicy = InconclusivePolicy.FAIL  #: ``--inconclusive`` or the protocol's
+    #: the inconclusive checks (controller): (model, check id, what would decide it)
+    inconclusive: list[tuple[str, str, str]] = field(default_factory=list)
+    inconclusive_failed_run: bool = False
     update_baseline: bool = False
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Collect check outcomes (also from xdist workers) for the all-skipped rule."""
         if report.when != "teardown":
             return
-        for key, value in report.user_properties:
-            if key == "pto_status":
-                self.outcomes.append(value)
+        props = dict(report.user_properties)
+        if "pto_status" in props:
+            self.outcomes.append(props["pto_status"])
+        if props.get("pto_status") == "inconclusive":
+            self.inconclusive.append((props.get("pto_model", ""), props.get("pto_check", report.nodeid),
+                                      props.get("pto_needs", "")))
 
 
 STATE_KEY = pytest.StashKey[PtoSession]()
@@ -102,9 +109,11 @@ def configure(config: pytest.Config) -> PtoSession:
         from pto_checks.results import load
 
         baseline = load(bpath)
+    policy = InconclusivePolicy(config.getoption("--inconclusive") or protocol.inconclusive)
     st = PtoSession(specs=specs, explicit=explicit, protocol=protocol,
                     cache=Cache(cache_root, enabled=not config.getoption("--recompute")),
-                    results=Results(protocol.to_dict()), baseline=baseline)
+                    results=Results(protocol.to_dict()), baseline=baseline, inconclusive_policy=policy)
+    st.results.data["harness"]["inconclusive_policy"] = policy.value
     config.stash[STATE_KEY] = st
     config.pluginmanager.register(st, "pto-checks-session")
     return st
