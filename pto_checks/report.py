@@ -16,7 +16,8 @@ from typing import Any
 from pto_checks.results import comparable_quantities, finite_or_zero, movement_limit
 
 PHASE_MARKERS = {"tetragonal": "o", "cubic": "s", "supertetragonal": "^", "molten": "x", "unstable": "X"}
-STATUS_SYMBOL = {"pass": "✔ pass", "fail": "✘ fail", "skip": "– skip", "error": "⚠ error"}
+STATUS_SYMBOL = {"pass": "✔ pass", "fail": "✘ fail", "inconclusive": "? inconclusive", "skip": "– skip",
+                 "error": "⚠ error"}
 
 
 def _plt():
@@ -169,7 +170,7 @@ def compare(new: dict[str, Any], old: dict[str, Any]) -> list[dict[str, Any]]:
     ``reference_data/pto.toml [regression]``).  Each change has ``kind`` ("verdict" or
     ``quantity``), ``model``, ``what``, ``old``, ``new`` and ``worse`` (a verdict that got worse).
     """
-    rank = {"pass": 0, "skip": 1, "fail": 2, "error": 3}
+    rank = {"pass": 0, "skip": 1, "inconclusive": 2, "fail": 3, "error": 4}
     changes = []
     for name, m in new.get("models", {}).items():
         o = old.get("models", {}).get(name)
@@ -181,7 +182,7 @@ def compare(new: dict[str, Any], old: dict[str, Any]) -> list[dict[str, Any]]:
             prev = o.get("checks", {}).get(tid)
             if prev and prev["status"] != chk["status"]:
                 changes.append({"kind": "verdict", "model": name, "what": tid, "old": prev["status"],
-                                "new": chk["status"], "worse": rank[chk["status"]] > rank[prev["status"]]})
+                                "new": chk["status"], "worse": rank.get(chk["status"], 4) > rank.get(prev["status"], 4)})
         qn, qo = comparable_quantities(m), comparable_quantities(o)
         for k in sorted(set(qn) & set(qo)):
             (vn, en), (vo, eo) = qn[k], qo[k]
@@ -242,7 +243,10 @@ def write_markdown(data: dict[str, Any], figs: list[tuple[str, Path]], changes: 
                 continue
             cell = STATUS_SYMBOL.get(chk["status"], chk["status"])
             if chk["status"] != "pass" and chk.get("message"):
-                notes.append(f"[{len(notes) + 1}] {name}, {tid}: {chk['message'].splitlines()[0]}")
+                note = f"[{len(notes) + 1}] {name}, {tid}: {chk['message'].splitlines()[0]}"
+                if chk["status"] == "inconclusive" and chk.get("needs"):
+                    note += f" (what would decide it: {chk['needs']})"
+                notes.append(note)
                 cell += f" [{len(notes)}]"
             cells.append(cell)
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
@@ -298,6 +302,7 @@ body{{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}}
 table{{border-collapse:collapse;font-size:13px}} td,th{{border:1px solid #ccc;padding:4px 6px}}
 th{{max-width:9em;white-space:normal;font-weight:600}}
 td.pass{{background:#d8f3d8}} td.fail{{background:#f8d0d0}} td.skip{{background:#eee}}
+td.inconclusive{{background:#fff3c4;font-style:italic}}
 td.error{{background:#f4a}} li.worse{{color:#b00;font-weight:bold}}
 figure{{display:inline-block;margin:8px}} img{{max-width:520px}}
 </style></head>

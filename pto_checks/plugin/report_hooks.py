@@ -50,6 +50,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         test_id = test_id_of(item)
         st.results.check(name, test_id, status, message=msg,
                             verdict=verdict.to_dict() if verdict else None, markers=markers)
+        if st.baseline and not gate:
+            was = st.baseline.get("models", {}).get(name, {}).get("checks", {}).get(test_id, {}).get("status")
+            if was == "inconclusive":  # not a pass there either: judged as any other check now
+                gate = f"inconclusive in the baseline; now {status}"
         if gate:
             st.results.model_entry(name)["checks"][test_id]["gate"] = gate
         # on the item, so the teardown report carries it (junitxml writes properties from there)
