@@ -182,7 +182,8 @@ def compare(new: dict[str, Any], old: dict[str, Any]) -> list[dict[str, Any]]:
             prev = o.get("checks", {}).get(tid)
             if prev and prev["status"] != chk["status"]:
                 changes.append({"kind": "verdict", "model": name, "what": tid, "old": prev["status"],
-                                "new": chk["status"], "worse": rank.get(chk["status"], 4) > rank.get(prev["status"], 4)})
+                                "new": chk["status"],
+                                "worse": rank.get(chk["status"], 4) > rank.get(prev["status"], 4)})
         qn, qo = comparable_quantities(m), comparable_quantities(o)
         for k in sorted(set(qn) & set(qo)):
             (vn, en), (vo, eo) = qn[k], qo[k]

@@ -156,7 +156,8 @@ def test_decided_wrong_tables_fail(rows, check):
 
 def test_tc_bracket_partly_outside_the_tolerance_is_inconclusive():
     # decided polar at 600, decided cubic at 800, 700 undecided: Tc in [600, 800], window [610, 910]
-    rows = [_row(300, 1.06), _row(600, 1.04), _row(700, 1.011, ca_sem=0.004, align=0.56, align_sem=0.05), _row(800, 1.0), _row(1000, 1.0)]
+    rows = [_row(300, 1.06), _row(600, 1.04), _row(700, 1.011, ca_sem=0.004, align=0.56, align_sem=0.05),
+            _row(800, 1.0), _row(1000, 1.0)]
     v = verdicts.tc_vs_experiment(_sweep(rows), "PBE")
     assert v.outcome is Outcome.INCONCLUSIVE and (v.interval.low, v.interval.high) == (600, 800)
     assert "between 600 and 800 K" in v.message and "700 K: UNDECIDED" in v.message

@@ -52,7 +52,8 @@ def _frames(n: int, polar: bool, dwell: int = 20, seed: int = 0, cells: int = 27
             v = rng.standard_normal((cells, 3))
             p_cells = 0.6 * v / np.linalg.norm(v, axis=1, keepdims=True)
         p = p_cells.mean(axis=0)
-        out.append({"time_ps": 0.02 * i, "T_K": 800.0 + rng.standard_normal(), "epot_eV": -200 + 0.1 * rng.standard_normal(),
+        out.append({"time_ps": 0.02 * i, "T_K": 800.0 + rng.standard_normal(),
+                    "epot_eV": -200 + 0.1 * rng.standard_normal(),
                     "a": lens[0], "b": lens[1], "c": lens[2], "Px": p[0], "Py": p[1], "Pz": p[2],
                     "P_local_abs": float(np.linalg.norm(p_cells, axis=1).mean()),
                     "lindemann": 0.08 + 0.005 * rng.standard_normal(), "order": 1.0})

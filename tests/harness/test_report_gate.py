@@ -122,7 +122,8 @@ def test_gate_unchanged_passes_regression_fails_improvement_is_reported(checks, 
 
 def test_gate_fails_when_a_model_starts_melting(checks, pytester):
     base = pytester.path / "baseline.json"
-    args = ["-m", "npt", "--protocol=smoke", "--model=my-model"]
+    # 3 ps per temperature: long enough to decide (0.3 ps leaves the melting check inconclusive)
+    args = ["-m", "npt", "--protocol=smoke", "--protocol-set=md.steps=1500", "--model=my-model"]
     checks(*args, "--model-file", str(_model_file(pytester.path, "md_polar")), f"--report={pytester.path / 'b'}",
            f"--baseline={base}", "--update-baseline")
     same = checks(*args, "--model-file", str(_model_file(pytester.path, "md_polar")), f"--baseline={base}")
