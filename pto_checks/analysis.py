@@ -301,10 +301,14 @@ def classify_phase(row: dict[str, Any], ensemble: str, thresholds: dict[str, Any
         if row["c_over_a"] - 1 >= thresholds["tetragonal_min"]:
             return "tetragonal"
         # axis-free: a cell whose polar axis turns averages c/a to 1 while every frame is polar
-        align = ((row.get("stats") or {}).get("series", {}).get("P_alignment") or {}).get("mean")
+        series = (row.get("stats") or {}).get("series", {})
+        align = (series.get("P_alignment") or {}).get("mean")
+        frame_p = (series.get("P_frame_abs") or {}).get("mean")
         n = n_cells_of(row)
-        if align is not None and n is not None and "min_polar_order" in thresholds:
-            return "tetragonal" if align >= polar_order_threshold(n, thresholds["min_polar_order"]) else "cubic"
+        if align is not None and frame_p is not None and n is not None and "min_polar_order" in thresholds:
+            polar = (align >= polar_order_threshold(n, thresholds["min_polar_order"])
+                     and frame_p >= polar_threshold(thresholds, row.get("born_convention")))
+            return "tetragonal" if polar else "cubic"
         return "cubic"
     return "tetragonal" if row["P_abs"] >= thresholds["polar_min_c_per_m2"] else "cubic"
 

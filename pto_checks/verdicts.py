@@ -333,9 +333,10 @@ def phase_decision(row: dict[str, Any], ensemble: str, settings: StatisticsSetti
     ``supertetragonal``, ``tetragonal``, ``cubic``, or None (undecided).
 
     NPT (the axis-free rule of ``tolerances.phase``): *supertetragonal* when c/a is above
-    ``supertetragonal_min``; *tetragonal* when the per-frame polar order (:func:`polar_order_decision`)
-    is above its threshold, or the time-averaged c/a - 1 is above ``tetragonal_min``; *cubic* only
-    when the per-frame polar order is below its threshold and c/a - 1 is not above
+    ``supertetragonal_min``; *tetragonal* when each frame is polar -- the per-frame polar order
+    (:func:`polar_order_decision`) above its threshold and the per-frame |P| above the polar
+    threshold -- or the time-averaged c/a - 1 is above ``tetragonal_min``; *cubic* only when the
+    polar order or the per-frame |P| is below its threshold and c/a - 1 is not above
     ``tetragonal_min``.  A small cell whose polar axis turns among x, y and z averages c/a to 1
     while every frame is polar: the time-averaged c/a alone would call it cubic.  NVT (lattice
     imposed at c/a 1.06, which pins the axis) decides by |P| against the polar threshold
@@ -354,17 +355,22 @@ def phase_decision(row: dict[str, Any], ensemble: str, settings: StatisticsSetti
         tet = row_decision(row, "c_over_a", thr["tetragonal_min"], offset=-1.0, settings=settings) \
             or _undecided_decision(row, "c/a")
         order = polar_order_decision(row, settings=settings) or _undecided_decision(row, "polar order")
-        decisions += [order, tet, sup]
+        frame_p = row_decision(row, "P_frame_abs", polar_threshold(thr, row.get("born_convention")),
+                               settings=settings) or _undecided_decision(row, "per-frame |P|")
+        decisions += [order, tet, sup, frame_p]
+        polar = order.side is Side.ABOVE and frame_p.side is Side.ABOVE
+        nonpolar = order.side is Side.BELOW or frame_p.side is Side.BELOW
         if sup.side is Side.ABOVE:
             phase = "supertetragonal"
-        elif (order.side is Side.ABOVE or tet.side is Side.ABOVE) and sup.side is Side.BELOW:
+        elif (polar or tet.side is Side.ABOVE) and sup.side is Side.BELOW:
             phase = "tetragonal"
-        elif order.side is Side.BELOW and tet.side is not Side.ABOVE:
+        elif nonpolar and tet.side is not Side.ABOVE:
             phase = "cubic"
         else:
             phase = None
         desc = (sup.describe("c/a") if phase == "supertetragonal" else
-                f"{order.describe('polar order |P|/<|p|>', digits=3)}; {tet.describe('c/a - 1')}")
+                f"{order.describe('polar order |P|/<|p|>', digits=3)}; "
+                f"{frame_p.describe('per-frame |P|', 'C/m^2', 3)}; {tet.describe('c/a - 1')}")
     else:
         pol = row_decision(row, "P_abs", polar_threshold(thr, row.get("born_convention")), settings=settings) \
             or _undecided_decision(row, "|P|")
