@@ -305,7 +305,8 @@ def classify_phase(row: dict[str, Any], ensemble: str, thresholds: dict[str, Any
         align = (series.get("P_alignment") or {}).get("mean")
         frame_p = (series.get("P_frame_abs") or {}).get("mean")
         n = n_cells_of(row)
-        if align is not None and frame_p is not None and n is not None and "min_polar_order" in thresholds:
+        if (align is not None and frame_p is not None and n is not None and "min_polar_order" in thresholds
+                and n >= thresholds.get("min_cells_polar_order", 27)):
             polar = (align >= polar_order_threshold(n, thresholds["min_polar_order"])
                      and frame_p >= polar_threshold(thresholds, row.get("born_convention")))
             return "tetragonal" if polar else "cubic"

@@ -317,13 +317,15 @@ def polar_order_decision(row: dict[str, Any], settings: StatisticsSettings | Non
     """Axis-free polar order of one row: the per-frame alignment ``|P| / mean local |p|``
     (series ``P_alignment``) against :func:`pto_checks.analysis.polar_order_threshold` for the
     row's cell size (``tolerances.phase.min_polar_order`` of the way from the disordered
-    baseline to full order).  None when the row has no such statistics or no cell size."""
+    baseline to full order).  None when the row has no such statistics or no cell size, or its
+    cell is smaller than ``min_cells_polar_order`` (local dipoles sharing most of their atoms)."""
     from pto_checks.analysis import n_cells_of, polar_order_threshold
 
     n = n_cells_of(row)
-    if n is None:
+    phase = tolerance("phase")
+    if n is None or n < phase["min_cells_polar_order"]:
         return None
-    thr = polar_order_threshold(n, tolerance("phase")["min_polar_order"])
+    thr = polar_order_threshold(n, phase["min_polar_order"])
     return row_decision(row, "P_alignment", thr, settings=settings)
 
 
@@ -354,12 +356,16 @@ def phase_decision(row: dict[str, Any], ensemble: str, settings: StatisticsSetti
             or _undecided_decision(row, "c/a")
         tet = row_decision(row, "c_over_a", thr["tetragonal_min"], offset=-1.0, settings=settings) \
             or _undecided_decision(row, "c/a")
-        order = polar_order_decision(row, settings=settings) or _undecided_decision(row, "polar order")
-        frame_p = row_decision(row, "P_frame_abs", polar_threshold(thr, row.get("born_convention")),
-                               settings=settings) or _undecided_decision(row, "per-frame |P|")
+        order = polar_order_decision(row, settings=settings)
+        if order is None:  # small cell or no per-frame statistics: the time-averaged c/a alone
+            order = frame_p = _undecided_decision(row, "polar order (cell too small or no statistics)")
+            polar, nonpolar = False, tet.side is Side.BELOW
+        else:
+            frame_p = row_decision(row, "P_frame_abs", polar_threshold(thr, row.get("born_convention")),
+                                   settings=settings) or _undecided_decision(row, "per-frame |P|")
+            polar = order.side is Side.ABOVE and frame_p.side is Side.ABOVE
+            nonpolar = order.side is Side.BELOW or frame_p.side is Side.BELOW
         decisions += [order, tet, sup, frame_p]
-        polar = order.side is Side.ABOVE and frame_p.side is Side.ABOVE
-        nonpolar = order.side is Side.BELOW or frame_p.side is Side.BELOW
         if sup.side is Side.ABOVE:
             phase = "supertetragonal"
         elif (polar or tet.side is Side.ABOVE) and sup.side is Side.BELOW:

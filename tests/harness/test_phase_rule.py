@@ -85,11 +85,16 @@ def test_disordered_cell_is_decided_cubic():
     assert analysis.classify_phase(row, "npt", tolerance("phase"), tolerance("melting")) == "cubic"
 
 
-def test_polar_order_without_cell_size_is_undecided_not_cubic():
-    row = _row(_frames(3000, polar=True), 800.0)
+def test_small_cells_fall_back_to_the_time_averaged_rule():
+    """Below min_cells_polar_order (2^3 cells: every Pb counts in all eight local dipoles, and a
+    paraelectric synthetic:md_cubic cell has order 0.85 and a thermal |P| of 0.22 C/m^2 at 1000 K)
+    and without a cell size, the per-frame rule is not used: the time-averaged c/a decides."""
+    frames = _frames(3000, polar=True, cells=8)
+    row = _row(frames, 800.0, supercell=2)
+    assert verdicts.polar_order_decision(row) is None
+    assert verdicts.phase_decision(row, "npt")[0] == "cubic"  # the known limit of small cells
     row.pop("task")
-    phase, _, _ = verdicts.phase_decision(row, "npt")
-    assert phase is None
+    assert verdicts.polar_order_decision(row) is None
 
 
 def _stored(temperature_K: int) -> list[dict]:
