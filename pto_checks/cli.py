@@ -12,9 +12,12 @@
                                                 or any check ended in an error (failed verdicts
                                                 are accepted: they are results; inconclusive ones
                                                 are listed with what would decide them)
-    pto-checks nightly DIR [--protocol quick] [-n N] [--model all]
-                                                every model that loads, results + report in
-                                                DIR/<UTC time>/, compared with the previous run
+    pto-checks nightly DIR [--protocol quick] [-n N] [--model all] [--baseline B.json]
+                      [--fail-on-verdict]       every model that loads, results + report in
+                                                DIR/<UTC time>/, compared with the previous run.
+                                                Exit 0: completed, report written (failed verdicts
+                                                are results); 3: errors; 2: regressions against
+                                                --baseline; 1: failed verdicts (--fail-on-verdict)
 """
 
 from __future__ import annotations
@@ -45,6 +48,16 @@ def _verify(args: argparse.Namespace) -> int:
         data = load(args.results)
     except (OSError, ValueError) as exc:
         print(f"pto-checks verify: {exc}", file=sys.stderr)
+        return 1
+    try:
+        from pto_checks.results import validate
+
+        validate(data)
+    except ImportError:
+        pass  # jsonschema (the test extra) not installed: the version check above stands
+    except Exception as exc:  # jsonschema.ValidationError
+        print(f"pto-checks verify: {args.results} does not match results.schema.json: "
+              f"{str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
     policy = args.inconclusive or data.get("harness", {}).get("inconclusive_policy") or "fail"
     bad, undecided, total = [], [], Counter()
@@ -152,14 +165,18 @@ def _run(args: argparse.Namespace) -> int:
 def _run_environments(cache: str, groups: dict[str, list[str]], pythons: dict[str, Path],
                       missing: list[tuple[str, str, bool]], mf: list[str], report_dir: str | None,
                       rest: list[str]) -> int:
-    """One pytest process per environment; results merged into ``report_dir``."""
+    """One pytest process per environment; results merged into ``report_dir`` (with the results
+    already there: results accumulate, as in a single pytest run)."""
     import subprocess
     import tempfile
 
     from pto_checks import environments as envs
-    from pto_checks.results import merge
+    from pto_checks.results import already_there, merge
 
     out = Path(report_dir) if report_dir else Path(tempfile.mkdtemp(prefix="pto-checks-run-"))
+    prior, unreadable = already_there(out / "results.json")
+    if unreadable:
+        print(f"pto-checks run: WARNING: {unreadable}", file=sys.stderr)
     codes, parts, described, where = [], [], {}, {}
     for key, names in groups.items():
         env = envs.Environment.describe(key, pythons[key])
@@ -178,10 +195,10 @@ def _run_environments(cache: str, groups: dict[str, list[str]], pythons: dict[st
         where.update({name: {"key": key, "python": env.python, "packages": env.packages}
                       for name in part.get("models", {})})
         parts.append(part)
-    data = merge(parts) if parts else merge([])
+    data = merge(([prior] if prior else []) + parts)
     for name, env_info in where.items():
         data["models"][name]["environment"] = env_info
-    data["environments"] = described
+    data["environments"] = {**(prior or {}).get("environments", {}), **described}
     data["unavailable"] = [{"model": m, "reason": line} for m, line, _ in missing]
     rc = max(codes, default=0)
     if any(explicit for _, _, explicit in missing):
@@ -222,6 +239,45 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+# ``pto-checks nightly`` exit codes: a failed verdict is a result, not a broken job
+NIGHTLY_OK, NIGHTLY_FAILED_VERDICTS, NIGHTLY_REGRESSIONS, NIGHTLY_ERRORS = 0, 1, 2, 3
+
+
+def default_cache() -> Path:
+    """The cache a plain ``pytest`` run from this directory uses (pytest's cache folder,
+    ``.pytest_cache/d/pto-checks``), so ``pto-checks nightly`` reuses what such runs computed."""
+    return Path.cwd() / ".pytest_cache" / "d" / "pto-checks"
+
+
+def nightly_outcome(data: dict | None, pytest_rc: int, baseline: dict | None,
+                    fail_on_verdict: bool) -> tuple[int, list[str]]:
+    """Exit code of a nightly run and the reasons: errors (pytest could not run or finish, no
+    results or report, a check that errored) > regressions against ``baseline`` (a check that
+    passed there fails now, or a regression check failed: a quantity moved beyond tolerance) >
+    failed verdicts (only with ``fail_on_verdict``) > 0."""
+    if data is None:
+        return NIGHTLY_ERRORS, [f"no results were written (pytest exit status {pytest_rc})"]
+    if pytest_rc not in (0, 1):
+        return NIGHTLY_ERRORS, [f"pytest exit status {pytest_rc} (interrupted, usage or internal error)"]
+    checks = [(m, tid, c) for m, e in data["models"].items() for tid, c in e.get("checks", {}).items()]
+    errors = [f"{m} {tid}: error: {c.get('message', '').splitlines()[0][:200] if c.get('message') else ''}"
+              for m, tid, c in checks if c["status"] == "error"]
+    if errors:
+        return NIGHTLY_ERRORS, errors
+    if baseline is not None:
+        regressions = []
+        for m, tid, c in checks:
+            before = baseline.get("models", {}).get(m, {}).get("checks", {}).get(tid, {}).get("status")
+            if c["status"] == "fail" and (before == "pass" or "regression" in c.get("markers", [])):
+                regressions.append(f"{m} {tid}: {before or 'new'} -> fail")
+        if regressions:
+            return NIGHTLY_REGRESSIONS, regressions
+    failed = [f"{m} {tid}: fail" for m, tid, c in checks if c["status"] == "fail" and not c.get("gate")]
+    if fail_on_verdict and failed:
+        return NIGHTLY_FAILED_VERDICTS, failed
+    return NIGHTLY_OK, []
+
+
 def _nightly(args: argparse.Namespace) -> int:
     import datetime as dt
 
@@ -231,15 +287,37 @@ def _nightly(args: argparse.Namespace) -> int:
     extra = ["-m", args.marker, "--protocol", args.protocol, "--report", str(out)]
     for m in args.model or ["all"]:
         extra += ["--model", m]
+    for f in args.model_file or []:
+        extra += ["--model-file", f]
     if args.workers:
         extra += ["-n", str(args.workers)]
+    baseline = None
+    if args.baseline:
+        try:
+            baseline = load(args.baseline)
+        except (OSError, ValueError) as exc:
+            print(f"pto-checks nightly: --baseline {args.baseline}: {exc}", file=sys.stderr)
+            return NIGHTLY_ERRORS
+        extra += ["--baseline", args.baseline]
     if runs:
         extra += ["--compare", str(runs[-1])]
         print(f"comparing with {runs[-1]}")
-    ns = argparse.Namespace(pytest_args=extra, cache=args.cache, env=args.env)
-    rc = _run(ns)
-    print(f"nightly results and report in {out}")
-    return rc
+    cache = Path(args.cache) if args.cache else default_cache()
+    print(f"MD and relaxation cache: {cache}")
+    rc = _run(argparse.Namespace(pytest_args=extra, cache=str(cache), env=args.env))
+    data = None
+    if (out / "results.json").is_file() and (out / "report.html").is_file():
+        try:
+            data = load(out / "results.json")
+        except (OSError, ValueError) as exc:
+            print(f"pto-checks nightly: {exc}", file=sys.stderr)
+    code, reasons = nightly_outcome(data, rc, baseline, args.fail_on_verdict)
+    what = {NIGHTLY_OK: "completed", NIGHTLY_FAILED_VERDICTS: "failed verdicts (--fail-on-verdict)",
+            NIGHTLY_REGRESSIONS: "regressions against the baseline", NIGHTLY_ERRORS: "errors"}[code]
+    print(f"nightly results and report in {out}: {what} (exit {code})")
+    for r in reasons[:50]:
+        print(f"  {r}")
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -272,7 +350,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", action="append", default=[], help="default: all")
     p.add_argument("-m", dest="marker", default="sanity or static or phonon or dynamic")
     p.add_argument("-n", dest="workers", type=int, default=0, help="pytest-xdist workers")
-    p.add_argument("--cache", default=".pto_cache", help="MD cache (keep it between nights: resumable)")
+    p.add_argument("--model-file", action="append", default=[], help="register models from a TOML file")
+    p.add_argument("--baseline", help="accepted results: a check that passed there and fails now, or a "
+                                      "quantity that moved beyond tolerance, exits 2")
+    p.add_argument("--fail-on-verdict", action="store_true",
+                   help="exit 1 when a verdict fails (default: failed verdicts are results, exit 0)")
+    p.add_argument("--cache", default=None,
+                   help="MD and relaxation cache (default: pytest's, .pytest_cache/d/pto-checks here, shared with "
+                        "plain pytest runs; keep it between nights: resumable)")
     p.add_argument("--env", action="append", default=[], metavar="KEY=PATH",
                    help="environment of a family group (main, m3gnet, gptff, deepmd-tf): venv or python")
     p.set_defaults(fn=_nightly)

@@ -147,5 +147,5 @@ def plot_bands(result: PhononResult, path: str | Path, title: str = "") -> None:
     ax.set_ylabel("Frequency (THz)")
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=300)
     plt.close(fig)

@@ -1,23 +1,38 @@
-"""Reports: figures (matplotlib, Agg), a self-contained HTML page and a Markdown summary, and the
-comparison of two results files (nightly regressions, CI baselines).
+"""Reports: the study's figures (matplotlib, Agg; SVG + 300 dpi PNG), a self-contained HTML page,
+a Markdown summary, the verdict matrix (HTML, Markdown, terminal), the export of MD files into the
+report folder, and the comparison of two results files (nightly regressions, CI baselines).
 
-Reads only results.json dicts (and the figure files they name), so a report can be rebuilt from
-saved results without rerunning anything: ``pto-checks report RESULTS.json... -o DIR``.
+Reads only results.json dicts (and the files they name), so a report can be rebuilt from saved
+results without rerunning anything: ``pto-checks report RESULTS.json... -o DIR``.  Figures are
+rebuilt from the data every time, into a fresh folder that replaces ``DIR/figures`` whole, so a
+figure whose data is gone never survives.
 """
 
 from __future__ import annotations
 
 import base64
 import html
+import math
+import os
 import shutil
+import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pto_checks.results import comparable_quantities, finite_or_zero, movement_limit
+from pto_checks.results import comparable_quantities, finite_or_zero, movement_limit, protocol_label
 
-PHASE_MARKERS = {"tetragonal": "o", "cubic": "s", "supertetragonal": "^", "molten": "x", "unstable": "X"}
+# Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision
+# deficiency.  Yellow last (weak on white); beyond eight models the line style changes too.
+OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
+LINESTYLES = ("-", "--", ":", "-.")
+PHASE_MARKERS = {"tetragonal": "o", "cubic": "s", "supertetragonal": "^", "molten": "X", "unstable": "D"}
 STATUS_SYMBOL = {"pass": "✔ pass", "fail": "✘ fail", "inconclusive": "? inconclusive", "skip": "– skip",
                  "error": "⚠ error"}
+KNOWN_STATUSES = tuple(STATUS_SYMBOL)
+# verdict-matrix groups, in the order of the study; a check belongs to the first marker it carries
+GROUPS = ("sanity", "static", "phonon", "accuracy", "npt", "nvt", "equivalence", "regression", "benchmark")
+MATRIX_MODELS_PER_TABLE = 10  # wider sweeps wrap into further tables
 
 
 def _plt():
@@ -26,65 +41,395 @@ def _plt():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    plt.rcParams.update({"svg.fonttype": "none", "font.size": 9, "axes.titlesize": 9,
+                         "legend.fontsize": 8, "legend.frameon": False})
     return plt
 
 
-def plot_sweep(rows: list[dict[str, Any]], ensemble: str, path: str | Path, title: str = "") -> None:
-    """NPT: a and c vs T with error bars and the phase marked; NVT: Pz and |P| vs T."""
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    temps = [r["T_K"] for r in rows]
-    if ensemble == "npt":
-        for key, color in (("a", "tab:blue"), ("c", "tab:red")):
-            ax.errorbar(temps, [r[key] for r in rows], yerr=[finite_or_zero(r.get(f"{key}_err")) for r in rows],
-                        color=color, label=key, capsize=3)
-            for r in rows:
-                ax.plot(r["T_K"], r[key], PHASE_MARKERS.get(r["phase"], "o"), color=color, ms=7)
-        ax.set_ylabel("Lattice parameter (Å)")
-    else:
-        ax.errorbar(temps, [abs(r["Pz"]) for r in rows], yerr=[finite_or_zero(r.get("Pz_err")) for r in rows],
-                    color="tab:green", label="|Pz|", capsize=3)
-        for r in rows:
-            ax.plot(r["T_K"], abs(r["Pz"]), PHASE_MARKERS.get(r["phase"], "o"), color="tab:green", ms=7)
-        ax.plot(temps, [r["P_abs"] for r in rows], "--", color="grey", label="|P|")
-        ax.set_ylabel("Polarization (C/m²)")
-    ymin = ax.get_ylim()[0]
-    for r in rows:
-        ax.annotate(r["phase"], (r["T_K"], ymin), fontsize=7, ha="center", va="bottom", rotation=90)
-    ax.set_xlabel("Temperature (K)")
-    ax.legend(title="o tetragonal, s cubic, ^ supertetragonal, x molten", title_fontsize=6, fontsize=8)
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+def _style(i: int) -> dict[str, Any]:
+    return {"color": OKABE_ITO[i % len(OKABE_ITO)], "ls": LINESTYLES[(i // len(OKABE_ITO)) % len(LINESTYLES)]}
+
+
+def _num(x: Any) -> float:
+    try:
+        return float(x)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _save(fig, base: Path) -> tuple[Path, Path]:
+    """``base.svg`` and ``base.png`` (300 dpi), tight bounding box (legends outside the axes fit)."""
+    svg, png = base.with_suffix(".svg"), base.with_suffix(".png")
+    fig.savefig(svg, bbox_inches="tight")
+    fig.savefig(png, dpi=300, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
     plt.close(fig)
+    return svg, png
 
 
-def plot_ground_states(data: dict[str, Any], path: Path) -> bool:
-    """Ground-state a vs c/a per model against LDA, PBE, PBEsol and experiment."""
+def _phase_handles(phases: set[str]):
+    from matplotlib.lines import Line2D
+
+    return [Line2D([], [], ls="none", marker=PHASE_MARKERS.get(p, "d"), color="0.35", mfc="white", ms=6,
+                   label=p) for p in [*PHASE_MARKERS, *sorted(phases - set(PHASE_MARKERS))] if p in phases]
+
+
+def _outside_legend(ax, handles, title: str | None = None) -> None:
+    if handles:
+        ax.legend(handles=handles, title=title, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0,
+                  title_fontsize=8, alignment="left")
+
+
+def plot_npt(series: list[tuple[str, list[dict[str, Any]]]], base: Path, tc_K: float | None,
+             tetragonal_min: float, title: str = "") -> tuple[Path, Path]:
+    """NPT sweep(s): a and c vs T (top) and c/a vs T with the phase at each point (bottom), error
+    bars from block averages, the cubic threshold and the experimental Tc.  ``series``: one
+    (label, rows) per model; several overlay (colour per model, marker per phase)."""
+    plt = _plt()
+    from matplotlib.lines import Line2D
+
+    fig, (top, bottom) = plt.subplots(2, 1, sharex=True, figsize=(6.0, 5.6))
+    phases: set[str] = set()
+    model_handles = []
+    for i, (label, rows) in enumerate(series):
+        st = _style(i)
+        temps = [_num(r.get("T_K")) for r in rows]
+        for key, ls in (("a", st["ls"]), ("c", "--" if st["ls"] == "-" else st["ls"])):
+            top.errorbar(temps, [_num(r.get(key)) for r in rows],
+                         yerr=[finite_or_zero(r.get(f"{key}_err")) for r in rows],
+                         color=st["color"], ls=ls, lw=1.2, capsize=2, marker="." if key == "a" else None)
+        bottom.errorbar(temps, [_num(r.get("c_over_a")) for r in rows],
+                        yerr=[finite_or_zero(r.get("c_over_a_err")) for r in rows], color=st["color"], ls=st["ls"],
+                        lw=1.2, capsize=2)
+        for r in rows:
+            phase = str(r.get("phase", "?"))
+            phases.add(phase)
+            bottom.plot(_num(r.get("T_K")), _num(r.get("c_over_a")), ls="none", marker=PHASE_MARKERS.get(phase, "d"),
+                        ms=6.5, mec=st["color"], mfc="white", mew=1.4, zorder=3)
+        model_handles.append(Line2D([], [], color=st["color"], ls=st["ls"], label=label))
+    bottom.axhline(1 + tetragonal_min, color="0.5", ls=":", lw=1)
+    for ax in (top, bottom):
+        if tc_K:
+            ax.axvline(tc_K, color="0.2", ls="-.", lw=0.9)
+        ax.grid(alpha=0.25, lw=0.5)
+    top.set_ylabel("Lattice parameter (Å)")
+    bottom.set_ylabel("c/a")
+    bottom.set_xlabel("Temperature (K)")
+    if title:
+        top.set_title(title)
+    lines = [Line2D([], [], color="0.35", ls="-", marker=".", label="a"),
+             Line2D([], [], color="0.35", ls="--", label="c")]
+    _outside_legend(top, (model_handles if len(series) > 1 else []) + lines)
+    refs = [Line2D([], [], color="0.5", ls=":", label=f"cubic below c/a = {1 + tetragonal_min:g}")]
+    if tc_K:
+        refs.append(Line2D([], [], color="0.2", ls="-.", label=f"experimental Tc = {tc_K:g} K"))
+    _outside_legend(bottom, _phase_handles(phases) + refs, title="phase")
+    return _save(fig, base)
+
+
+def plot_nvt(series: list[tuple[str, list[dict[str, Any]]]], base: Path, tc_K: float | None,
+             polar_min: float, title: str = "") -> tuple[Path, Path]:
+    """NVT sweep(s) at the imposed lattice: |Pz| vs T with block-average error bars, the phase at
+    each point, the polar threshold and the experimental Tc."""
+    plt = _plt()
+    from matplotlib.lines import Line2D
+
+    fig, ax = plt.subplots(figsize=(6.0, 3.4))
+    phases: set[str] = set()
+    model_handles = []
+    for i, (label, rows) in enumerate(series):
+        st = _style(i)
+        temps = [_num(r.get("T_K")) for r in rows]
+        ax.errorbar(temps, [abs(_num(r.get("Pz"))) for r in rows], yerr=[finite_or_zero(r.get("Pz_err")) for r in rows],
+                    color=st["color"], ls=st["ls"], lw=1.2, capsize=2)
+        for r in rows:
+            phase = str(r.get("phase", "?"))
+            phases.add(phase)
+            ax.plot(_num(r.get("T_K")), abs(_num(r.get("Pz"))), ls="none", marker=PHASE_MARKERS.get(phase, "d"),
+                    ms=6.5, mec=st["color"], mfc="white", mew=1.4, zorder=3)
+        model_handles.append(Line2D([], [], color=st["color"], ls=st["ls"], label=label))
+    ax.axhline(polar_min, color="0.5", ls=":", lw=1)
+    if tc_K:
+        ax.axvline(tc_K, color="0.2", ls="-.", lw=0.9)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.25, lw=0.5)
+    ax.set_xlabel("Temperature (K)")
+    ax.set_ylabel("|Pz| (C/m²)")
+    if title:
+        ax.set_title(title)
+    refs = [Line2D([], [], color="0.5", ls=":", label=f"polar above {polar_min:g} C/m²")]
+    if tc_K:
+        refs.append(Line2D([], [], color="0.2", ls="-.", label=f"experimental Tc = {tc_K:g} K"))
+    _outside_legend(ax, (model_handles if len(series) > 1 else []) + _phase_handles(phases) + refs)
+    return _save(fig, base)
+
+
+def plot_ground_states(data: dict[str, Any], base: Path) -> tuple[Path, Path] | None:
+    """Relaxed (0 K) a vs c/a of every model against LDA, PBE, PBEsol and experiment."""
+    from matplotlib.lines import Line2D
+
     from pto_checks.reference import load_reference
 
     pts = [(name, m["quantities"]["ground_state"]) for name, m in data["models"].items()
-           if "ground_state" in m.get("quantities", {})]
+           if "a" in m.get("quantities", {}).get("ground_state", {})]
     if not pts:
-        return False
+        return None
     plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for key, ref in load_reference()["references"].items():
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    refs = load_reference()["references"]
+    for key, ref in refs.items():
         if "a" in ref and "c_over_a" in ref:
-            ax.plot(ref["a"], ref["c_over_a"], "*", ms=14, color="k" if key == "experiment" else "grey")
-            ax.annotate(key.upper() if key != "experiment" else "Exp.", (ref["a"], ref["c_over_a"]),
-                        textcoords="offset points", xytext=(6, 4), fontsize=8)
-    for name, g in pts:
-        ax.plot(g["a"]["value"], g["c_over_a"]["value"], "o", ms=8)
-        ax.annotate(name, (g["a"]["value"], g["c_over_a"]["value"]), textcoords="offset points",
-                    xytext=(6, -10), fontsize=8)
+            exp = key == "experiment"
+            ax.plot(ref["a"], ref["c_over_a"], "*", ms=13, color="k" if exp else "0.55", zorder=2)
+            ax.annotate("experiment" if exp else key.upper().replace("PBESOL", "PBEsol"), (ref["a"], ref["c_over_a"]),
+                        textcoords="offset points", xytext=(7, -3), fontsize=8, color="k" if exp else "0.35")
+    handles = [Line2D([], [], ls="none", marker="*", ms=11, color="0.55", label="DFT (LDA, PBE, PBEsol)"),
+               Line2D([], [], ls="none", marker="*", ms=11, color="k", label="experiment")]
+    markers = "ovs^DPXhp<>"
+    for i, (name, g) in enumerate(pts):
+        st = _style(i)
+        mk = markers[i % len(markers)]
+        ax.plot(g["a"]["value"], g["c_over_a"]["value"], ls="none", marker=mk, ms=8, color=st["color"],
+                mec="k", mew=0.5, zorder=3)
+        handles.append(Line2D([], [], ls="none", marker=mk, ms=7, color=st["color"], mec="k", mew=0.5, label=name))
+    ax.margins(0.12)
+    ax.grid(alpha=0.25, lw=0.5)
     ax.set_xlabel("a (Å)")
     ax.set_ylabel("c/a")
-    ax.set_title("Relaxed P4mm PbTiO3 (0 K)", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+    ax.set_title("Relaxed P4mm PbTiO3 at 0 K")
+    _outside_legend(ax, handles)
+    return _save(fig, base)
+
+
+def plot_speed(data: dict[str, Any], base: Path) -> tuple[Path, Path] | None:
+    """MD steps per second vs number of atoms, per model and engine (from the benchmark section)."""
+    from matplotlib.lines import Line2D
+
+    series = {name: m["quantities"]["benchmark"]["md_speed"]["value"] for name, m in data["models"].items()
+              if "md_speed" in m.get("quantities", {}).get("benchmark", {})}
+    if not series:
+        return None
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.0, 4.0))
+    handles, engines = [], set()
+    for i, (name, rows) in enumerate(series.items()):
+        st = _style(i)
+        for engine, (mk, ls) in (("ase", ("o", "-")), ("batched", ("s", "--"))):
+            sel = sorted((r for r in rows if r.get("engine", "ase") == engine), key=lambda r: r["n_atoms"])
+            if sel:  # replica-steps/s for the batched engine (all its replicas' steps count)
+                engines.add(engine)
+                ax.loglog([r["n_atoms"] for r in sel], [r.get("replica_steps_per_s", r["steps_per_s"]) for r in sel],
+                          marker=mk, ls=ls, color=st["color"])
+        handles.append(Line2D([], [], color=st["color"], label=name))
+    handles.append(Line2D([], [], color="0.35", marker="o", ls="-", label="ASE engine"))
+    if "batched" in engines:
+        handles.append(Line2D([], [], color="0.35", marker="s", ls="--", label="batched engine"))
+    ax.grid(alpha=0.25, lw=0.5, which="both")
+    ax.set_xlabel("Atoms (per replica)")
+    ax.set_ylabel("MD steps per second\n(batched: replica-steps per second)")
+    _outside_legend(ax, handles)
+    return _save(fig, base)
+
+
+# --- captions ----------------------------------------------------------------------------------
+
+def _short(check_id: str) -> str:
+    """``test_static.py::test_delta_e_vs_pbesol[mtk]`` -> ``delta e vs pbesol [mtk]``."""
+    name = check_id.split("::")[-1]
+    return name.removeprefix("test_").replace("_", " ").replace("[", " [")
+
+
+def _symbol(status: str) -> str:
+    return STATUS_SYMBOL.get(status, status)
+
+
+def protocol_text(label: str, data: dict[str, Any], md: bool = False) -> str:
+    """``protocol smoke (reduced: qualitative only; 2×2×2 cells = 40 atoms, 150 steps of 2 fs per
+    temperature)`` from the protocol recorded under ``label``."""
+    proto = data.get("protocols", {}).get(label) or {}
+    bits = []
+    if md and proto.get("reduced"):  # 0 K and phonon settings are the same in every named protocol
+        bits.append("reduced: qualitative only")
+    m = proto.get("md") or {}
+    if md and m:
+        n = m.get("supercell")
+        bits.append(f"{n}×{n}×{n} cells = {5 * n ** 3} atoms, {m.get('steps')} steps of {m.get('timestep_fs')} fs "
+                    f"per temperature" if isinstance(n, int) else f"{m.get('steps')} steps per temperature")
+    return f"protocol {label}" + (f" ({'; '.join(bits)})" if bits else "")
+
+
+def _related(entry: dict[str, Any], marker: str, integrator: str | None = None) -> list[str]:
+    """Check ids of ``entry`` with ``marker`` (for NPT, those of ``integrator``: ``[mtk]`` ids)."""
+    out = []
+    for tid, chk in entry.get("checks", {}).items():
+        if marker not in chk.get("markers", []):
+            continue
+        if integrator is not None and tid.endswith("]") != (integrator != "melchionna"):
+            continue
+        out.append(tid)
+    return out
+
+
+def _verdict_summary(entry: dict[str, Any], tids: list[str]) -> str:
+    """``all 6 static checks pass`` / ``4 of 6 pass; fail: delta e vs pbesol; skip: ...``."""
+    if not tids:
+        return "no verdict recorded"
+    by: dict[str, list[str]] = {}
+    for t in tids:
+        by.setdefault(entry["checks"][t]["status"], []).append(_short(t))
+    npass = len(by.pop("pass", []))
+    if not by:
+        return f"all {npass} checks pass"
+    return f"{npass} of {len(tids)} pass; " + "; ".join(f"{st}: {', '.join(names)}" for st, names in by.items())
+
+
+def _verdict_text(entry: dict[str, Any], tids: list[str]) -> str:
+    if not tids:
+        return "no verdict recorded"
+    return "; ".join(f"{_short(t)}: {entry['checks'][t]['status']}" for t in tids)
+
+
+# --- figures -----------------------------------------------------------------------------------
+
+@dataclass
+class Figure:
+    """One figure of the report: ``png`` (300 dpi) and ``svg`` under ``figures/``, its caption,
+    and the section it belongs to (a model's name, or ``""`` for the figures across models)."""
+
+    name: str
+    caption: str
+    section: str
+    png: Path
+    svg: Path | None
+
+
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+
+
+def make_figures(data: dict[str, Any], figdir: Path) -> list[Figure]:
+    """Every figure of a report into ``figdir`` (which must be empty or new)."""
+    from pto_checks.reference import load_reference
+
+    ref = load_reference()
+    tc_K = ref.get("experiment", {}).get("tc", {}).get("value")
+    phase_tol = ref["tolerances"]["phase"]
+    figdir.mkdir(parents=True, exist_ok=True)
+    figs: list[Figure] = []
+    models = data.get("models", {})
+
+    got = plot_ground_states(data, figdir / "ground_state")
+    if got:
+        per = "; ".join(
+            f"{n} (protocol {protocol_label(m['quantities']['ground_state']['a'], data)}): static verdicts "
+            f"{_verdict_summary(m, _related(m, 'static'))}"
+            for n, m in models.items() if "a" in m.get("quantities", {}).get("ground_state", {}))
+        figs.append(Figure("ground_state", "Relaxed (0 K) lattice parameter a and tetragonality c/a of P4mm PbTiO3, "
+                           "each model against the LDA, PBE and PBEsol values and experiment (stars). " + per + ".",
+                           "", got[1], got[0]))
+
+    # sweeps: the overlay across models first, then per model
+    keys = sorted({k for m in models.values() for k in m.get("quantities", {}).get("md", {})})
+    for key in keys:
+        ens, integ = key.split("_", 1)
+        with_sweep = [(n, m) for n, m in models.items() if key in m.get("quantities", {}).get("md", {})]
+        per_model = []
+        for n, m in with_sweep:
+            q = m["quantities"]["md"][key]
+            per_model.append((n, m, q["value"]["rows"], protocol_label(q, data)))
+        marker = ens
+        if len(per_model) > 1:
+            series = [(n, rows) for n, _, rows, _ in per_model]
+            used = {lab for _, _, _, lab in per_model}
+            labels = (_cap(protocol_text(used.pop(), data, md=True)) if len(used) == 1 else
+                      "Protocols: " + "; ".join(f"{n}: {lab}" for n, _, _, lab in per_model))
+            base = figdir / f"{key}_all_models"
+            if ens == "npt":
+                svg, png = plot_npt(series, base, tc_K, phase_tol["tetragonal_min"], title=f"NPT ({integ}), all models")
+                what = (f"c/a, a and c vs temperature, NPT ({integ}), all models overlaid (colour per model, "
+                        "marker per phase)")
+            else:
+                svg, png = plot_nvt(series, base, tc_K, phase_tol["polar_min_c_per_m2"],
+                                    title=f"NVT ({integ}), all models")
+                what = f"|Pz| vs temperature, NVT ({integ}) at the imposed lattice, all models overlaid"
+            figs.append(Figure(base.name, f"{what}. {labels}.", "", png, svg))
+        for n, m, rows, lab in per_model:
+            base = figdir / f"{key}_{_safe(n)}"
+            verdicts = _verdict_text(m, _related(m, marker, integ if ens == "npt" else None))
+            if ens == "npt":
+                svg, png = plot_npt([(n, rows)], base, tc_K, phase_tol["tetragonal_min"],
+                                    title=f"{n}: NPT ({integ}), protocol {lab}")
+                what = (f"{n}: NPT ({integ}) heating sweep: a and c (top) and c/a with the phase at each temperature "
+                        f"(bottom), block-average error bars")
+            else:
+                svg, png = plot_nvt([(n, rows)], base, tc_K, phase_tol["polar_min_c_per_m2"],
+                                    title=f"{n}: NVT ({integ}), protocol {lab}")
+                what = (f"{n}: NVT ({integ}) heating sweep at the imposed lattice: |Pz| with block-average error bars "
+                        f"and the phase at each temperature")
+            figs.append(Figure(base.name, f"{what}. {_cap(protocol_text(lab, data, md=True))}. "
+                               f"Verdicts: {verdicts}.", n, png, svg))
+
+    for n, m in models.items():
+        ph = m.get("quantities", {}).get("phonons", {})
+        files = ph.get("files", {}).get("value", {})
+        plot = files.get("plot")
+        if not plot or not Path(plot).is_file():
+            continue
+        base = figdir / f"phonons_{_safe(n)}"
+        png = base.with_suffix(".png")
+        shutil.copy(plot, png)
+        svg = None
+        if files.get("plot_svg") and Path(files["plot_svg"]).is_file():
+            svg = base.with_suffix(".svg")
+            shutil.copy(files["plot_svg"], svg)
+        lab = protocol_label(ph.get("f_min"), data)
+        sc = (data.get("protocols", {}).get(lab) or {}).get("phonon", {}).get("supercell")
+        bits = [f"{n}: harmonic phonon bands of the model's relaxed P4mm cell (phonopy finite displacements"
+                + (f", {'×'.join(map(str, sc))} supercell" if sc else "") + f"; {protocol_text(lab, data)}); "
+                "imaginary frequencies are drawn as negative numbers"]
+        if "f_min" in ph:
+            bits.append(f"lowest judged frequency {ph['f_min']['value']:.3f} THz at q = {_q(ph['f_min'].get('q'))}")
+        if "f_min_all" in ph and ph["f_min_all"]["value"] < ph.get("f_min", {}).get("value", math.inf) - 1e-9:
+            bits.append(f"lowest anywhere {ph['f_min_all']['value']:.3f} THz at q = {_q(ph['f_min_all'].get('q'))}, "
+                        "on an acoustic branch between the q-points commensurate with the supercell: a Fourier-"
+                        "interpolation artefact of the finite supercell, reported but not judged "
+                        "(reference_data/pto.toml, tolerances.phonon)")
+        bits.append(f"verdict: {_verdict_text(m, _related(m, 'phonon'))}")
+        figs.append(Figure(base.name, "; ".join(bits) + ".", n, png, svg))
+
+    for n, m in models.items():  # the accuracy tier's figures (drawn by the tier, PNG)
+        acc = m.get("quantities", {}).get("accuracy", {})
+        files = acc.get("files", {}).get("value", {})
+        sub = acc.get("subsample", {}).get("value", {}).get("text")
+        functional = m.get("spec", {}).get("functional", "?")
+        for key, what in (("parity", "force components, model vs DFT, per species (colour: AIMD temperature)"),
+                          ("errors_vs_T", "force, relative-energy and stress errors vs AIMD temperature, with "
+                                          "the verdicts' limits dashed")):
+            src = files.get(key)
+            if not src or not Path(src).is_file():
+                continue
+            base = figdir / f"accuracy_{_safe(n)}_{key}"
+            png = base.with_suffix(".png")
+            shutil.copy(src, png)
+            lab = protocol_label(acc["files"], data)
+            caption = (f"{n} (trained on {functional}) against PbTiO3 PBEsol ab initio MD frames: {what}; "
+                       f"{protocol_text(lab, data)}" + (f"; frames: {sub}" if sub else "")
+                       + f"; verdict: {_verdict_text(m, _related(m, 'accuracy'))}.")
+            figs.append(Figure(base.name, caption, n, png, None))
+
+    got = plot_speed(data, figdir / "speed")
+    if got:
+        figs.append(Figure("speed", "MD speed vs number of atoms, per model and engine (log-log; the batched "
+                           "engine counts the steps of all its replicas).", "", got[1], got[0]))
+    return figs
+
+
+def _q(q: Any) -> str:
+    try:
+        return "(" + ", ".join(f"{float(x):.3g}" for x in q) + ")"
+    except TypeError:
+        return "?"
 
 
 def _engine_text(data: dict[str, Any]) -> str:
@@ -97,80 +442,207 @@ def _engine_text(data: dict[str, Any]) -> str:
     return f"MD engine{'s' if len(engines) > 1 else ''} {', '.join(engines)}"
 
 
-def plot_speed(data: dict[str, Any], path: Path) -> bool:
-    """MD steps per second vs number of atoms, per model (from the benchmark section)."""
-    series = {name: m["quantities"]["benchmark"]["md_speed"]["value"] for name, m in data["models"].items()
-              if "md_speed" in m.get("quantities", {}).get("benchmark", {})}
-    if not series:
-        return False
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for name, rows in series.items():
-        for engine, style in (("ase", "o-"), ("batched", "s--")):
-            sel = sorted((r for r in rows if r.get("engine", "ase") == engine), key=lambda r: r["n_atoms"])
-            if sel:  # replica-steps/s for the batched engine (all its replicas' steps count)
-                ax.loglog([r["n_atoms"] for r in sel], [r.get("replica_steps_per_s", r["steps_per_s"]) for r in sel],
-                          style, label=f"{name} ({engine})")
-    ax.set_xlabel("Number of atoms (per replica)")
-    ax.set_ylabel("MD steps per second (batched: replica-steps)")
-    ax.legend(fontsize=8)
-    ax.set_title("Speed", fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
+# --- MD files into the report folder ----------------------------------------------------------
+
+def export_md_files(rows: list[dict[str, Any]], report_dir: str | Path, model: str, sweep: str) -> list[dict[str, str]]:
+    """Copy each temperature's ``trajectory.extxyz`` and ``samples.csv`` from its cache folder
+    (``row["folder"]``) into ``report_dir/md/<model>/<sweep>/<T>K_*`` (hard link when the cache is on
+    the same file system, else an atomic copy); return per row ``{"trajectory": ..., "samples": ...}``,
+    paths relative to ``report_dir`` (what results.json links)."""
+    report_dir = Path(report_dir)
+    dst_dir = report_dir / "md" / _safe(model) / sweep
+    out = []
+    for r in rows:
+        files: dict[str, str] = {}
+        folder = Path(r["folder"]) if r.get("folder") else None
+        for name, key in (("trajectory.extxyz", "trajectory"), ("samples.csv", "samples")):
+            src = folder / name if folder else None
+            if src is None or not src.is_file():
+                continue
+            dst_dir.mkdir(parents=True, exist_ok=True)
+            dst = dst_dir / f"{_num(r.get('T_K')):04.0f}K_{name}"
+            tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+            try:
+                os.link(src, tmp)
+            except OSError:
+                shutil.copyfile(src, tmp)
+            os.replace(tmp, dst)
+            files[key] = dst.relative_to(report_dir).as_posix()
+        out.append(files)
+    return out
 
 
-def make_figures(data: dict[str, Any], out: Path) -> list[tuple[str, Path]]:
-    """All figures of a report, as (caption, PNG path) under ``out/figures``."""
-    figdir = out / "figures"
-    figdir.mkdir(parents=True, exist_ok=True)
-    figs: list[tuple[str, Path]] = []
-    if plot_ground_states(data, figdir / "ground_state.png"):
-        figs.append(("Ground state: a vs c/a against LDA, PBE, PBEsol and experiment", figdir / "ground_state.png"))
-    for name, m in data["models"].items():
-        q = m.get("quantities", {})
-        plot = q.get("phonons", {}).get("files", {}).get("value", {}).get("plot")
-        if plot and Path(plot).is_file():
-            dst = figdir / f"phonons_{_safe(name)}.png"
-            if Path(plot).resolve() != dst.resolve():
-                shutil.copy(plot, dst)
-            figs.append((f"{name}: phonon bands of the relaxed P4mm cell", dst))
-        for key, sweep in q.get("md", {}).items():
-            ens, integ = key.split("_", 1)
-            dst = figdir / f"md_{_safe(name)}_{key}.png"
-            rows = sweep["value"]["rows"]
-            plot_sweep(rows, ens, dst, title=f"{name}: {ens.upper()} ({integ})")
-            what = "a and c vs T (NPT)" if ens == "npt" else "|Pz| vs T (NVT)"
-            figs.append((f"{name}: {what}, {integ}", dst))
-        for key, caption in (("parity", "force parity per species vs PBEsol AIMD frames"),
-                             ("errors_vs_T", "force, relative-energy and stress errors vs AIMD temperature")):
-            src = q.get("accuracy", {}).get("files", {}).get("value", {}).get(key)
-            if src and Path(src).is_file():
-                dst = figdir / f"accuracy_{_safe(name)}_{key}.png"
-                if Path(src).resolve() != dst.resolve():
-                    shutil.copy(src, dst)
-                functional = m.get("spec", {}).get("functional", "?")
-                figs.append((f"{name} (trained on {functional}): {caption}", dst))
-    if plot_speed(data, figdir / "speed.png"):
-        figs.append(("MD speed vs number of atoms", figdir / "speed.png"))
-    return figs
+# --- verdict matrix ----------------------------------------------------------------------------
+
+def _checks(data: dict[str, Any]) -> list[str]:
+    seen: dict[str, None] = {}
+    for m in data["models"].values():
+        for tid in m.get("checks", {}):
+            seen.setdefault(tid, None)
+    return list(seen)
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+def _group(data: dict[str, Any], tid: str) -> str:
+    for m in data["models"].values():
+        chk = m.get("checks", {}).get(tid)
+        if chk:
+            for g in GROUPS:
+                if g in chk.get("markers", []):
+                    return g
+    return "other"
+
+
+def matrix_groups(data: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """Check ids grouped by stage (sanity, static, phonon, npt, nvt, ...), in the study's order."""
+    by: dict[str, list[str]] = {}
+    for tid in _checks(data):
+        by.setdefault(_group(data, tid), []).append(tid)
+    return [(g, by[g]) for g in (*GROUPS, "other") if g in by]
+
+
+def _group_protocols(entry: dict[str, Any], tids: list[str], data: dict[str, Any]) -> str:
+    labels = sorted({protocol_label(entry["checks"][t], data) for t in tids if t in entry.get("checks", {})})
+    return ", ".join(labels)
+
+
+def _chunks(names: list[str], n: int) -> list[list[str]]:
+    return [names[i:i + n] for i in range(0, len(names), n)] or [[]]
+
+
+def _breakable(name: str) -> str:
+    """A model name, HTML-escaped, with line-break opportunities after / : - _ . (long paths wrap
+    at their separators instead of mid-word)."""
+    out = html.escape(name)
+    for sep in "/:-_.":
+        out = out.replace(sep, sep + "<wbr>")
+    return out
+
+
+def _status_class(status: str) -> str:
+    return f"st-{status}" if status in KNOWN_STATUSES else "st-other"
+
+
+def _versions(m: dict[str, Any]) -> str:
+    spec = m.get("spec", {})
+    pv = ", ".join(f"{k} {v}" for k, v in spec.get("package_versions", {}).items())
+    env = m.get("environment")  # set by `pto-checks run` across environments
+    where = f"; environment {env['key']} ({env['python']})" if env else ""
+    return (f"{spec.get('family', '?')} {spec.get('version', '?')}, trained on {spec.get('functional', '?')}; "
+            f"weights {str(spec.get('fingerprint', '?'))[:12]}; {pv}{where}")
+
+
+def terminal_matrix(statuses: dict[str, dict[str, str]], width: int = 120) -> list[str]:
+    """The verdict matrix as text lines: checks as rows, models as columns (``M1``, ``M2``... with
+    a key below when the names do not fit ``width``).  ``statuses[model][check id] = status``."""
+    word = {"pass": "pass", "fail": "FAIL", "skip": "skip", "error": "ERROR", "inconclusive": "?"}
+    models = list(statuses)
+    checks: dict[str, None] = {}
+    for per in statuses.values():
+        for tid in per:
+            checks.setdefault(tid, None)
+    if not models or not checks:
+        return []
+    rows = [_short(t) for t in checks]
+    first = min(max(len(r) for r in rows), 44)
+    heads = models
+    colw = max(6, *(len(h) for h in heads))
+    if first + (colw + 1) * len(models) > width:
+        heads = [f"M{i + 1}" for i in range(len(models))]
+        colw = max(6, *(len(h) for h in heads))
+    lines = [" " * first + "".join(f" {h:>{colw}}" for h in heads)]
+    for tid, label in zip(checks, rows, strict=True):
+        cells = [word.get(s, s[:colw]) if (s := statuses[m].get(tid)) else "" for m in models]
+        lines.append(f"{label[:first]:<{first}}" + "".join(f" {c:>{colw}}" for c in cells))
+    if heads is not models:
+        lines += [f"  {h} = {m}" for h, m in zip(heads, models, strict=True)]
+    return lines
+
+
+def matrix_markdown(data: dict[str, Any], per_table: int = 8) -> list[str]:
+    """Markdown verdict matrix (checks as rows, models as columns, ``per_table`` models per table),
+    with numbered notes giving the message of every verdict that is not a pass."""
+    models = list(data["models"])
+    groups = matrix_groups(data)
+    lines: list[str] = []
+    notes: list[str] = []
+    note_of: dict[tuple[str, str], int] = {}
+    for chunk in _chunks(models, per_table):
+        lines += ["| check | " + " | ".join(chunk) + " |", "|---|" + "---|" * len(chunk)]
+        for g, tids in groups:
+            lines.append(f"| **{g}** (protocol) | "
+                         + " | ".join(_group_protocols(data["models"][n], tids, data) for n in chunk) + " |")
+            for tid in tids:
+                cells = []
+                for n in chunk:
+                    chk = data["models"][n].get("checks", {}).get(tid)
+                    if chk is None:
+                        cells.append("")
+                        continue
+                    cell = _symbol(chk["status"])
+                    if chk["status"] != "pass" and chk.get("message"):
+                        if (n, tid) not in note_of:
+                            notes.append(f"[{len(notes) + 1}] {n}, {tid}: {chk['message'].splitlines()[0]}")
+                            note_of[(n, tid)] = len(notes)
+                        cell += f" [{note_of[(n, tid)]}]"
+                    cells.append(cell)
+                lines.append(f"| {_short(tid)} | " + " | ".join(cells) + " |")
+        lines.append("")
+    return lines + notes
+
+
+def matrix_html(data: dict[str, Any], per_table: int = MATRIX_MODELS_PER_TABLE) -> tuple[str, list[str]]:
+    """HTML verdict matrix (checks as rows, models as columns, ``per_table`` models per table) and
+    the notes (message of every verdict that is not a pass) it refers to by number."""
+    esc = html.escape
+    models = list(data["models"])
+    groups = matrix_groups(data)
+    tables, notes = [], []
+    note_of: dict[tuple[str, str], int] = {}
+    for chunk in _chunks(models, per_table):
+        head = "<tr><th class='check'>check</th>" + "".join(
+            f"<th class='model' title='{esc(_versions(data['models'][n]), quote=True)}'>{_breakable(n)}</th>"
+            for n in chunk) + "</tr>"
+        body = []
+        for g, tids in groups:
+            body.append(f"<tr class='group'><th class='check'>{esc(g)}</th>" + "".join(
+                f"<td class='proto'>{esc(_group_protocols(data['models'][n], tids, data))}</td>"
+                for n in chunk) + "</tr>")
+            for tid in tids:
+                cells = []
+                for n in chunk:
+                    chk = data["models"][n].get("checks", {}).get(tid)
+                    if chk is None:
+                        cells.append("<td class='none'></td>")
+                        continue
+                    st = str(chk["status"])
+                    ref = ""
+                    if st != "pass" and chk.get("message"):
+                        if (n, tid) not in note_of:
+                            notes.append(f"<li id='note-{len(notes) + 1}'><b>{esc(n)}</b>, {esc(tid)} "
+                                         f"({esc(protocol_label(chk, data))}): <pre>{esc(chk['message'])}</pre></li>")
+                            note_of[(n, tid)] = len(notes)
+                        ref = f" <a href='#note-{note_of[(n, tid)]}'><sup>{note_of[(n, tid)]}</sup></a>"
+                    cells.append(f"<td class='{_status_class(st)}' title='{esc(chk.get('message', ''), quote=True)}'>"
+                                 f"{esc(_symbol(st))}{ref}</td>")
+                body.append(f"<tr class='check-row'><th class='check' title='{esc(tid, quote=True)}'>"
+                            f"{esc(_short(tid))}</th>" + "".join(cells) + "</tr>")
+        tables.append(f"<table class='verdicts'>{head}{''.join(body)}</table>")
+    return "".join(tables), notes
 
 
 # --- comparison --------------------------------------------------------------------------------
+
+STATUS_RANK = {"pass": 0, "skip": 1, "inconclusive": 1.5, "fail": 2, "error": 3}
+
 
 def compare(new: dict[str, Any], old: dict[str, Any]) -> list[dict[str, Any]]:
     """Changes from ``old`` to ``new``: verdicts that changed, quantities that moved.
 
     A quantity moved when |diff| > max(threshold, 2 x combined standard error) (thresholds in
     ``reference_data/pto.toml [regression]``).  Each change has ``kind`` ("verdict" or
-    ``quantity``), ``model``, ``what``, ``old``, ``new`` and ``worse`` (a verdict that got worse).
+    ``quantity``), ``model``, ``what``, ``old``, ``new`` and ``worse`` (a verdict that got worse;
+    a status this version does not know ranks between skip and fail).
     """
-    rank = {"pass": 0, "skip": 1, "inconclusive": 2, "fail": 3, "error": 4}
     changes = []
     for name, m in new.get("models", {}).items():
         o = old.get("models", {}).get(name)
@@ -183,7 +655,7 @@ def compare(new: dict[str, Any], old: dict[str, Any]) -> list[dict[str, Any]]:
             if prev and prev["status"] != chk["status"]:
                 changes.append({"kind": "verdict", "model": name, "what": tid, "old": prev["status"],
                                 "new": chk["status"],
-                                "worse": rank.get(chk["status"], 4) > rank.get(prev["status"], 4)})
+                                "worse": STATUS_RANK.get(chk["status"], 1.5) > STATUS_RANK.get(prev["status"], 1.5)})
         qn, qo = comparable_quantities(m), comparable_quantities(o)
         for k in sorted(set(qn) & set(qo)):
             (vn, en), (vo, eo) = qn[k], qo[k]
@@ -194,70 +666,6 @@ def compare(new: dict[str, Any], old: dict[str, Any]) -> list[dict[str, Any]]:
     return changes
 
 
-# --- pages -------------------------------------------------------------------------------------
-
-def _checks(data: dict[str, Any]) -> list[str]:
-    seen: dict[str, None] = {}
-    for m in data["models"].values():
-        for tid in m.get("checks", {}):
-            seen.setdefault(tid, None)
-    return list(seen)
-
-
-def _short(check_id: str) -> str:
-    """``test_static.py::test_delta_e_vs_pbesol[mtk]`` -> ``delta e vs pbesol [mtk]``."""
-    name = check_id.split("::")[-1]
-    return name.removeprefix("test_").replace("_", " ")
-
-
-def _versions(m: dict[str, Any]) -> str:
-    spec = m.get("spec", {})
-    pv = ", ".join(f"{k} {v}" for k, v in spec.get("package_versions", {}).items())
-    env = m.get("environment")  # set by `pto-checks run` across environments
-    where = f"; environment {env['key']} ({env['python']})" if env else ""
-    return (f"{spec.get('family', '?')} {spec.get('version', '?')}, trained on {spec.get('functional', '?')}; "
-            f"weights {spec.get('fingerprint', '?')[:12]}; {pv}{where}")
-
-
-def write_markdown(data: dict[str, Any], figs: list[tuple[str, Path]], changes: list[dict[str, Any]] | None,
-                   path: Path) -> None:
-    """Markdown summary: protocol, versions, verdict matrix with footnoted reasons, changes."""
-    checks = _checks(data)
-    proto = data.get("protocol", {})
-    lines = ["# pto-checks report", "",
-             f"Harness {data['harness']['version']}, created {data['harness']['created']}; protocol "
-             f"**{proto.get('name', '?')}**{' (reduced)' if proto.get('reduced') else ''}; "
-             f"{_engine_text(data)}.", ""]
-    if changes is not None:
-        lines += ["## Changes since the previous results", ""]
-        lines += [f"- {_change_text(c)}" for c in changes] or ["- none"]
-        lines.append("")
-    lines += ["## Verdicts", "", "| model | " + " | ".join(_short(c) for c in checks) + " |",
-              "|---|" + "---|" * len(checks)]
-    notes = []
-    for name, m in data["models"].items():
-        cells = []
-        for tid in checks:
-            chk = m.get("checks", {}).get(tid)
-            if chk is None:
-                cells.append("")
-                continue
-            cell = STATUS_SYMBOL.get(chk["status"], chk["status"])
-            if chk["status"] != "pass" and chk.get("message"):
-                note = f"[{len(notes) + 1}] {name}, {tid}: {chk['message'].splitlines()[0]}"
-                if chk["status"] == "inconclusive" and chk.get("needs"):
-                    note += f" (what would decide it: {chk['needs']})"
-                notes.append(note)
-                cell += f" [{len(notes)}]"
-            cells.append(cell)
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
-    lines += [""] + notes + ["", "## Models", ""]
-    lines += [f"- **{name}**: {_versions(m)}" for name, m in data["models"].items()]
-    lines += [f"- **{u['model']}**: not run: {u['reason']}" for u in data.get("unavailable", [])]
-    lines += ["", "## Figures", ""] + [f"![{cap}]({p.relative_to(path.parent)})" for cap, p in figs]
-    path.write_text("\n".join(lines) + "\n")
-
-
 def _change_text(c: dict[str, Any]) -> str:
     if c["kind"] == "verdict":
         return f"{c['model']}: {c['what']} {c['old']} -> {c['new']}" + (" (WORSE)" if c["worse"] else "")
@@ -266,63 +674,150 @@ def _change_text(c: dict[str, Any]) -> str:
     return f"{c['model']}: {c['what']}"
 
 
-def write_html(data: dict[str, Any], figs: list[tuple[str, Path]], changes: list[dict[str, Any]] | None,
+# --- pages -------------------------------------------------------------------------------------
+
+def _protocol_summary(data: dict[str, Any]) -> list[tuple[str, str]]:
+    """(label, description) of every protocol that produced a check or quantity of ``data``."""
+    used: dict[str, None] = {}
+    for m in data["models"].values():
+        for chk in m.get("checks", {}).values():
+            used.setdefault(protocol_label(chk, data), None)
+        for qs in m.get("quantities", {}).values():
+            for q in qs.values():
+                if isinstance(q, dict):
+                    used.setdefault(protocol_label(q, data), None)
+    return [(lab, protocol_text(lab, data, md=True).removeprefix(f"protocol {lab}").strip(" ()") or "as named")
+            for lab in used]
+
+
+def _model_protocols(entry: dict[str, Any], data: dict[str, Any]) -> str:
+    """``static, phonon: paper; npt, nvt: smoke`` for one model."""
+    by: dict[str, list[str]] = {}
+    for g, tids in matrix_groups({"models": {"m": entry}}):
+        by.setdefault(_group_protocols(entry, tids, data), []).append(g)
+    return "; ".join(f"{', '.join(gs)}: protocol {lab}" for lab, gs in by.items()) or "no checks recorded"
+
+
+def write_markdown(data: dict[str, Any], figs: list[Figure], changes: list[dict[str, Any]] | None,
+                   path: Path) -> None:
+    """Markdown summary: protocols, verdict matrix with numbered notes, changes, models, figures."""
+    lines = ["# pto-checks report", "",
+             f"Harness {data['harness']['version']}, last run {data['harness']['created']}; {_engine_text(data)}; "
+             f"{len(data.get('runs', []))} run(s) accumulated in these results.", "", "## Protocols", ""]
+    lines += [f"- **{lab}**: {text}" for lab, text in _protocol_summary(data)] + [""]
+    if changes is not None:
+        lines += ["## Changes since the previous results", ""]
+        lines += [f"- {_change_text(c)}" for c in changes] or ["- none"]
+        lines.append("")
+    lines += ["## Verdicts", "", *matrix_markdown(data), "", "## Models", ""]
+    lines += [f"- **{name}** ({_model_protocols(m, data)}): {_versions(m)}" for name, m in data["models"].items()]
+    lines += [f"- **{u['model']}**: not run: {u['reason']}" for u in data.get("unavailable", [])]
+    lines += ["", "## Figures", ""]
+    for section in ["", *data["models"]]:
+        sel = [f for f in figs if f.section == section]
+        if not sel:
+            continue
+        lines += [f"### {section or 'All models'}", ""]
+        for f in sel:
+            rel = f.png.relative_to(path.parent).as_posix()
+            svg = f" ([SVG]({f.svg.relative_to(path.parent).as_posix()}))" if f.svg else ""
+            lines += [f"![{f.name}]({rel})", "", f"*{f.caption}*{svg}", ""]
+    path.write_text("\n".join(lines) + "\n")
+
+
+CSS = """
+body{font-family:system-ui,-apple-system,"Segoe UI",sans-serif;margin:1.5em 2em;max-width:1336px;color:#222}
+h1{font-size:1.6em} h2{font-size:1.25em;margin-top:1.6em;border-bottom:1px solid #ddd} h3{font-size:1.05em}
+table.verdicts{border-collapse:collapse;font-size:12.5px;margin:0 0 1em 0;table-layout:auto}
+table.verdicts td,table.verdicts th{border:1px solid #ccc;padding:3px 5px;text-align:center}
+table.verdicts th.check{text-align:left;font-weight:500;min-width:12em;max-width:19em;white-space:normal}
+table.verdicts th.model{max-width:8.5em;overflow-wrap:break-word;font-weight:600;vertical-align:bottom}
+tr.group th.check{font-weight:700;background:#f3f3f3} tr.group td.proto{background:#f3f3f3;font-size:11px;color:#555}
+.st-pass{background:#dcefd9} .st-fail{background:#f6cdbd} .st-inconclusive{background:#fbe8a6}
+.st-skip{background:#eeeeee;color:#555} .st-error{background:#e3b4d6;font-weight:600}
+td{white-space:nowrap} td a{text-decoration:none}
+td.st-other{background:#fff;border-style:dashed;color:#444;white-space:normal;overflow-wrap:anywhere;max-width:8em}
+span.st-other{border-style:dashed}
+.legend span{display:inline-block;padding:1px 6px;margin-right:6px;border:1px solid #ccc;font-size:12px}
+ol.notes pre{white-space:pre-wrap;font-size:11.5px;margin:2px 0 8px 0}
+li.worse{color:#b00;font-weight:bold}
+figure{display:inline-block;vertical-align:top;margin:8px 12px 16px 0;width:640px}
+figure img{width:640px;height:auto;border:1px solid #eee}
+figcaption{font-size:12.5px;line-height:1.35;color:#333}
+figcaption a{font-size:11px}
+"""
+
+
+def write_html(data: dict[str, Any], figs: list[Figure], changes: list[dict[str, Any]] | None,
                path: Path) -> None:
-    """Self-contained HTML page (figures embedded as data URIs; opens with no server)."""
+    """Self-contained HTML page (figures embedded as SVG data URIs; opens with no server; the SVG
+    and 300 dpi PNG files are linked next to each caption)."""
     esc = html.escape
-    checks = _checks(data)
-    proto = data.get("protocol", {})
-    head = ("<tr><th>model</th>" + "".join(
-        f"<th title='{esc(c)}'>{esc(_short(c))}</th>" for c in checks) + "</tr>")
-    rows = []
-    for name, m in data["models"].items():
-        cells = []
-        for tid in checks:
-            chk = m.get("checks", {}).get(tid)
-            if chk is None:
-                cells.append("<td></td>")
-                continue
-            st = chk["status"]
-            cells.append(f'<td class="{st}" title="{esc(chk.get("message", ""))}">'
-                         f"{esc(STATUS_SYMBOL.get(st, st))}</td>")
-        rows.append(f'<tr class="model"><th title="{esc(_versions(m))}">{esc(name)}</th>{"".join(cells)}</tr>')
+    matrix, notes = matrix_html(data)
     change_html = ""
     if changes is not None:
         items = "".join(f'<li class="{"worse" if c["worse"] else ""}">{esc(_change_text(c))}</li>'
                         for c in changes) or "<li>none</li>"
         change_html = f"<h2>Changes since the previous results</h2><ul id='changes'>{items}</ul>"
-    fig_html = "".join(
-        f'<figure><img alt="{esc(cap)}" src="data:image/png;base64,'
-        f'{base64.b64encode(p.read_bytes()).decode()}"><figcaption>{esc(cap)}</figcaption></figure>'
-        for cap, p in figs)
-    models = "".join(f"<li><b>{esc(n)}</b>: {esc(_versions(m))}</li>" for n, m in data["models"].items())
+    protos = "".join(f"<li><b>{esc(lab)}</b>: {esc(text)}</li>" for lab, text in _protocol_summary(data))
+    legend = "".join(f"<span class='{_status_class(s)}'>{esc(_symbol(s))}</span>" for s in KNOWN_STATUSES)
+    legend += "<span class='st-other'>other status: as written</span>"
+
+    def fig_html(f: Figure) -> str:
+        links = [f"<a href='{esc(f.png.relative_to(path.parent).as_posix())}'>PNG 300 dpi</a>"]
+        if f.svg:
+            links.append(f"<a href='{esc(f.svg.relative_to(path.parent).as_posix())}'>SVG</a>")
+        # SVG embedded (sharp at any zoom, a quarter of the PNG's size); PNG where there is no SVG
+        src, mime = (f.svg, "image/svg+xml") if f.svg else (f.png, "image/png")
+        return (f'<figure id="fig-{esc(f.name)}"><img alt="{esc(f.caption[:120])}" '
+                f'src="data:{mime};base64,{base64.b64encode(src.read_bytes()).decode()}">'
+                f"<figcaption>{esc(f.caption)} {' · '.join(links)}</figcaption></figure>")
+
+    sections = []
+    for section in ["", *data["models"]]:
+        sel = [f for f in figs if f.section == section]
+        if not sel:
+            continue
+        if section:
+            title = f"{esc(section)} <small>({esc(_model_protocols(data['models'][section], data))})</small>"
+        else:
+            title = "All models"
+        sections.append(f"<section class='figures'><h3>{title}</h3>{''.join(fig_html(f) for f in sel)}</section>")
+    models = "".join(f"<li><b>{esc(n)}</b> ({esc(_model_protocols(m, data))}): {esc(_versions(m))}</li>"
+                     for n, m in data["models"].items())
+    models += "".join(f"<li class='unavailable'><b>{esc(u['model'])}</b>: not run: {esc(u['reason'])}</li>"
+                      for u in data.get("unavailable", []))
+    opened = " open" if len(notes) <= 12 else ""
+    notes_html = (f"<details{opened}><summary>Messages of the {len(notes)} verdicts that did not pass</summary>"
+                  f"<ol class='notes'>{''.join(notes)}</ol></details>" if notes else "")
     page = f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>pto-checks report</title>
-<style>
-body{{font-family:system-ui,sans-serif;margin:2em;max-width:1400px}}
-table{{border-collapse:collapse;font-size:13px}} td,th{{border:1px solid #ccc;padding:4px 6px}}
-th{{max-width:9em;white-space:normal;font-weight:600}}
-td.pass{{background:#d8f3d8}} td.fail{{background:#f8d0d0}} td.skip{{background:#eee}}
-td.inconclusive{{background:#fff3c4;font-style:italic}}
-td.error{{background:#f4a}} li.worse{{color:#b00;font-weight:bold}}
-figure{{display:inline-block;margin:8px}} img{{max-width:520px}}
-</style></head>
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<style>{CSS}</style></head>
 <body>
 <h1>pto-checks report</h1>
-<p>Harness {esc(str(data['harness']['version']))}, created {esc(str(data['harness']['created']))};
-protocol <b>{esc(str(proto.get('name', '?')))}</b>{' (reduced: qualitative only)' if proto.get('reduced') else ''};
-{esc(_engine_text(data))}. Hover a cell for the verdict's message.</p>
+<p>Harness {esc(str(data['harness']['version']))}, last run {esc(str(data['harness']['created']))};
+{esc(_engine_text(data))}; {len(data.get('runs', []))} run(s) accumulated in these results.</p>
+<h2>Protocols</h2><ul id="protocols">{protos}</ul>
 {change_html}
 <h2>Verdicts</h2>
-<table id="verdicts">{head}{''.join(rows)}</table>
+<p class="legend">{legend} Each group row names the protocol of its checks; a number links to the verdict's
+message (also shown on hover).</p>
+<div id="verdicts">{matrix}</div>
+{notes_html}
 <h2>Models</h2><ul>{models}</ul>
-<h2>Figures</h2>{fig_html}
+<h2>Figures</h2>{''.join(sections)}
 <script>
 window.addEventListener('load', function () {{
   var imgs = Array.from(document.images);
   var ok = imgs.filter(function (i) {{ return i.complete && i.naturalWidth > 0; }}).length;
+  var right = 0;
+  document.querySelectorAll('#verdicts table').forEach(function (t) {{
+    right = Math.max(right, t.getBoundingClientRect().right); }});
   document.body.setAttribute('data-figures', imgs.length);
   document.body.setAttribute('data-figures-rendered', ok);
+  document.body.setAttribute('data-matrix-right', Math.ceil(right));
+  document.body.setAttribute('data-page-width', document.documentElement.scrollWidth);
 }});
 </script>
 </body></html>
@@ -331,11 +826,35 @@ window.addEventListener('load', function () {{
 
 
 def build_report(data: dict[str, Any], out: str | Path, previous: dict[str, Any] | None = None) -> Path:
-    """Write ``out/report.html`` and ``out/report.md`` (and ``out/figures``); return the HTML path."""
+    """Write ``out/report.html``, ``out/report.md`` and ``out/figures`` (rebuilt whole from
+    ``data`` into a fresh folder that then replaces the old one: no stale figure survives);
+    return the HTML path."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    figs = make_figures(data, out)
+    fresh = Path(tempfile.mkdtemp(prefix=".figures-new-", dir=out))
+    fresh.chmod(0o755)  # mkdtemp makes it private; the report folder is meant to be shared
+    try:
+        figs = make_figures(data, fresh)
+    except BaseException:
+        shutil.rmtree(fresh, ignore_errors=True)
+        raise
+    final = out / "figures"
+    old = None
+    if final.exists():
+        old = out / f".figures-old-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+    os.replace(fresh, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    for f in figs:
+        f.png = final / f.png.name
+        f.svg = final / f.svg.name if f.svg else None
     changes = compare(data, previous) if previous is not None else None
     write_markdown(data, figs, changes, out / "report.md")
     write_html(data, figs, changes, out / "report.html")
     return out / "report.html"
+
+
+def _cap(text: str) -> str:
+    return text[:1].upper() + text[1:]

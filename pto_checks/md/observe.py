@@ -168,7 +168,9 @@ class Recorder:
         self.samples.append(row)
         if step > 0 and len(self.samples) % self.task.trajectory_every == 0:
             self.frames.append({"step": step, "numbers": atoms.numbers.copy(),
-                                "positions": atoms.positions.copy(), "cell": atoms.cell.array.copy()})
+                                "positions": atoms.positions.copy(), "cell": atoms.cell.array.copy(),
+                                "time_ps": row["time_ps"], "T_K": row["T_K"], "epot_eV": row["epot_eV"],
+                                "stress_eV_A3": _stress(atoms)})
         return row
 
     def checkpoint(self, state: Any = None) -> None:
@@ -184,8 +186,43 @@ class Recorder:
         return {"samples": self.samples, "frames": self.frames, "failure": self.failure}
 
 
+def _stress(atoms: Atoms) -> np.ndarray | None:
+    """The frame's stress (Voigt, eV/A^3, ASE's sign): what the calculator already computed, else
+    asked for when it implements stress (only on the thinned frames), else None."""
+    calc = atoms.calc
+    if calc is None:
+        return None
+    got = getattr(calc, "results", {}).get("stress")
+    if got is None and "stress" in getattr(calc, "implemented_properties", ()) and \
+            type(calc).__name__ != "SinglePointCalculator":
+        try:
+            got = atoms.get_stress()
+        except Exception:  # a model without a stress it can give: the frame has none
+            return None
+    return None if got is None else np.array(got, dtype=float).reshape(-1).copy()
+
+
+def frame_atoms(frame: dict[str, Any]) -> Atoms:
+    """A recorded frame as Atoms: ``info`` carries ``step``, ``time_ps`` (ps), ``T_K`` (K) and, as
+    extxyz writes them, the potential energy (eV) and stress (eV/A^3) through a single-point
+    calculator (``atoms.get_potential_energy()``, ``atoms.get_stress()`` after reading back)."""
+    from ase.calculators.singlepoint import SinglePointCalculator
+
+    atoms = Atoms(frame["numbers"], positions=frame["positions"], cell=frame["cell"], pbc=True)
+    atoms.info.update({k: frame[k] for k in ("step", "time_ps", "T_K") if frame.get(k) is not None})
+    results = {}
+    if frame.get("epot_eV") is not None:
+        results["energy"] = float(frame["epot_eV"])
+    if frame.get("stress_eV_A3") is not None:
+        results["stress"] = np.asarray(frame["stress_eV_A3"], dtype=float)
+    if results:
+        atoms.calc = SinglePointCalculator(atoms, **results)
+    return atoms
+
+
 def write_outputs(folder: Path, res: dict[str, Any]) -> None:
-    """Write a finished run's ``samples.csv`` and thinned ``trajectory.extxyz`` into ``folder``."""
+    """Write a finished run's ``samples.csv`` and thinned ``trajectory.extxyz`` into ``folder``
+    (each frame with step, time, temperature, potential energy and stress: :func:`frame_atoms`)."""
     import csv
 
     import ase.io
@@ -195,6 +232,6 @@ def write_outputs(folder: Path, res: dict[str, Any]) -> None:
             w = csv.DictWriter(fh, fieldnames=list(res["samples"][0]))
             w.writeheader()
             w.writerows(res["samples"])
-    frames = [Atoms(f["numbers"], positions=f["positions"], cell=f["cell"], pbc=True) for f in res["frames"]]
+    frames = [frame_atoms(f) for f in res["frames"]]
     if frames:
         ase.io.write(folder / "trajectory.extxyz", frames)

@@ -55,6 +55,10 @@ class Sweep:
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)
 
+    def get(self, key: str, default: Any = None) -> Any:
+        """``sweep.get("decide_with_intervals")`` as on the dicts the verdicts were written against."""
+        return getattr(self, key, default)
+
     @property
     def table(self) -> str:
         """The per-temperature table (T, a, c, c/a, |P|, Pz, phase) as text."""

@@ -72,6 +72,7 @@ def check(request: pytest.FixtureRequest):
     end it as *inconclusive* (:class:`Inconclusive`) if it could not be decided."""
 
     def _check(verdict: Verdict) -> Verdict:
+        verdict.details.setdefault("protocol", state(request).protocol.name)
         request.node.stash[VERDICT_KEY] = verdict
         if verdict.inconclusive:
             raise Inconclusive(f"INCONCLUSIVE [{verdict.check}] {verdict.message}")
@@ -143,9 +144,11 @@ def phonon_bands(request: pytest.FixtureRequest, model: registry.LoadedModel,
         out = Path(report) / "phonons" / model.name
         out.mkdir(parents=True, exist_ok=True)
         shutil.copy(folder / "band.yaml", out / "band.yaml")
-        phonons.plot_bands(res, out / "bands.png", title=f"{model.name}: PbTiO3 P4mm")
+        for suffix in ("png", "svg"):
+            phonons.plot_bands(res, out / f"bands.{suffix}", title=f"{model.name}: PbTiO3 P4mm")
         results.quantity(model.name, "phonons", "files", {"band_yaml": str(out / "band.yaml"),
-                                                          "plot": str(out / "bands.png")}, "")
+                                                          "plot": str(out / "bands.png"),
+                                                          "plot_svg": str(out / "bands.svg")}, "")
     return dict(data, result=res, folder=folder)
 
 
@@ -165,7 +168,7 @@ def _terminal_writer(config: pytest.Config):
 
 
 def _sweep(request: pytest.FixtureRequest, model: registry.LoadedModel, ensemble: str, integrator: str):
-    from pto_checks import report, stages
+    from pto_checks import stages
 
     st = state(request)
     quiet = os.environ.get("PYTEST_XDIST_WORKER") is not None or request.config.getoption("verbose") < 0
@@ -179,14 +182,15 @@ def _sweep(request: pytest.FixtureRequest, model: registry.LoadedModel, ensemble
                   engine="+".join(sorted({r.get("engine", "ase") for r in rows})))
     results: Results = st.results
     data = sweep.to_dict()
+    out = request.config.getoption("--report")
+    if out:  # each temperature's trajectory and time series, linked from results.json (the report draws the figures)
+        from pto_checks.report import export_md_files
+
+        exported = export_md_files(sweep.rows, out, model.name, f"{ensemble}_{integrator}")
+        for row, files in zip(data["rows"], exported, strict=True):
+            row["files"] = files
     results.quantity(model.name, "md", f"{ensemble}_{integrator}",
                      {k: data[k] for k in ("rows", "tc", "engine")}, "T in K; a, c in Angstrom; P in C/m^2")
-    out = request.config.getoption("--report")
-    if out:
-        folder = Path(out) / "md" / model.name
-        folder.mkdir(parents=True, exist_ok=True)
-        report.plot_sweep(data["rows"], ensemble, folder / f"{ensemble}_{integrator}.png",
-                          title=f"{model.name}: {ensemble.upper()} ({integrator}), protocol {st.protocol.name}")
     return sweep
 
 

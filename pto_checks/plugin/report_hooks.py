@@ -7,13 +7,14 @@ import json
 import os
 import shutil
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pto_checks.plugin.fixtures import VERDICT_KEY
 from pto_checks.plugin.gate import test_id_of
-from pto_checks.plugin.session import parts_dir, session_state
-from pto_checks.results import annotate_integrator_flips, merge
+from pto_checks.plugin.session import PtoSession, parts_dir, session_state
+from pto_checks.results import already_there, annotate_integrator_flips, merge
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -56,15 +57,25 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
                 gate = f"inconclusive in the baseline; now {status}"
         if gate:
             st.results.model_entry(name)["checks"][test_id]["gate"] = gate
+        _once_per_model_load_error(st, name, rep)
         # on the item, so the teardown report carries it (junitxml writes properties from there)
+        props = dict(item.user_properties)
+        if "pto_status" in props:  # a second report of the same test (teardown error after a call)
+            item.user_properties[:] = [(k, v) for k, v in item.user_properties if k != "pto_status"]
         item.user_properties.append(("pto_status", status))
+        if "pto_check" not in props:
+            item.user_properties += [("pto_model", name), ("pto_check", test_id)]
+            if verdict is not None:
+                item.user_properties += [(k, _junit_value(getattr(verdict, k)))
+                                         for k in ("measured", "reference", "tolerance", "unit")]
+            protocol = verdict.details.get("protocol") if verdict is not None else None
+            item.user_properties.append(("protocol", str(protocol or st.protocol.name)))
         if status == "inconclusive":
             from pto_checks.verdicts import needs_summary
 
             needs = needs_summary(verdict)
             st.results.model_entry(name)["checks"][test_id]["needs"] = needs
-            props = [("pto_model", name), ("pto_check", test_id), ("pto_needs", needs)]
-            item.user_properties.extend(props)
+            item.user_properties.append(("pto_needs", needs))
             rep.user_properties.append(("pto_status", status))  # for pytest_report_teststatus
 
 
@@ -74,6 +85,30 @@ def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
     if report.when == "call" and ("pto_status", "inconclusive") in getattr(report, "user_properties", ()):
         return "inconclusive", "I", ("INCONCLUSIVE", {"yellow": True})
     return None
+
+
+def _junit_value(x: Any) -> str:
+    """A verdict field as a JUnit property value: numbers as str, containers as JSON, None as ''."""
+    if x is None:
+        return ""
+    if isinstance(x, (str, int, float)):
+        return str(x)
+    return json.dumps(x, default=str)
+
+
+def _once_per_model_load_error(st: PtoSession, name: str, rep: pytest.TestReport) -> None:
+    """A model that cannot load fails (or skips) every one of its tests: the first keeps the full
+    message, the others refer to it."""
+    if st.load_errors.get(name) is None or rep.passed:
+        return
+    if name not in st.load_errors_shown:
+        st.load_errors_shown.add(name)
+        return
+    short = f"model {name} could not load (the reason is printed once, at its first test)"
+    if rep.skipped and isinstance(rep.longrepr, tuple):
+        rep.longrepr = (*rep.longrepr[:2], f"Skipped: {short}")
+    elif rep.failed:
+        rep.longrepr = short
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -101,9 +136,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     parts.mkdir(parents=True, exist_ok=True)
     st.results.write(parts / f"{worker or 'main'}.json")
     if worker is None:  # the controlling process (or a run without xdist) merges
-        data = annotate_integrator_flips(merge([json.loads(p.read_text()) for p in sorted(parts.glob("*.json"))]))
+        prior, st.unreadable_results = already_there(parts.parent / "results.json")  # results accumulate
+        prior_parts = [prior] if prior is not None else []
+        n_prior = len(prior.get("runs", [])) if prior is not None else 0
+        data = annotate_integrator_flips(merge(prior_parts + [json.loads(p.read_text())
+                                                              for p in sorted(parts.glob("*.json"))]))
+        # one runs entry per run, not per xdist worker: the controller's (its protocol label as merged)
+        own = st.results.data["runs"][0]
+        mine = next((r for r in data["runs"][n_prior:]
+                     if (r.get("created"), r.get("command")) == (own["created"], own["command"])), own)
+        data["runs"] = data["runs"][:n_prior] + [dict(mine, exit_status=int(session.exitstatus))]
+        data["harness"] = dict(st.results.data["harness"], exit_status=int(session.exitstatus))
         st.merged = data
-        data["harness"]["exit_status"] = int(session.exitstatus)
         from pto_checks.cache import write_json_atomic
 
         write_json_atomic(parts.parent / "results.json", data)
@@ -121,6 +165,14 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     st = session_state(config)
     if st is None:
         return
+    if st.matrix and os.environ.get("PYTEST_XDIST_WORKER") is None:
+        from pto_checks.report import terminal_matrix
+
+        terminalreporter.section("pto-checks: verdicts (checks x models)")
+        for line in terminal_matrix(st.matrix, width=terminalreporter._tw.fullwidth):
+            terminalreporter.write_line(line)
+    if st.unreadable_results:
+        terminalreporter.write_line(f"pto-checks: WARNING: {st.unreadable_results}", red=True)
     if st.load_errors:
         terminalreporter.section("pto-checks: models that could not load")
         for name, err in st.load_errors.items():

@@ -21,7 +21,8 @@ from pto_checks.results import Results
 @dataclass(eq=False)  # hashable by identity: it is registered as a plugin
 class PtoSession:
     """What one pytest run of pto-checks holds: the chosen models and protocol, the cache, the
-    results being collected, the baseline, loaded models and their errors, check outcomes."""
+    results being collected, the baseline, loaded models and their errors, check outcomes and the
+    verdict matrix of the run."""
 
     specs: list[registry.ModelSpec]
     explicit: set[str]
@@ -32,6 +33,10 @@ class PtoSession:
     loaded: dict[str, registry.LoadedModel] = field(default_factory=dict)
     load_errors: dict[str, str] = field(default_factory=dict)
     outcomes: list[str] = field(default_factory=list)  #: pass/fail/skip/error of every check (controller)
+    #: model -> check id -> status of this run's checks (controller; also from xdist workers)
+    matrix: dict[str, dict[str, str]] = field(default_factory=dict)
+    load_errors_shown: set[str] = field(default_factory=set)  #: models whose load error was shown in full
+    unreadable_results: str | None = None  #: the report folder's old results.json could not be read
     merged: dict[str, Any] = field(default_factory=dict)  #: the merged results.json (controller)
     all_skipped: bool = False
     inconclusive_policy: InconclusivePolicy = InconclusivePolicy.FAIL  #: ``--inconclusive`` or the protocol's
@@ -41,12 +46,15 @@ class PtoSession:
     update_baseline: bool = False
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        """Collect check outcomes (also from xdist workers) for the all-skipped rule."""
+        """Collect check outcomes (also from xdist workers: their reports carry the JUnit
+        properties) for the all-skipped rule and the terminal verdict matrix."""
         if report.when != "teardown":
             return
         props = dict(report.user_properties)
         if "pto_status" in props:
             self.outcomes.append(props["pto_status"])
+            if "pto_model" in props and "pto_check" in props:
+                self.matrix.setdefault(props["pto_model"], {})[props["pto_check"]] = props["pto_status"]
         if props.get("pto_status") == "inconclusive":
             self.inconclusive.append((props.get("pto_model", ""), props.get("pto_check", report.nodeid),
                                       props.get("pto_needs", "")))

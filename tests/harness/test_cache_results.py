@@ -87,11 +87,12 @@ def test_results_merge_and_schema(tmp_path):
     r2.quantity("m1", "phonons", "f_min", 0.1, "THz")
     r2.check("m2", "test_static.py::test_x", "fail", message="bad")
     merged = merge([r1.data, r2.data])
-    assert merged["models"]["m1"]["quantities"]["ground_state"]["a"] == {"value": 3.9, "unit": "Angstrom"}
+    a = merged["models"]["m1"]["quantities"]["ground_state"]["a"]
+    assert (a["value"], a["unit"], a["protocol"]) == (3.9, "Angstrom", "smoke")
     assert merged["models"]["m1"]["quantities"]["phonons"]["f_min"]["unit"] == "THz"
     assert merged["models"]["m2"]["checks"]["test_static.py::test_x"]["status"] == "fail"
     write_json_atomic(tmp_path / "r.json", merged)
-    assert load(tmp_path / "r.json")["schema_version"] == 1
+    assert load(tmp_path / "r.json")["schema_version"] == 2
 
 
 def test_integrator_flips_are_marked():

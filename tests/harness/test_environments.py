@@ -57,3 +57,30 @@ def test_models_of_two_environments_merge_into_one_report(tmp_path, monkeypatch,
     assert data["environments"]["gptff"]["packages"]["ase"]
     assert (tmp_path / "out" / "report.html").is_file()
     assert (tmp_path / "out" / "environments" / "gptff" / "results.json").is_file()
+
+
+def test_runs_across_environments_accumulate_and_nightly_runs_across_them(tmp_path, monkeypatch, capsys):
+    """A second `pto-checks run` into the same --report DIR keeps the models of the environment it
+    did not run (results accumulate, as in one pytest run); `pto-checks nightly` routes models to
+    their environments too, and a failed verdict there is a result (exit 0), an error is not."""
+    from pto_checks.results import validate
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(environments, "env_key", lambda spec: "gptff" if spec.options.get("variant") == "nan"
+                        else "main")
+    envs = ["--env", f"gptff={sys.prefix}", "--env", f"main={sys.prefix}"]
+    run = ["run", "--cache", str(tmp_path / "cache"), *envs, "-m", "sanity", "-k", "forces_finite"]
+    assert cli.main([*run, "--model", "synthetic:good,synthetic:nan", "--report", str(tmp_path / "out")]) == 1
+    assert cli.main([*run, "--model", "synthetic:good", "--report", str(tmp_path / "out")]) == 0
+    data = json.loads((tmp_path / "out" / "results.json").read_text())
+    assert set(data["models"]) == {"synthetic:good", "synthetic:nan"}
+    assert data["models"]["synthetic:nan"]["environment"]["key"] == "gptff"
+    assert set(data["environments"]) == {"main", "gptff"} and len(data["runs"]) == 3  # main twice, gptff once
+    validate(data)
+    night = ["nightly", str(tmp_path / "n"), *envs, "-m", "sanity", "--model", "synthetic:good,synthetic:nan"]
+    assert cli.main(night) == cli.NIGHTLY_OK
+    assert cli.main([*night, "--fail-on-verdict"]) == cli.NIGHTLY_FAILED_VERDICTS
+    last = sorted((tmp_path / "n").glob("*/results.json"))[-1]
+    night_data = json.loads(last.read_text())
+    assert {m["environment"]["key"] for m in night_data["models"].values()} == {"main", "gptff"}
+    assert (last.parent / "report.html").is_file()

@@ -288,8 +288,10 @@ def test_dynamic_check_fails_on_flawed_model(run_dynamic, variant, must_fail, mu
     assert "error" not in status.values(), status
     md = data["models"][f"synthetic:{variant}"]["quantities"]["md"]
     assert set(md) == {"npt_melchionna", "nvt_langevin"}
-    assert (Path(result.stdout.str().split("results written to ")[-1].split()[0]).parent
-            / "md" / f"synthetic:{variant}" / "npt_melchionna.png").is_file()
+    out = Path(result.stdout.str().split("results written to ")[-1].split()[0]).parent
+    assert (out / "figures" / f"npt_melchionna_synthetic_{variant}.png").is_file()
+    files = md["npt_melchionna"]["value"]["rows"][0]["files"]  # none for a run that blew up at step 0
+    assert all((out / f).is_file() for f in files.values()) and ("trajectory" in files) == (variant != "nan")
 
 
 def test_smoke_length_is_inconclusive_not_fail(run_dynamic, pytester):

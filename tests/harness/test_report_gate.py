@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
 import tempfile
 from pathlib import Path
 
 import pytest
 
 from pto_checks import report
+from pto_checks.results import validate
+from tests.harness.browser import dump_dom, figures_rendered, screenshot
 
 ROOT = Path(__file__).resolve().parents[2]
+SCREENS = ROOT / "out-report-screens"  # CI artefacts (.gitignore: out-*/)
 CHECK_FILES = ("test_static.py", "test_phonons.py", "test_dynamic.py", "test_regression.py", "test_sanity.py")
 
 
@@ -29,40 +30,18 @@ def checks(pytester):
     return run
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
-
-
-def _dump_dom(html: Path) -> str:
-    exe = _chromium()
-    if exe is None:
-        if os.environ.get("CI"):
-            pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")
-        pytest.skip("chromium not installed: apt-get install chromium")
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-           "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={tempfile.mkdtemp()}", "--virtual-time-budget=5000", "--dump-dom",
-           html.resolve().as_uri()]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=120, check=True).stdout
-
-
-def _figures(dom: str) -> tuple[int, int]:
-    """(figures on the page, figures the browser decoded), as the page's load script recorded them."""
-    body = dom[dom.index("<body"):dom.index(">", dom.index("<body"))]
-    n = int(body.split('data-figures="')[1].split('"')[0])
-    return n, int(body.split('data-figures-rendered="')[1].split('"')[0])
-
-
 def test_html_report_renders_in_headless_chromium(checks, pytester):
     out = pytester.path / "out"
     checks("-m", "static or phonon or dynamic", "--model=synthetic:good,synthetic:md_polar",
            "--protocol=smoke", f"--report={out}")
     assert (out / "report.md").is_file()
-    dom = _dump_dom(out / "report.html")
-    assert dom.count('<tr class="model">') == 2
-    n, rendered = _figures(dom)
-    # ground state + 2 phonon plots + 2 models x (NPT + NVT) sweeps
-    assert n == rendered == 7
+    validate(json.loads((out / "results.json").read_text()))
+    dom = dump_dom(out / "report.html")
+    assert dom.count("<th class=\"model\"") == 2
+    n, rendered = figures_rendered(dom)
+    # ground state + overlays (NPT, NVT) + 2 models x (NPT, NVT, phonon bands)
+    assert n == rendered == 9
+    screenshot(out / "report.html", SCREENS / "two_synthetic_models.png")
 
 
 def test_report_rebuilt_from_saved_results_with_comparison(checks, pytester, tmp_path):
@@ -150,6 +129,16 @@ def test_junitxml_works(checks, pytester):
     assert r.ret == 1
     xml = (pytester.path / "j.xml").read_text()
     assert "test_lattice_a_vs_experiment" in xml and 'name="pto_status" value="fail"' in xml
+    import xml.etree.ElementTree as ET
+
+    case = next(c for c in ET.fromstring(xml).iter("testcase") if c.get("name").startswith("test_lattice_a_vs"))
+    props = {p.get("name"): p.get("value") for p in case.iter("property")}
+    assert props["pto_status"] == "fail" and props["protocol"] == "paper" and props["unit"] == "Angstrom"
+    assert float(props["reference"]) == 3.90 and float(props["tolerance"]) == 0.05 and float(props["measured"]) < 3.85
+    assert props["pto_model"] == "synthetic:compressed" and props["pto_check"].endswith("test_lattice_a_vs_experiment")
+    for case in ET.fromstring(xml).iter("testcase"):  # every check carries them
+        names = {p.get("name") for p in case.iter("property")}
+        assert {"pto_status", "measured", "reference", "tolerance", "unit", "protocol"} <= names
 
 
 def test_nightly_compares_with_the_previous_run(tmp_path, monkeypatch):
@@ -177,8 +166,12 @@ def test_real_model_report_renders():
     data = merge([load(p) for p in paths])
     out = Path(tempfile.mkdtemp())
     html = report.build_report(data, out)
-    dom = _dump_dom(html)
-    assert dom.count('<tr class="model">') == len(data["models"]) >= 1
-    n, rendered = _figures(dom)
-    # per model: phonon bands, NPT and NVT sweeps; plus the ground-state figure
-    assert n == rendered == 1 + 3 * len(data["models"])
+    for p in paths:
+        validate(json.loads(Path(p).read_text()))
+    dom = dump_dom(html)
+    assert dom.count("<th class=\"model\"") == len(data["models"]) >= 1
+    n, rendered = figures_rendered(dom)
+    # per model: phonon bands, NPT and NVT sweeps; the ground-state figure; overlays when several models
+    overlays = 2 if len(data["models"]) > 1 else 0
+    assert n == rendered == 1 + overlays + 3 * len(data["models"])
+    screenshot(html, SCREENS / "real_models.png", height=2400)
