@@ -291,6 +291,14 @@ def _undecided_decision(row: dict[str, Any], what: str) -> ThresholdDecision:
                              0.0, f"no statistics for {what}", None, row.get("T_K"))
 
 
+def _drifted_past(d: ThresholdDecision, limit: float, above: bool) -> bool:
+    """Undecided only because the series still drifts, with its whole interval beyond ``limit``."""
+    if d.side is not Side.UNDECIDED or not d.reason.startswith("not equilibrated"):
+        return False
+    iv = d.interval
+    return bool(math.isfinite(iv.low) and (iv.low > limit if above else iv.high < limit))
+
+
 def crystal_decision(row: dict[str, Any], melt: dict[str, Any] | None = None,
                      settings: StatisticsSettings | None = None) -> tuple[Outcome, list[ThresholdDecision], str]:
     """Is this temperature a crystal?  PASS: Lindemann ratio below and order parameter above
@@ -304,6 +312,12 @@ def crystal_decision(row: dict[str, Any], melt: dict[str, Any] | None = None,
             or _undecided_decision(row, "lindemann"))
     order = row_decision(row, "order", melt["min_order"], settings=settings) or _undecided_decision(row, "order")
     out = combine([lind.outcome(Side.BELOW), order.outcome(Side.ABOVE)])
+    # a run starts from the perfect crystal (Lindemann 0, order 1): a drift that has already carried
+    # the whole interval past the melting limit is melting in progress, not a reason to wait (a
+    # liquid's Lindemann ratio never stops growing, so "not equilibrated" would hide it forever)
+    if out is Outcome.INCONCLUSIVE and (_drifted_past(lind, melt["max_lindemann"], True)
+                                        or _drifted_past(order, melt["min_order"], False)):
+        out = Outcome.FAIL
     text = {Outcome.PASS: f"crystal at {row['T_K']:.0f} K",
             Outcome.FAIL: f"MOLTEN at {row['T_K']:.0f} K",
             Outcome.INCONCLUSIVE: f"undecided melting at {row['T_K']:.0f} K"}[out]

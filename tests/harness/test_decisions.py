@@ -204,3 +204,18 @@ def test_rows_without_statistics_or_a_caller_not_asking_are_judged_as_before():
         del r["stats"]  # a cache written before the statistics
     assert verdicts.cubic_above_tc(s, "PBE").outcome is Outcome.FAIL
     assert get_protocol("smoke").reduced
+
+
+def test_a_liquid_still_drifting_past_the_melting_limit_fails():
+    """A liquid's Lindemann ratio never stops growing ("not equilibrated"); once its whole interval
+    is past the limit the run is molten (fail), not inconclusive.  A crystal still drifting below
+    the limit stays inconclusive."""
+    def drifting(row, lind):
+        row["stats"]["series"]["lindemann"] = SeriesStats("lindemann", "", 2000, 1500, 19.0, 26.3, lind,
+                                                          0.05, 0.01, 0.02, True, 0.01).to_dict()
+        return row
+    molten = _sweep([_row(300, 1.06), drifting(_row(1000, 1.0), 0.66)])
+    v = verdicts.no_melting_or_instability(molten, "PBE")
+    assert v.outcome is Outcome.FAIL and "MOLTEN at 1000 K" in v.message
+    warm = _sweep([_row(300, 1.06), drifting(_row(1000, 1.0), 0.12)])
+    assert verdicts.no_melting_or_instability(warm, "PBE").outcome is Outcome.INCONCLUSIVE

