@@ -8,9 +8,10 @@
     pto-checks report RESULTS.json... -o DIR    rebuild the HTML/Markdown report from saved results
                       [--compare OLD.json]      ... marking what changed since OLD.json
     pto-checks verify out/results.json          exit 1 if the file is missing or malformed, records
-                                                no check, executed none (all skipped), or any check
-                                                ended in an error (failed verdicts are accepted:
-                                                they are results)
+                                                no check, decided none (all skipped/inconclusive),
+                                                or any check ended in an error (failed verdicts
+                                                are accepted: they are results; inconclusive ones
+                                                are listed with what would decide them)
     pto-checks nightly DIR [--protocol quick] [-n N] [--model all] [--baseline B.json]
                       [--fail-on-verdict]       every model that loads, results + report in
                                                 DIR/<UTC time>/, compared with the previous run.
@@ -61,13 +62,16 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"pto-checks verify: {args.results} does not match results.schema.json: "
               f"{str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
-    bad, total = [], Counter()
+    policy = args.inconclusive or data.get("harness", {}).get("inconclusive_policy") or "fail"
+    bad, undecided, total = [], [], Counter()
     for name, entry in data["models"].items():
         counts = Counter(c["status"] for c in entry["checks"].values())
         total.update(counts)
         print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
         bad += [f"{name} {tid}: {c['message'][:300]}" for tid, c in entry["checks"].items()
                 if c["status"] == "error"]
+        undecided += [f"{name} {tid}: {c.get('needs') or c['message'].splitlines()[0][:300]}"
+                      for tid, c in entry["checks"].items() if c["status"] == "inconclusive"]
     if not total:
         print("pto-checks verify: no check recorded", file=sys.stderr)
         return 1
@@ -76,8 +80,14 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"pto-checks verify: no check was executed (all {total['skip']} skipped): nothing was "
               "verified; see the skip reasons in the file", file=sys.stderr)
         return 1
+    if undecided:  # never a pass: counted with the failed verdicts (fail) or listed as warnings (warn)
+        how = ("counted as failed verdicts" if policy == "fail" else "warnings, not failing the run")
+        print(f"inconclusive ({how}; --inconclusive={policy}):\n  " + "\n  ".join(undecided))
     if bad:
         print("pto-checks verify: checks ended in errors:\n  " + "\n  ".join(bad), file=sys.stderr)
+        return 1
+    if not (total["pass"] + total["fail"]):
+        print("pto-checks verify: no check was decided (every check skipped or inconclusive)", file=sys.stderr)
         return 1
     return 0
 
@@ -342,8 +352,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("models", help="list registered models")
     p.add_argument("--model-file", action="append")
     p.set_defaults(fn=_models)
-    p = sub.add_parser("verify", help="check a results.json for errors (failed verdicts are fine)")
+    p = sub.add_parser("verify", help="check a results.json for errors (failed verdicts are fine; "
+                                      "inconclusive checks are listed, never counted as passes)")
     p.add_argument("results")
+    p.add_argument("--inconclusive", choices=["fail", "warn"], default=None,
+                   help="how inconclusive checks are listed (default: the policy the run recorded)")
     p.set_defaults(fn=_verify)
     p = sub.add_parser("run", help="run the physical checks with pytest (arguments go to pytest)")
     p.add_argument("--cache", default=".pto_cache", help="cache folder (default .pto_cache)")

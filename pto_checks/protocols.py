@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from enum import Enum
 from typing import Any
 
 #: the cached stages a protocol field can affect (see :func:`key_parts`)
@@ -208,9 +209,21 @@ class AccuracyProtocol:
     temperatures_K: tuple[int, ...] = (300, 450, 900)
 
 
+class InconclusivePolicy(str, Enum):
+    """Whether an inconclusive check fails the run (``--inconclusive``): ``fail`` (the default
+    of the paper and quick protocols: a gate that cannot decide has not passed) or ``warn``
+    (smoke: 0.3 ps decides little; the checks are listed, the run does not fail for them).
+    An inconclusive check is never counted as a pass."""
+
+    FAIL = "fail"
+    WARN = "warn"
+
+
 @dataclass(frozen=True)
 class Protocol:
-    """A named protocol; ``reduced`` marks one cheaper than the published study."""
+    """A named protocol; ``reduced`` marks one cheaper than the published study.
+    ``inconclusive``: the default :class:`InconclusivePolicy` (a protocol derived with overrides
+    keeps the one it derives from)."""
 
     name: str
     reduced: bool
@@ -219,6 +232,7 @@ class Protocol:
     md: MDProtocol = field(default_factory=MDProtocol)
     accuracy: AccuracyProtocol = field(default_factory=AccuracyProtocol)
     overrides: tuple[str, ...] = ()
+    inconclusive: InconclusivePolicy = InconclusivePolicy.FAIL
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -251,7 +265,7 @@ PROTOCOLS: dict[str, Protocol] = {
     "smoke": Protocol("smoke", reduced=True,
                       md=MDProtocol(supercell=2, temperatures_K=(300, 1000), steps=150,
                                     sample_every=5, trajectory_every=5, checkpoint_every=50),
-                      accuracy=AccuracyProtocol(every=10)),
+                      accuracy=AccuracyProtocol(every=10), inconclusive=InconclusivePolicy.WARN),
 }
 
 

@@ -59,13 +59,23 @@ def model(request: pytest.FixtureRequest, model_name: str) -> registry.LoadedMod
     return loaded
 
 
+class Inconclusive(pytest.skip.Exception):
+    """Raised by ``check`` for an inconclusive verdict: pytest reports the test as skipped with
+    this message; the plugin reports it as its own outcome, ``inconclusive`` (terminal letter
+    ``I``, JUnit property ``pto_status=inconclusive``, results.json ``status: "inconclusive"``),
+    never as a pass, and ``--inconclusive`` decides whether it fails the run."""
+
+
 @pytest.fixture
 def check(request: pytest.FixtureRequest):
-    """``check(verdict)``: record a :class:`Verdict` for results.json and fail the test if it failed."""
+    """``check(verdict)``: record a :class:`Verdict` for results.json; fail the test if it failed,
+    end it as *inconclusive* (:class:`Inconclusive`) if it could not be decided."""
 
     def _check(verdict: Verdict) -> Verdict:
         verdict.details.setdefault("protocol", state(request).protocol.name)
         request.node.stash[VERDICT_KEY] = verdict
+        if verdict.inconclusive:
+            raise Inconclusive(f"INCONCLUSIVE [{verdict.check}] {verdict.message}")
         if not verdict.passed:
             pytest.fail(f"[{verdict.check}] {verdict.message}", pytrace=False)
         return verdict

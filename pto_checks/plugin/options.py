@@ -53,5 +53,10 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--baseline", default=None, metavar="FILE",
                     help="CI gate: accepted results; checks that failed there are strict xfails, and "
                          "quantities must not move beyond the regression thresholds")
+    group.addoption("--inconclusive", default=None, choices=["fail", "warn"],
+                    help="whether an inconclusive check (its confidence interval contains the threshold, "
+                         "or the run is too short or not equilibrated) fails the run: fail (default for "
+                         "the paper and quick protocols) or warn (default for smoke; a protocol changed "
+                         "with --protocol-set keeps its own). Never counted as a pass, also with --baseline")
     group.addoption("--update-baseline", action="store_true",
                     help="write this run's results to --baseline FILE (accept them)")

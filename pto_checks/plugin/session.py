@@ -15,7 +15,7 @@ from pto_checks import models as registry
 from pto_checks import validate
 from pto_checks.cache import Cache
 from pto_checks.plugin.options import DEFAULT_MODEL
-from pto_checks.protocols import Protocol, apply_overrides, get_protocol
+from pto_checks.protocols import InconclusivePolicy, Protocol, apply_overrides, get_protocol
 from pto_checks.results import Results
 
 
@@ -40,6 +40,10 @@ class PtoSession:
     unreadable_results: str | None = None  #: the report folder's old results.json could not be read
     merged: dict[str, Any] = field(default_factory=dict)  #: the merged results.json (controller)
     all_skipped: bool = False
+    inconclusive_policy: InconclusivePolicy = InconclusivePolicy.FAIL  #: ``--inconclusive`` or the protocol's
+    #: the inconclusive checks (controller): (model, check id, what would decide it)
+    inconclusive: list[tuple[str, str, str]] = field(default_factory=list)
+    inconclusive_failed_run: bool = False
     update_baseline: bool = False
     executor_settings: dict[str, Any] = field(default_factory=dict)  #: --executor and cluster options
     executor: Any = None  #: the MD executor (:meth:`md_executor`)
@@ -69,6 +73,9 @@ class PtoSession:
             self.outcomes.append(props["pto_status"])
             if "pto_model" in props and "pto_check" in props:
                 self.matrix.setdefault(props["pto_model"], {})[props["pto_check"]] = props["pto_status"]
+        if props.get("pto_status") == "inconclusive":
+            self.inconclusive.append((props.get("pto_model", ""), props.get("pto_check", report.nodeid),
+                                      props.get("pto_needs", "")))
 
 
 STATE_KEY = pytest.StashKey[PtoSession]()
@@ -132,10 +139,12 @@ def configure(config: pytest.Config) -> PtoSession:
         from pto_checks.results import load
 
         baseline = load(bpath)
+    policy = InconclusivePolicy(config.getoption("--inconclusive") or protocol.inconclusive)
     st = PtoSession(specs=specs, explicit=explicit, protocol=protocol,
                     cache=Cache(cache_root, enabled=not config.getoption("--recompute")),
-                    results=Results(protocol.to_dict()), baseline=baseline,
+                    results=Results(protocol.to_dict()), baseline=baseline, inconclusive_policy=policy,
                     executor_settings=_executor_settings(config))
+    st.results.data["harness"]["inconclusive_policy"] = policy.value
     config.stash[STATE_KEY] = st
     config.pluginmanager.register(st, "pto-checks-session")
     return st
