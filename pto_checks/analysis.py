@@ -286,7 +286,10 @@ def classify_phase(row: dict[str, Any], ensemble: str, thresholds: dict[str, Any
     """Phase of one temperature: ``unstable``, ``molten``, ``supertetragonal``, ``tetragonal``, ``cubic``.
 
     ``row`` holds production means: ``c_over_a``, ``P_abs`` (C/m^2), ``lindemann``, ``order``,
-    and ``failure`` (None or a description).  NPT decides by c/a, NVT by |P|.
+    and ``failure`` (None or a description).  NPT decides by c/a and, where the row carries it,
+    the axis-free per-frame polar order (``P_alignment``; tetragonal when either is above its
+    threshold), NVT by |P|.  The verdicts decide the same rule from confidence intervals
+    (:func:`pto_checks.verdicts.phase_decision`).
     """
     if row.get("failure") or not row.get("n_samples", 1):
         return "unstable"
@@ -295,7 +298,19 @@ def classify_phase(row: dict[str, Any], ensemble: str, thresholds: dict[str, Any
     if ensemble == "npt":
         if row["c_over_a"] >= thresholds["supertetragonal_min"]:
             return "supertetragonal"
-        return "tetragonal" if row["c_over_a"] - 1 >= thresholds["tetragonal_min"] else "cubic"
+        if row["c_over_a"] - 1 >= thresholds["tetragonal_min"]:
+            return "tetragonal"
+        # axis-free: a cell whose polar axis turns averages c/a to 1 while every frame is polar
+        series = (row.get("stats") or {}).get("series", {})
+        align = (series.get("P_alignment") or {}).get("mean")
+        frame_p = (series.get("P_frame_abs") or {}).get("mean")
+        n = n_cells_of(row)
+        if (align is not None and frame_p is not None and n is not None and "min_polar_order" in thresholds
+                and n >= thresholds.get("min_cells_polar_order", 27)):
+            polar = (align >= polar_order_threshold(n, thresholds["min_polar_order"])
+                     and frame_p >= polar_threshold(thresholds, row.get("born_convention")))
+            return "tetragonal" if polar else "cubic"
+        return "cubic"
     return "tetragonal" if row["P_abs"] >= thresholds["polar_min_c_per_m2"] else "cubic"
 
 
@@ -319,7 +334,7 @@ def transition_temperature(temperatures: list[float], phases: list[str]) -> dict
 #: Units of the per-frame series analysed by :func:`run_statistics`.
 SERIES_UNITS = {"a": "Angstrom", "c": "Angstrom", "c_over_a": "", "a_x": "Angstrom", "b_y": "Angstrom",
                 "c_z": "Angstrom", "tetragonality_frames": "", "Px": "C/m^2", "Py": "C/m^2", "Pz": "C/m^2",
-                "P_frame_abs": "C/m^2",
+                "P_frame_abs": "C/m^2", "P_alignment": "",
                 "P_local_abs": "C/m^2", "lindemann": "", "order": "", "T_measured": "K", "epot_eV": "eV"}
 #: Series on which the equilibrated start is detected (the latest start wins): the potential
 #: energy (relaxation from the starting cell), the cell's tetragonality and the Lindemann ratio.
@@ -342,7 +357,9 @@ def run_statistics(samples: list[dict[str, Any]], long_axis: int | None = None):
     Per-frame series: ``a``, ``c``, ``c_over_a`` (long axis ``long_axis``, default: that of the
     mean lengths), the three per-cell lengths ``a_x``, ``b_y``, ``c_z``, ``tetragonality_frames``
     (per-frame longest over the mean of the other two), ``Px``, ``Py``, ``Pz``,
-    ``P_frame_abs`` (per-frame |P|), ``P_local_abs``, ``lindemann``, ``order``, ``T_measured``
+    ``P_frame_abs`` (per-frame |P|), ``P_local_abs``, ``P_alignment`` (per-frame |P| over the
+    mean local |p|: 1 when every cell's dipole points the same way, about
+    :func:`disordered_alignment` when they point at random; axis-free), ``lindemann``, ``order``, ``T_measured``
     and ``epot_eV``; plus ``P_abs``, |<P>| with its propagated error.  One production window for
     all, starting at the equilibrated start detected on :data:`EQUILIBRATION_FROM`.
     """
@@ -363,6 +380,11 @@ def run_statistics(samples: list[dict[str, Any]], long_axis: int | None = None):
                       ("T_K", "T_measured"), ("epot_eV", "epot_eV")):
         if samples and key in samples[0]:
             series[name] = np.array([s[key] for s in samples], dtype=float)
+    if "P_local_abs" in series:
+        # per-frame alignment of the local dipoles, |mean p| / mean |p| (axis-free polar order)
+        local = series["P_local_abs"]
+        series["P_alignment"] = np.divide(series["P_frame_abs"], local, out=np.zeros_like(local),
+                                          where=local > 0)
     times = np.array([s.get("time_ps", np.nan) for s in samples], dtype=float)
     dt = float(np.median(np.diff(times))) if len(times) > 1 else float("nan")
     rs = statistics.run_statistics(series, SERIES_UNITS, dt, EQUILIBRATION_FROM)
@@ -457,3 +479,29 @@ def format_table(rows: list[dict[str, Any]]) -> str:
                    f"{r['P_abs']:10.3f}  {r['Pz']:9.3f}  {r['phase']}"
                    + (f" ({r['failure']['reason']} at step {r['failure']['step']})" if r.get("failure") else ""))
     return "\n".join(out)
+
+
+def disordered_alignment(n_cells: int) -> float:
+    """Expected per-frame alignment ``|mean p| / mean |p|`` of ``n_cells`` local dipoles of equal
+    length pointing in independent, isotropically random directions: sqrt(8 / (3 pi)) / sqrt(n)
+    (the mean of a Maxwell distribution; 0.18 for 27 cells, 0.33 for 8).  The baseline a
+    disordered (cubic, paraelectric) cell of that size gives; 1 is full order."""
+    return float(np.sqrt(8.0 / (3.0 * np.pi)) / np.sqrt(max(int(n_cells), 1)))
+
+
+def polar_order_threshold(n_cells: int, min_polar_order: float) -> float:
+    """The per-frame alignment above which a cell of ``n_cells`` counts as polar: the fraction
+    ``min_polar_order`` of the way from the disordered baseline (:func:`disordered_alignment`)
+    to full order (1)."""
+    b = disordered_alignment(n_cells)
+    return b + float(min_polar_order) * (1.0 - b)
+
+
+def n_cells_of(row: dict[str, Any]) -> int | None:
+    """Perovskite cells of the supercell a sweep row ran on (from its task), or None."""
+    sc = (row.get("task") or {}).get("supercell")
+    if sc is None:
+        return None
+    if isinstance(sc, (list, tuple)):
+        return int(np.prod(sc))
+    return int(sc) ** 3

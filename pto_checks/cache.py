@@ -5,6 +5,11 @@ an entry without it is incomplete and recomputed).  Writes go to a temporary fol
 renamed into place (atomic on POSIX); a per-key lock file serialises pytest-xdist workers, so
 two workers never compute the same entry (``filelock``; the holder's host, PID and start time are
 recorded next to the lock, and a waiting process says who holds the entry and for how long).
+
+Nothing read back is trusted: ``meta.json`` must parse, hold the entry's own key and the inputs
+it was asked for, and the stage's ``validate(folder, data)`` hook must accept the files.  An entry
+that fails is moved aside to ``<key>.corrupt-<UTC time>`` with a :class:`CacheWarning` naming
+the file, and recomputed.  Nothing in an entry is unpickled here.
 """
 
 from __future__ import annotations
@@ -18,12 +23,13 @@ import socket
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 #: Bump a stage's version when its code changes what it computes.
-STAGE_VERSIONS = {"ground_state": 1, "phonons": 2, "md": 1}
+STAGE_VERSIONS = {"ground_state": 2, "phonons": 4, "md": 1, "elastic": 1}
 
 
 def cache_key(stage: str, **parts: Any) -> str:
@@ -31,6 +37,55 @@ def cache_key(stage: str, **parts: Any) -> str:
     payload = {"stage": stage, "stage_version": STAGE_VERSIONS.get(stage, 0), **parts}
     blob = json.dumps(payload, sort_keys=True, default=repr)
     return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+def stage_key(stage: str, **inputs: Any) -> tuple[str, dict[str, Any]]:
+    """(cache key, inputs) of ``stage``: the inputs are stored in the entry and compared on reading."""
+    return cache_key(stage, **inputs), inputs
+
+
+#: ``validate(folder, data)``: raise (preferably :class:`CorruptEntry`) when the entry's files are unusable
+Validator = Callable[[Path, dict[str, Any]], None]
+
+
+class CacheWarning(UserWarning):
+    """A cache entry (or resumable work folder) was unusable, moved aside and is being recomputed."""
+
+
+class CorruptEntry(Exception):
+    """Raised by a stage's validator: ``path`` (a file of the entry) is unreadable or inconsistent."""
+
+    def __init__(self, path: str | os.PathLike[str], reason: str):
+        super().__init__(f"{path}: {reason}")
+        self.path, self.reason = Path(path), reason
+
+
+def check_file(folder: Path, name: str, read: Callable[[Path], Any]) -> Any:
+    """``read(folder / name)``; any failure (missing, truncated, unparsable) becomes :class:`CorruptEntry`
+    naming the file.  For validators."""
+    path = folder / name
+    if not path.is_file():
+        raise CorruptEntry(path, "missing")
+    try:
+        return read(path)
+    except Exception as exc:
+        raise CorruptEntry(path, f"unreadable ({type(exc).__name__}: {str(exc)[:200]})") from None
+
+
+def _normal(obj: Any) -> Any:
+    """``obj`` as it reads back from JSON (tuples -> lists, numpy -> Python), for comparisons."""
+    return json.loads(json.dumps(obj, sort_keys=True, default=_default))
+
+
+def quarantine(path: Path, reason: str) -> Path:
+    """Move ``path`` (an entry or work folder) aside to ``<name>.corrupt-<UTC time>`` and warn, naming
+    the file and the reason.  Returns the new path."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"{time.time_ns() % 10**9:09d}"
+    dest = path.with_name(f"{path.name}.corrupt-{stamp}")
+    os.replace(path, dest)
+    warnings.warn(CacheWarning(f"pto-checks cache: {reason}; moved aside to {dest.name}, recomputing"),
+                  stacklevel=3)
+    return dest
 
 
 class Cache:
@@ -83,19 +138,27 @@ class Cache:
             lock.release()
 
     @contextlib.contextmanager
-    def claim(self, stage: str, key: str, resumable: bool = False, blocking: bool = True
+    def claim(self, stage: str, key: str, resumable: bool = False, blocking: bool = True,
+              validate: Validator | None = None, inputs: dict[str, Any] | None = None
               ) -> Iterator[Claim | None]:
         """Hold one entry while computing it: yields a :class:`Claim` (a hit, or a work folder to
         fill and :meth:`Claim.commit`), or None when another process holds it and ``blocking`` is
-        False.  Several claims can be held at once (a batched computation of many entries)."""
+        False.  Several claims can be held at once (a batched computation of many entries).
+
+        A finished entry is a hit only if it reads back (:meth:`read_entry`); otherwise it is moved
+        aside and the claim is a miss.  ``inputs`` (JSON: what the key was derived from) is stored
+        in ``meta.json`` and compared on reading.
+        """
         final = self.entry(stage, key)
         with self.lock(stage, key, blocking) as held:
             if not held:
                 yield None
                 return
-            if (self.enabled or (stage, key) in self.fresh) and (final / "meta.json").is_file():
-                yield Claim(final, final, json.loads((final / "meta.json").read_text())["data"], True)
-                return
+            if (self.enabled or (stage, key) in self.fresh) and final.exists():
+                data = self.read_entry(stage, key, validate, inputs)
+                if data is not None:
+                    yield Claim(final, final, data, True, stage, key, inputs)
+                    return
             final.parent.mkdir(parents=True, exist_ok=True)
             if resumable:
                 work = final.parent / f"{key}.partial"
@@ -104,7 +167,7 @@ class Cache:
                 work.mkdir(exist_ok=True)
             else:
                 work = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
-            claim = Claim(final, work, None, False)
+            claim = Claim(final, work, None, False, stage, key, inputs)
             try:
                 yield claim
             finally:
@@ -112,6 +175,37 @@ class Cache:
                     self.fresh.add((stage, key))
                 elif not resumable:
                     shutil.rmtree(work, ignore_errors=True)
+
+    def read_entry(self, stage: str, key: str, validate: Validator | None = None,
+                   inputs: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The data of a finished entry, or None when there is none.  An unreadable, truncated or
+        mismatched entry (``meta.json`` of another key or other inputs, or files that ``validate``
+        rejects) is moved aside with a warning naming the file, and None is returned.
+        Call with the entry's lock held."""
+        final = self.entry(stage, key)
+        meta_path = final / "meta.json"
+        if not final.exists():
+            return None
+        try:
+            if not final.is_dir() or final.is_symlink():
+                raise CorruptEntry(final, "not a folder")
+            if not meta_path.exists():
+                raise CorruptEntry(meta_path, "missing (an entry without it is incomplete)")
+            stored = check_file(final, "meta.json", lambda p: json.loads(p.read_text()))
+            if not isinstance(stored, dict) or not isinstance(stored.get("data"), dict):
+                raise CorruptEntry(meta_path, "no data (truncated or not written by pto-checks)")
+            if stored.get("key") != key or stored.get("stage") != stage:
+                raise CorruptEntry(meta_path, f"written for {stored.get('stage')}/{stored.get('key')}, "
+                                              f"not {stage}/{key}")
+            if inputs is not None and stored.get("inputs") != _normal(inputs):
+                raise CorruptEntry(meta_path, "its stored inputs differ from the ones asked for")
+            if validate is not None:
+                validate(final, stored["data"])
+        except Exception as exc:
+            reason = str(exc) if isinstance(exc, CorruptEntry) else f"{final}: {type(exc).__name__}: {exc}"
+            quarantine(final, reason)
+            return None
+        return stored["data"]
 
     def get_or_compute(
         self,
@@ -121,37 +215,59 @@ class Cache:
         meta: dict[str, Any] | None = None,
         resumable: bool = False,
         blocking: bool = True,
+        validate: Validator | None = None,
+        inputs: dict[str, Any] | None = None,
     ) -> tuple[Path, dict[str, Any], bool] | None:
         """Return ``(folder, data, hit)``; on a miss ``compute(workdir)`` writes files and returns data.
 
-        ``data`` (JSON) is stored in ``meta.json`` with ``meta``.  With ``resumable`` the work folder
-        is ``<key>.partial`` and survives an interruption (the computation checkpoints into it and
-        picks up from there next time); otherwise it is a fresh temporary folder, removed on failure.
-        With ``blocking=False``, returns None at once when another process holds the entry.
+        ``data`` (JSON) is stored in ``meta.json`` with ``meta``, the key and ``inputs``.  With
+        ``resumable`` the work folder is ``<key>.partial`` and survives an interruption (the
+        computation checkpoints into it and picks up from there next time); otherwise it is a fresh
+        temporary folder, removed on failure.  With ``blocking=False``, returns None at once when
+        another process holds the entry.  ``validate(folder, data)`` checks a hit's files (and a
+        fresh result's, so that a validator that rejects good output is found at once).
         """
-        with self.claim(stage, key, resumable, blocking) as claim:
+        with self.claim(stage, key, resumable, blocking, validate, inputs) as claim:
             if claim is None:
                 return None
             if claim.hit:
                 return claim.folder, claim.data, True
-            claim.commit(compute(claim.work), meta)
+            data = compute(claim.work)
+            if validate is not None:
+                validate(claim.work, _normal(data))
+            claim.commit(data, meta)
             return claim.folder, claim.data, False
 
 
 class Claim:
     """An entry held by :meth:`Cache.claim`: ``hit`` with ``data``, or ``work`` to fill and commit."""
 
-    def __init__(self, folder: Path, work: Path, data: dict[str, Any] | None, hit: bool):
+    def __init__(self, folder: Path, work: Path, data: dict[str, Any] | None, hit: bool,
+                 stage: str = "", key: str = "", inputs: dict[str, Any] | None = None):
         self.folder, self.work, self.data, self.hit = folder, work, data, hit
+        self.stage, self.key, self.inputs = stage, key, inputs
         self.committed = hit
 
     def commit(self, data: dict[str, Any], meta: dict[str, Any] | None = None) -> None:
-        """Write ``meta.json`` and move the work folder into place (atomically)."""
-        write_json_atomic(self.work / "meta.json", {"meta": meta or {}, "data": data})
+        """Write ``meta.json`` (with the key and inputs) and move the work folder into place (atomically)."""
+        write_json_atomic(self.work / "meta.json", {"stage": self.stage, "key": self.key,
+                                                    "inputs": _normal(self.inputs), "meta": meta or {},
+                                                    "data": data})
         if self.folder.exists():
             shutil.rmtree(self.folder)
         os.replace(self.work, self.folder)
-        self.data, self.committed = data, True
+        self.data, self.committed = _normal(data), True
+
+    def discard_work(self, reason: str) -> Path | None:
+        """The hook for a computation that finds its resumable work folder unusable (e.g. a
+        checkpoint that does not load or belongs to another task): move it aside to
+        ``<key>.partial.corrupt-<time>`` with a warning naming ``reason`` (name the file in it),
+        and start again in a fresh, empty work folder.  Returns where it was moved."""
+        if self.hit or self.committed:
+            raise RuntimeError("discard_work: this claim holds no work folder")
+        dest = quarantine(self.work, reason) if self.work.exists() else None
+        self.work.mkdir(parents=True, exist_ok=True)
+        return dest
 
 
 def _stderr_line(line: str) -> None:

@@ -8,14 +8,19 @@
     pto-checks report RESULTS.json... -o DIR    rebuild the HTML/Markdown report from saved results
                       [--compare OLD.json]      ... marking what changed since OLD.json
     pto-checks verify out/results.json          exit 1 if the file is missing or malformed, records
-                                                no check, or any check ended in an error (failed
-                                                verdicts are accepted: they are results)
+                                                no check, decided none (all skipped/inconclusive),
+                                                or any check ended in an error (failed verdicts
+                                                are accepted: they are results; inconclusive ones
+                                                are listed with what would decide them)
     pto-checks nightly DIR [--protocol quick] [-n N] [--model all] [--baseline B.json]
                       [--fail-on-verdict]       every model that loads, results + report in
                                                 DIR/<UTC time>/, compared with the previous run.
                                                 Exit 0: completed, report written (failed verdicts
                                                 are results); 3: errors; 2: regressions against
                                                 --baseline; 1: failed verdicts (--fail-on-verdict)
+    pto-checks cluster-script --cluster slurm --queue Q --walltime T [--gpus-per-job 1] ...
+                                                print the batch job script that --cluster would
+                                                submit (dask-jobqueue); nothing is submitted
 """
 
 from __future__ import annotations
@@ -57,18 +62,32 @@ def _verify(args: argparse.Namespace) -> int:
         print(f"pto-checks verify: {args.results} does not match results.schema.json: "
               f"{str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
-    bad, total = [], Counter()
+    policy = args.inconclusive or data.get("harness", {}).get("inconclusive_policy") or "fail"
+    bad, undecided, total = [], [], Counter()
     for name, entry in data["models"].items():
         counts = Counter(c["status"] for c in entry["checks"].values())
         total.update(counts)
         print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
         bad += [f"{name} {tid}: {c['message'][:300]}" for tid, c in entry["checks"].items()
                 if c["status"] == "error"]
+        undecided += [f"{name} {tid}: {c.get('needs') or c['message'].splitlines()[0][:300]}"
+                      for tid, c in entry["checks"].items() if c["status"] == "inconclusive"]
     if not total:
         print("pto-checks verify: no check recorded", file=sys.stderr)
         return 1
+    executed = sum(n for status, n in total.items() if status != "skip")
+    if not executed:
+        print(f"pto-checks verify: no check was executed (all {total['skip']} skipped): nothing was "
+              "verified; see the skip reasons in the file", file=sys.stderr)
+        return 1
+    if undecided:  # never a pass: counted with the failed verdicts (fail) or listed as warnings (warn)
+        how = ("counted as failed verdicts" if policy == "fail" else "warnings, not failing the run")
+        print(f"inconclusive ({how}; --inconclusive={policy}):\n  " + "\n  ".join(undecided))
     if bad:
         print("pto-checks verify: checks ended in errors:\n  " + "\n  ".join(bad), file=sys.stderr)
+        return 1
+    if not (total["pass"] + total["fail"]):
+        print("pto-checks verify: no check was decided (every check skipped or inconclusive)", file=sys.stderr)
         return 1
     return 0
 
@@ -309,6 +328,23 @@ def _nightly(args: argparse.Namespace) -> int:
     return code
 
 
+def _cluster_script(args: argparse.Namespace) -> int:
+    from pto_checks.executors import executor_settings
+    from pto_checks.executors.clusters import ClusterSettings, job_script
+
+    settings = executor_settings(vars(args).get)
+    try:
+        cs = ClusterSettings.from_settings(settings)
+        script = job_script(cs)
+    except (OSError, ValueError, ImportError) as exc:
+        print(f"pto-checks cluster-script: {exc}", file=sys.stderr)
+        return 2
+    print(script)
+    print(f"# {cs.jobs} such job(s) would be kept running ({cs.processes} worker(s) each); "
+          f"start them with: pto-checks run --cluster {cs.kind} --jobs {cs.jobs} ...", file=sys.stderr)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pto-checks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -316,8 +352,11 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("models", help="list registered models")
     p.add_argument("--model-file", action="append")
     p.set_defaults(fn=_models)
-    p = sub.add_parser("verify", help="check a results.json for errors (failed verdicts are fine)")
+    p = sub.add_parser("verify", help="check a results.json for errors (failed verdicts are fine; "
+                                      "inconclusive checks are listed, never counted as passes)")
     p.add_argument("results")
+    p.add_argument("--inconclusive", choices=["fail", "warn"], default=None,
+                   help="how inconclusive checks are listed (default: the policy the run recorded)")
     p.set_defaults(fn=_verify)
     p = sub.add_parser("run", help="run the physical checks with pytest (arguments go to pytest)")
     p.add_argument("--cache", default=".pto_cache", help="cache folder (default .pto_cache)")
@@ -347,6 +386,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env", action="append", default=[], metavar="KEY=PATH",
                    help="environment of a family group (main, m3gnet, gptff, deepmd-tf): venv or python")
     p.set_defaults(fn=_nightly)
+    p = sub.add_parser("cluster-script", help="print the batch job script of --cluster (dask-jobqueue)")
+    from pto_checks.executors import add_cluster_options
+
+    add_cluster_options(p.add_argument)
+    p.set_defaults(fn=_cluster_script)
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["run"]:  # everything after 'run' belongs to pytest (except --cache)
         run_parser = argparse.ArgumentParser(prog="pto-checks run", add_help=False)

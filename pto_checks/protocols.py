@@ -5,26 +5,129 @@ Every result records the protocol that produced it (:meth:`Protocol.to_dict`).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+import math
+from dataclasses import MISSING, asdict, dataclass, field, fields, replace
+from enum import Enum
 from typing import Any
+
+#: the cached stages a protocol field can affect (see :func:`key_parts`)
+STAGES = ("ground_state", "phonons", "md")
+
+
+class ProtocolError(ValueError):
+    """A protocol field outside its allowed range (one line: field, value, allowed range)."""
+
+
+@dataclass(frozen=True)
+class Allowed:
+    """Allowed values of a protocol field: numbers in [lo, hi] (open ends with ``lo_open`` /
+    ``hi_open``), ``integer`` for whole numbers; tuples: each item so, ``length`` items exactly
+    or at least ``min_length``; or one of ``choices``."""
+
+    lo: float | None = None
+    hi: float | None = None
+    lo_open: bool = False
+    hi_open: bool = False
+    integer: bool = False
+    length: int | None = None
+    min_length: int | None = None
+    choices: tuple[Any, ...] | None = None
+
+    def _item_ok(self, v: Any) -> bool:
+        if self.choices is not None:
+            return v in self.choices
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            return False
+        if self.integer and not float(v).is_integer():
+            return False
+        if not math.isfinite(v):
+            return False
+        if self.lo is not None and (v <= self.lo if self.lo_open else v < self.lo):
+            return False
+        return not (self.hi is not None and (v >= self.hi if self.hi_open else v > self.hi))
+
+    def check(self, value: Any) -> bool:
+        if self.length is not None or self.min_length is not None:
+            if not isinstance(value, tuple):
+                return False
+            if self.length is not None and len(value) != self.length:
+                return False
+            if self.min_length is not None and len(value) < self.min_length:
+                return False
+            return all(self._item_ok(v) for v in value)
+        return self._item_ok(value)
+
+    def describe(self) -> str:
+        if self.choices is not None:
+            return "one of " + ", ".join(map(str, self.choices))
+        kind = "an integer" if self.integer else "a number"
+        bounds = []
+        if self.lo is not None:
+            bounds.append(f"{'>' if self.lo_open else '>='} {self.lo:g}")
+        if self.hi is not None:
+            bounds.append(f"{'<' if self.hi_open else '<='} {self.hi:g}")
+        item = f"{kind} {' and '.join(bounds)}".strip()
+        if self.length is not None:
+            return f"{self.length} comma-separated values, each {item}"
+        if self.min_length is not None:
+            return f"at least {self.min_length} comma-separated value(s), each {item}"
+        return item
+
+
+def _f(default: Any, allowed: Allowed, affects: tuple[str, ...], why: str = "") -> Any:
+    """A protocol field with its allowed range and the cached stages whose result it changes.
+
+    A field that affects no stage says ``why`` (e.g. averages recomputed on read); the property
+    test in ``tests/harness/test_faults.py`` holds every field to what it declares.
+    """
+    return field(default=default, metadata={"allowed": allowed, "affects": affects, "why": why})
+
+
+_POS = Allowed(lo=0, lo_open=True)
+_POS_INT = Allowed(lo=1, integer=True)
+_LATTICE = Allowed(lo=2.0, hi=10.0)  # Angstrom per perovskite cell
 
 
 @dataclass(frozen=True)
 class StaticProtocol:
-    """0 K relaxation: FrechetCellFilter + BFGS to ``fmax`` (eV/A), at most ``max_steps``."""
+    """0 K relaxation: FrechetCellFilter + BFGS to ``fmax`` (eV/A), at most ``max_steps``.
 
-    fmax: float = 1e-3
-    max_steps: int = 1000
+    ``symprec`` (Angstrom): the one symmetry tolerance of the harness, used by the relaxation
+    (``FixSymmetry``), by the cleaning of the relaxed cell, by phonopy and by the space groups in
+    the report (reasoning in ``reference_data/pto.toml [tolerances.symmetry]``).
+    ``hold_symmetry``: relax the tetragonal cell with P4mm held (the phonons and the 0 K checks use
+    it); False uses the unconstrained relaxation instead (only to show what holding it changes).
+    The unconstrained observation ("does the model keep P4mm?") starts from the P4mm cell with
+    every atom displaced at random by ``free_start_rattle_A`` (rms, Angstrom, seed
+    ``free_start_seed``) and the cell sheared by ``free_start_shear`` (all three shear strains),
+    so that any symmetry-lowering instability can develop.
+    """
+
+    fmax: float = _f(1e-3, Allowed(lo=0, lo_open=True, hi=1.0), ("ground_state",))
+    max_steps: int = _f(1000, _POS_INT, ("ground_state",))
+    symprec: float = _f(1e-3, Allowed(lo=0, lo_open=True, hi=0.1), ("ground_state", "phonons"))
+    hold_symmetry: bool = _f(True, Allowed(choices=(True, False)), ("ground_state", "phonons"))
+    free_start_rattle_A: float = _f(0.02, Allowed(lo=0, hi=0.5), ("ground_state",))
+    free_start_shear: float = _f(0.003, Allowed(lo=0, hi=0.1), ("ground_state",))
+    free_start_seed: int = _f(7, Allowed(integer=True), ("ground_state",))
 
 
 @dataclass(frozen=True)
 class PhononProtocol:
-    """phonopy finite displacements: ``supercell`` repetitions, ``displacement`` (A)."""
+    """phonopy finite displacements: ``supercell`` repetitions, ``displacement`` (A), band path
+    with ``band_points`` per segment, Gamma-centred ``mesh``.  ``escalation``: the larger n x n x n
+    supercells recomputed, in order and only while a frequency below the threshold sits at a q
+    that the current supercell only interpolates (the rule: ``reference_data/pto.toml
+    [tolerances.phonon]``)."""
 
-    supercell: tuple[int, int, int] = (2, 2, 2)
-    displacement: float = 0.01
-    band_points: int = 51
-    mesh: tuple[int, int, int] = (8, 8, 8)
+    supercell: tuple[int, int, int] = _f((2, 2, 2), Allowed(lo=1, hi=10, integer=True, length=3), ("phonons",))
+    displacement: float = _f(0.01, Allowed(lo=0, lo_open=True, hi=0.5), ("phonons",))
+    band_points: int = _f(51, Allowed(lo=2, hi=10_000, integer=True), ("phonons",))
+    mesh: tuple[int, int, int] = _f((8, 8, 8), Allowed(lo=1, hi=100, integer=True, length=3), ("phonons",))
+    escalation: tuple[int, ...] = _f((3, 4), Allowed(lo=2, hi=8, integer=True, min_length=0), ("phonons",))
+
+
+_MD = ("md",)
 
 
 @dataclass(frozen=True)
@@ -43,47 +146,89 @@ class MDProtocol:
     the grid, temperatures are added by bisection between the last polar and the first non-polar
     one until the bracket is below ``tc_resolution_K`` (K), and a cooling branch is run from the
     hottest temperature's final state down the grid (``cooling``).
+    Each field declares its allowed range and whether it changes a cached MD run (``_f``).
     """
 
-    supercell: int = 5
-    temperatures_K: tuple[int, ...] = (300, 400, 500, 600, 700, 800, 900, 1000)
-    steps: int = 50_000
-    timestep_fs: float = 2.0
-    production_fraction: float = 0.5
-    npt_integrator: str = "melchionna"
-    ttime_fs: float = 25.0
-    pfactor_ase: float = 75.0**2.0 * 0.09822694788464063  # 75^2 * ase.units.fs, as the study
-    mtk_tdamp_fs: float = 100.0
-    mtk_pdamp_fs: float = 1000.0
-    friction_per_fs: float = 0.01
-    start_a: float = 3.90
-    start_c: float = 4.15
-    nvt_a: float = 3.90
-    nvt_c: float = 4.15
-    seed: int = 20250311
-    sample_every: int = 10
-    trajectory_every: int = 50
-    checkpoint_every: int = 500
-    max_steps: int = 0
-    tc_resolution_K: float = 25.0
-    cooling: bool = True
+    supercell: int = _f(5, Allowed(lo=1, hi=20, integer=True), _MD)
+    temperatures_K: tuple[int, ...] = _f((300, 400, 500, 600, 700, 800, 900, 1000),
+                                         Allowed(lo=0, lo_open=True, hi=5000, min_length=1), (),
+                                         "one cache entry per temperature: each task's temperature_K is keyed")
+    steps: int = _f(50_000, _POS_INT, _MD)
+    timestep_fs: float = _f(2.0, Allowed(lo=0, lo_open=True, hi=10.0), _MD)
+    production_fraction: float = _f(0.5, Allowed(lo=0, lo_open=True, hi=1.0), (),
+                                    "averages are recomputed on read from the stored samples.csv")
+    npt_integrator: str = _f("melchionna", Allowed(choices=("melchionna", "mtk")), (),
+                             "the default choice only: each task's own integrator is keyed")
+    ttime_fs: float = _f(25.0, _POS, _MD)
+    pfactor_ase: float = _f(75.0**2.0 * 0.09822694788464063, _POS, _MD)  # 75^2 * ase.units.fs, as the study
+    mtk_tdamp_fs: float = _f(100.0, _POS, _MD)
+    mtk_pdamp_fs: float = _f(1000.0, _POS, _MD)
+    friction_per_fs: float = _f(0.01, _POS, _MD)
+    start_a: float = _f(3.90, _LATTICE, _MD)
+    start_c: float = _f(4.15, _LATTICE, _MD)
+    nvt_a: float = _f(3.90, _LATTICE, _MD)
+    nvt_c: float = _f(4.15, _LATTICE, _MD)
+    seed: int = _f(20250311, Allowed(lo=0, hi=2**32 - 1, integer=True), _MD)
+    sample_every: int = _f(10, _POS_INT, _MD)
+    trajectory_every: int = _f(50, _POS_INT, _MD)
+    checkpoint_every: int = _f(500, _POS_INT, _MD)
+    max_steps: int = _f(0, Allowed(lo=0, hi=10**9, integer=True), _MD,
+                        "sequential MD: how long a temperature may run and the looks' Bonferroni level")
+    tc_resolution_K: float = _f(25.0, Allowed(lo=0, lo_open=True, hi=5000), _MD,
+                                "sequential MD: which bisection temperatures are run")
+    cooling: bool = _f(True, Allowed(choices=(True, False)), _MD, "sequential MD: whether a cooling branch is run")
 
     def __post_init__(self) -> None:
-        if self.steps <= 0 or self.sample_every <= 0:
-            raise ValueError(f"md.steps ({self.steps}) and md.sample_every ({self.sample_every}) must be positive")
+        # cross-field rules of sequential MD (each field's own range: Protocol.validate / parse_override)
+        if not all(isinstance(v, (int, float)) and v > 0 for v in (self.steps, self.sample_every)):
+            return  # out of its own range: validate() names the field
         if self.max_steps and self.max_steps < self.steps:
-            raise ValueError(f"md.max_steps ({self.max_steps}) must be 0 (fixed length) or at least md.steps "
-                             f"({self.steps}): set md.max_steps={self.steps * 8} for a sequential run")
+            raise ProtocolError(f"protocol field md.max_steps={self.max_steps} is out of range: allowed 0 (fixed "
+                                f"length) or >= md.steps ({self.steps}); set md.max_steps={self.steps * 8} for a "
+                                "sequential run")
         if self.max_steps and self.steps % self.sample_every:
-            raise ValueError(f"sequential MD looks at multiples of md.steps ({self.steps}): it must be a multiple "
-                             f"of md.sample_every ({self.sample_every})")
-        if not self.tc_resolution_K > 0:
-            raise ValueError(f"md.tc_resolution_K must be positive (K), got {self.tc_resolution_K}")
+            raise ProtocolError(f"sequential MD looks at multiples of md.steps ({self.steps}): it must be a multiple "
+                                f"of md.sample_every ({self.sample_every})")
+        if isinstance(self.tc_resolution_K, (int, float)) and not self.tc_resolution_K > 0:
+            raise ProtocolError(f"protocol field md.tc_resolution_K={self.tc_resolution_K} is out of range: "
+                                "allowed a number > 0 (K)")
 
     @property
     def sequential(self) -> bool:
         """Whether temperatures run in chunks until decided (``max_steps`` > ``steps``)."""
         return self.max_steps > self.steps
+
+
+SECTIONS = {"static": StaticProtocol, "phonon": PhononProtocol, "md": MDProtocol}
+
+
+def key_parts(section: Any, stage: str) -> dict[str, Any]:
+    """The fields of a protocol section (a dataclass instance) that change ``stage``'s cached
+    result, by name: what a cache key of that stage must contain from this section."""
+    return {f.name: getattr(section, f.name) for f in fields(section) if stage in f.metadata.get("affects", ())}
+
+
+def validate_section(name: str, section: Any) -> None:
+    """Raise :class:`ProtocolError` naming the first field of ``section`` outside its range."""
+    for f in fields(section):
+        check_field(name, f, getattr(section, f.name))
+
+
+def check_field(section: str, f: Any, value: Any, shown: str | None = None) -> None:
+    """Raise :class:`ProtocolError` when ``value`` is outside the range declared on field ``f``
+    (the message shows ``shown``, the value as typed, when given)."""
+    allowed: Allowed | None = f.metadata.get("allowed")
+    if allowed is not None and not allowed.check(value):
+        raise ProtocolError(f"protocol field {section}.{f.name}={_show(value) if shown is None else shown} is "
+                            f"out of range: allowed {allowed.describe()}")
+
+
+def _show(value: Any) -> str:
+    return ",".join(str(v) for v in value) if isinstance(value, tuple) else str(value)
+
+
+def _default(f) -> Any:
+    return f.default if f.default is not MISSING else f.default_factory()
 
 
 @dataclass(frozen=True)
@@ -96,9 +241,21 @@ class AccuracyProtocol:
     temperatures_K: tuple[int, ...] = (300, 450, 900)
 
 
+class InconclusivePolicy(str, Enum):
+    """Whether an inconclusive check fails the run (``--inconclusive``): ``fail`` (the default
+    of the paper and quick protocols: a gate that cannot decide has not passed) or ``warn``
+    (smoke: 0.3 ps decides little; the checks are listed, the run does not fail for them).
+    An inconclusive check is never counted as a pass."""
+
+    FAIL = "fail"
+    WARN = "warn"
+
+
 @dataclass(frozen=True)
 class Protocol:
-    """A named protocol; ``reduced`` marks one cheaper than the published study."""
+    """A named protocol; ``reduced`` marks one cheaper than the published study.
+    ``inconclusive``: the default :class:`InconclusivePolicy` (a protocol derived with overrides
+    keeps the one it derives from)."""
 
     name: str
     reduced: bool
@@ -107,6 +264,7 @@ class Protocol:
     md: MDProtocol = field(default_factory=MDProtocol)
     accuracy: AccuracyProtocol = field(default_factory=AccuracyProtocol)
     overrides: tuple[str, ...] = ()
+    inconclusive: InconclusivePolicy = InconclusivePolicy.FAIL
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -117,6 +275,16 @@ class Protocol:
         for section, values in sections.items():
             new = replace(new, **{section: replace(getattr(new, section), **values)})
         return new
+
+    def validate(self) -> Protocol:
+        """Check every field against its declared range (and ``md.steps >= md.sample_every``, so that
+        a run samples past its first frame); raise :class:`ProtocolError` naming the field."""
+        for name in SECTIONS:
+            validate_section(name, getattr(self, name))
+        if self.md.steps < self.md.sample_every:
+            raise ProtocolError(f"protocol field md.steps={self.md.steps} is out of range: allowed an integer "
+                                f">= md.sample_every ({self.md.sample_every}), so that the run samples past step 0")
+        return self
 
 
 PROTOCOLS: dict[str, Protocol] = {
@@ -129,27 +297,44 @@ PROTOCOLS: dict[str, Protocol] = {
     "smoke": Protocol("smoke", reduced=True,
                       md=MDProtocol(supercell=2, temperatures_K=(300, 1000), steps=150,
                                     sample_every=5, trajectory_every=5, checkpoint_every=50),
-                      accuracy=AccuracyProtocol(every=10)),
+                      accuracy=AccuracyProtocol(every=10), inconclusive=InconclusivePolicy.WARN),
 }
 
 
 def parse_override(text: str) -> tuple[str, str, Any]:
-    """Parse ``section.field=value`` (e.g. ``md.steps=200``, ``md.temperatures_K=300,600``)."""
+    """Parse ``section.field=value`` (e.g. ``md.steps=200``, ``md.temperatures_K=300,600``).
+
+    A value of the wrong type raises :class:`ProtocolError` naming the field and its allowed range.
+    """
     key, sep, raw = text.partition("=")
     section, dot, fld = key.strip().partition(".")
     if not sep or not dot:
         raise ValueError(f"override must look like section.field=value, got {text!r}")
-    proto = getattr(PROTOCOLS["paper"], section, None)
-    if proto is None or not hasattr(proto, fld):
+    cls = SECTIONS.get(section)
+    spec = next((f for f in fields(cls) if f.name == fld), None) if cls is not None else None
+    if spec is None:
         raise ValueError(f"unknown protocol field {key!r}")
-    current = getattr(proto, fld)
-    if isinstance(current, tuple):
-        value: Any = tuple(type(current[0])(v) for v in raw.split(",") if v)
-    elif isinstance(current, bool):
-        value = raw.lower() in ("1", "true", "yes")
-    else:
-        value = type(current)(raw)
+    current = _default(spec)
+    allowed: Allowed = spec.metadata["allowed"]
+    try:
+        if isinstance(current, tuple):
+            value: Any = tuple(_convert(type(current[0]), v) for v in raw.split(",") if v.strip())
+        else:
+            value = _convert(type(current), raw)
+    except ValueError:
+        raise ProtocolError(f"protocol field {key.strip()}={raw} is not valid: allowed {allowed.describe()}") from None
+    check_field(section, spec, value, raw)
     return section, fld, value
+
+
+def _convert(kind: type, raw: str) -> Any:
+    raw = raw.strip()
+    if kind is int:
+        x = float(raw)  # "1e4" is a valid step count; "2.5" is not
+        if not x.is_integer():
+            raise ValueError(raw)
+        return int(x)
+    return kind(raw)
 
 
 def get_protocol(name: str) -> Protocol:
@@ -170,4 +355,4 @@ def apply_overrides(protocol: Protocol, overrides: list[str]) -> Protocol:
         section, fld, value = parse_override(text)
         sections.setdefault(section, {})[fld] = value
     new = protocol.with_overrides(**sections)
-    return replace(new, name=f"{protocol.name}+custom", reduced=True, overrides=tuple(overrides))
+    return replace(new, name=f"{protocol.name}+custom", reduced=True, overrides=tuple(overrides)).validate()

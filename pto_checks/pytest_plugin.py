@@ -39,6 +39,7 @@ from pto_checks.plugin.fixtures import (  # noqa: F401  (fixtures are found in t
 from pto_checks.plugin.gate import pytest_collection_modifyitems  # noqa: F401
 from pto_checks.plugin.options import DEFAULT_MODEL, add_options  # noqa: F401
 from pto_checks.plugin.report_hooks import (  # noqa: F401
+    pytest_report_teststatus,
     pytest_runtest_makereport,
     pytest_sessionfinish,
     pytest_terminal_summary,

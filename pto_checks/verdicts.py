@@ -125,26 +125,81 @@ def polar_ground_state(delta_e: float, c_over_a: float, functional: str) -> Verd
                    None, tol, "eV/f.u., 1", load_reference()["study"]["citation"])
 
 
-def no_imaginary_modes(f_min_thz: float, q_min: list[float], f_min_all: float, q_all: list[float],
-                       functional: str) -> Verdict:
-    """No judged phonon below the imaginary threshold (see :func:`phonons.most_negative_mode`)."""
+def no_imaginary_modes(phonon: dict[str, Any], functional: str) -> Verdict:
+    """No phonon below the threshold on the path, the mesh and the supercell's commensurate q
+    (every branch judged; tolerance only for the acoustic modes at Gamma), decided by
+    :func:`pto_checks.phonons.decide_stability` with supercell escalation.
+
+    ``phonon``: the data of :func:`pto_checks.stages.phonon_stage`.
+    """
     tol = tolerance("phonon")
-    thr = tol["imaginary_threshold_thz"]
-    ok = f_min_thz >= thr
+    d = phonon["decision"]
+    outcome = Outcome(d.get("outcome", "pass" if d["stable"] else "fail"))
+    ok = outcome is Outcome.PASS
+    m = d["mode"]
+    name = "x".join(str(x) for x in d["decided_by"])
 
     def fmt(q: list[float]) -> str:
         return "(" + ", ".join(f"{x:.3f}" for x in q) + ")"
 
-    msg = (
-        f"lowest judged frequency {f_min_thz:.3f} THz at q = {fmt(q_min)} (threshold {thr} THz; "
-        f"lowest of all, incl. interpolated acoustic branches, {f_min_all:.3f} THz at "
-        f"q = {fmt(q_all)}): " + ("no imaginary modes" if ok else "IMAGINARY MODES: the relaxed "
-                                  "tetragonal cell is dynamically unstable")
-        + f"; {_trained_on(functional)}"
-    )
-    return Verdict("no_imaginary_modes", ok, msg, {"f_min_thz": f_min_thz, "q": list(q_min),
-                                                   "f_min_all_thz": f_min_all, "q_all": list(q_all)},
-                   thr, None, "THz", tol["reasoning"])
+    def where(mode: dict[str, Any]) -> str:
+        sc = "x".join(str(x) for x in mode["supercell"])
+        return ("exact: q commensurate with " if mode["exact"] else "interpolated: q not commensurate with ") + sc
+
+    history = "; ".join(
+        f"{'x'.join(map(str, st['supercell']))}: lowest {st['lowest']['f_thz']:.3f} THz at {fmt(st['lowest']['q'])}, "
+        f"{st['n_below']} below threshold"
+        + (f" (worst {st['worst']['f_thz']:.3f} THz at {fmt(st['worst']['q'])}, {where(st['worst'])})"
+           if st["worst"] else "")
+        for st in d["steps"])
+    head = (f"decided by the {name} supercell: "
+            + (f"no imaginary modes; lowest frequency {m['f_thz']:.3f} THz at q = {fmt(m['q'])} ({where(m)})"
+               + (f", lowest away from Gamma {off['f_thz']:.3f} THz at q = {fmt(off['q'])} ({where(off)})"
+                  if (off := d["steps"][-1].get("lowest_off_gamma")) else "")
+               if ok else f"IMAGINARY MODE {m['f_thz']:.3f} THz at q = {fmt(m['q'])}, branch {m['branch']} "
+               f"({where(m)}): the relaxed P4mm cell is dynamically unstable"
+               if outcome is Outcome.FAIL else
+               f"INCONCLUSIVE: unconfirmed dip {m['f_thz']:.3f} THz at q = {fmt(m['q'])}, branch {m['branch']} "
+               f"({where(m)}); not a pass"))
+    msg = (f"{head}. {d['reason']}. Rule: every branch at every q >= {tol['imaginary_threshold_thz']} THz, "
+           f"acoustic modes at Gamma >= {tol['acoustic_gamma_thz']} THz; an interpolated dip in the largest "
+           f"supercell fails only if every supercell shows it within {tol['dip_match_grid_spacings']} grid "
+           f"spacing(s) of the largest, else it is inconclusive; supercells: {history}; "
+           f"symprec {phonon.get('symprec')} A; {_trained_on(functional)}")
+    v = Verdict("no_imaginary_modes", ok, msg, {"f_thz": m["f_thz"], "q": list(m["q"]), "exact": m["exact"],
+                                                "supercell": list(d["decided_by"])},
+                tol["imaginary_threshold_thz"], {"acoustic_gamma_thz": tol["acoustic_gamma_thz"],
+                                                 "elsewhere_thz": tol["imaginary_threshold_thz"]},
+                "THz", tol["source"], outcome=outcome)
+    v.details = {"decision": d}
+    return v
+
+
+def keeps_p4mm(symmetry: dict[str, Any], functional: str) -> Verdict:
+    """The unconstrained relaxation from a perturbed P4mm cell gains no more than
+    ``tolerances.keeps_p4mm.max_energy_gain`` (eV/f.u.) over the P4mm-held one.
+
+    ``symmetry``: :class:`pto_checks.relax.SymmetryObservation` as a dict.
+    """
+    tol = tolerance("keeps_p4mm")
+    thr = tol["max_energy_gain"]
+    gain = symmetry.get("energy_gain_per_fu")
+    sp = symmetry.get("symprec")
+    if gain is None:
+        ok = False
+        what = (f"the unconstrained relaxation did not finish ({symmetry.get('error')}): the model runs away "
+                f"from P4mm ({symmetry.get('held_spacegroup')} held)")
+    else:
+        ok = gain <= thr
+        what = (f"unconstrained relaxation from a perturbed P4mm cell ends in {symmetry['free_spacegroup']} at "
+                f"symprec {sp} A ({symmetry['free_spacegroup_tight']} at 1e-5 A, "
+                f"{symmetry.get('free_spacegroup_loose')} at 1e-2 A), "
+                f"E(P4mm held) - E(unconstrained) = {gain * 1000:.3f} meV/f.u. (limit {thr * 1000:.1f}): "
+                + ("the model keeps P4mm" if ok else "the model's ground state is NOT P4mm: it gains energy by "
+                   "breaking the symmetry, so the P4mm checks describe a saddle point, not its ground state")
+                + ("" if symmetry.get("free_converged") else " (the unconstrained relaxation hit its step cap)"))
+    return Verdict("keeps_p4mm", ok, f"{what}; {_trained_on(functional)}", gain, 0.0, thr, "eV/f.u.",
+                   tol["reasoning"])
 
 
 def check_bound(check: str, ok: bool, message: str, measured: Any = None, tol: Any = None,
@@ -209,17 +264,36 @@ def _oxygen_fraction(formula: str) -> tuple[int, int]:
 # Finite-temperature verdicts.  ``sweep``: the dict of the npt_sweep / nvt_sweep fixtures.
 
 
-def decides_with_intervals(sweep: dict[str, Any]) -> bool:
-    """Whether the dynamic verdicts decide ``sweep`` from confidence intervals (three outcomes).
+def decides_with_intervals(sweep: Any) -> bool:
+    """Whether the dynamic verdicts decide ``sweep`` from confidence intervals (three outcomes):
+    always when its rows carry statistics (:func:`pto_checks.analysis.summarize_run`); rows from
+    before the statistics existed are judged on their means (pass / fail).  ``sweep`` is a
+    :class:`pto_checks.md.sweep.Sweep` or its dict; a dict may opt out with
+    ``decide_with_intervals=False`` (the harness's tests of the means-only rule)."""
+    opt = sweep.get("decide_with_intervals", True) if isinstance(sweep, dict) else True
+    return bool(opt) and any(isinstance(r.get("stats"), dict) for r in sweep["rows"])
 
-    Needs both: the sweep dict asks for it (``sweep["decide_with_intervals"] = True``; the MD
-    stage's caller sets it once inconclusive is carried through the plugin, JUnit, report and CI
-    gate) and its rows carry statistics (:func:`pto_checks.analysis.summarize_run`).  Otherwise the
-    verdicts judge the means as before (pass / fail).
-    """
-    return bool(sweep.get("decide_with_intervals")) and any(isinstance(r.get("stats"), dict)
-                                                            for r in sweep["rows"])
 
+def needs_summary(verdict: Verdict) -> str:
+    """What would decide an inconclusive verdict, in one line: the undecided comparisons with the
+    extra simulation they need (e.g. '1000 K: the 95% interval contains the threshold: needs
+    about 40 more ps at 1000 K'), else the verdict's first line."""
+    out = []
+    for d in verdict.details.get("decisions") or []:
+        if d.get("side") != Side.UNDECIDED.value:
+            continue
+        iv = d.get("interval") or {}
+        td = ThresholdDecision(Side.UNDECIDED, d["mean"], d["sem"], d["threshold"],
+                               Interval(iv.get("low", math.nan), iv.get("high", math.nan),
+                                        iv.get("level", 0.95), iv.get("unit", "")),
+                               d["n_eff"], d.get("reason", ""), d.get("extra_ps"), d.get("temperature_K"))
+        text = td.needs()
+        if text not in out:
+            out.append(text)
+    if not out:
+        head = verdict.message.splitlines()[0] if verdict.message else ""
+        return head.removeprefix("INCONCLUSIVE: ")[:400]
+    return "; ".join(out)[:600]
 
 
 def _sweep_context(sweep: dict[str, Any]) -> str:
@@ -274,6 +348,14 @@ def _undecided_decision(row: dict[str, Any], what: str) -> ThresholdDecision:
                              0.0, f"no statistics for {what}", None, row.get("T_K"))
 
 
+def _drifted_past(d: ThresholdDecision, limit: float, above: bool) -> bool:
+    """Undecided only because the series still drifts, with its whole interval beyond ``limit``."""
+    if d.side is not Side.UNDECIDED or not d.reason.startswith("not equilibrated"):
+        return False
+    iv = d.interval
+    return bool(math.isfinite(iv.low) and (iv.low > limit if above else iv.high < limit))
+
+
 def crystal_decision(row: dict[str, Any], melt: dict[str, Any] | None = None,
                      settings: StatisticsSettings | None = None) -> tuple[Outcome, list[ThresholdDecision], str]:
     """Is this temperature a crystal?  PASS: Lindemann ratio below and order parameter above
@@ -287,6 +369,12 @@ def crystal_decision(row: dict[str, Any], melt: dict[str, Any] | None = None,
             or _undecided_decision(row, "lindemann"))
     order = row_decision(row, "order", melt["min_order"], settings=settings) or _undecided_decision(row, "order")
     out = combine([lind.outcome(Side.BELOW), order.outcome(Side.ABOVE)])
+    # a run starts from the perfect crystal (Lindemann 0, order 1): a drift that has already carried
+    # the whole interval past the melting limit is melting in progress, not a reason to wait (a
+    # liquid's Lindemann ratio never stops growing, so "not equilibrated" would hide it forever)
+    if out is Outcome.INCONCLUSIVE and (_drifted_past(lind, melt["max_lindemann"], True)
+                                        or _drifted_past(order, melt["min_order"], False)):
+        out = Outcome.FAIL
     text = {Outcome.PASS: f"crystal at {row['T_K']:.0f} K",
             Outcome.FAIL: f"MOLTEN at {row['T_K']:.0f} K",
             Outcome.INCONCLUSIVE: f"undecided melting at {row['T_K']:.0f} K"}[out]
@@ -295,12 +383,37 @@ def crystal_decision(row: dict[str, Any], melt: dict[str, Any] | None = None,
     return out, [lind, order], text
 
 
+def polar_order_decision(row: dict[str, Any], settings: StatisticsSettings | None = None
+                         ) -> ThresholdDecision | None:
+    """Axis-free polar order of one row: the per-frame alignment ``|P| / mean local |p|``
+    (series ``P_alignment``) against :func:`pto_checks.analysis.polar_order_threshold` for the
+    row's cell size (``tolerances.phase.min_polar_order`` of the way from the disordered
+    baseline to full order).  None when the row has no such statistics or no cell size, or its
+    cell is smaller than ``min_cells_polar_order`` (local dipoles sharing most of their atoms)."""
+    from pto_checks.analysis import n_cells_of, polar_order_threshold
+
+    n = n_cells_of(row)
+    phase = tolerance("phase")
+    if n is None or n < phase["min_cells_polar_order"]:
+        return None
+    thr = polar_order_threshold(n, phase["min_polar_order"])
+    return row_decision(row, "P_alignment", thr, settings=settings)
+
+
 def phase_decision(row: dict[str, Any], ensemble: str, settings: StatisticsSettings | None = None
                    ) -> tuple[str | None, list[ThresholdDecision], str]:
     """The phase of one row decided from confidence intervals: one of ``unstable``, ``molten``,
-    ``supertetragonal``, ``tetragonal``, ``cubic``, or None (undecided).  NPT decides by c/a - 1
-    against ``tetragonal_min`` (and c/a against ``supertetragonal_min``), NVT by |P| against the
-    polar threshold (converted to the Born-charge convention, :func:`analysis.polar_threshold`).
+    ``supertetragonal``, ``tetragonal``, ``cubic``, or None (undecided).
+
+    NPT (the axis-free rule of ``tolerances.phase``): *supertetragonal* when c/a is above
+    ``supertetragonal_min``; *tetragonal* when each frame is polar -- the per-frame polar order
+    (:func:`polar_order_decision`) above its threshold and the per-frame |P| above the polar
+    threshold -- or the time-averaged c/a - 1 is above ``tetragonal_min``; *cubic* only when the
+    polar order or the per-frame |P| is below its threshold and c/a - 1 is not above
+    ``tetragonal_min``.  A small cell whose polar axis turns among x, y and z averages c/a to 1
+    while every frame is polar: the time-averaged c/a alone would call it cubic.  NVT (lattice
+    imposed at c/a 1.06, which pins the axis) decides by |P| against the polar threshold
+    (converted to the Born-charge convention, :func:`analysis.polar_threshold`).
     Returns (phase, decisions, text)."""
     from pto_checks.analysis import polar_threshold
 
@@ -314,16 +427,27 @@ def phase_decision(row: dict[str, Any], ensemble: str, settings: StatisticsSetti
             or _undecided_decision(row, "c/a")
         tet = row_decision(row, "c_over_a", thr["tetragonal_min"], offset=-1.0, settings=settings) \
             or _undecided_decision(row, "c/a")
-        decisions += [tet, sup]
+        order = polar_order_decision(row, settings=settings)
+        if order is None:  # small cell or no per-frame statistics: the time-averaged c/a alone
+            order = frame_p = _undecided_decision(row, "polar order (cell too small or no statistics)")
+            polar, nonpolar = False, tet.side is Side.BELOW
+        else:
+            frame_p = row_decision(row, "P_frame_abs", polar_threshold(thr, row.get("born_convention")),
+                                   settings=settings) or _undecided_decision(row, "per-frame |P|")
+            polar = order.side is Side.ABOVE and frame_p.side is Side.ABOVE
+            nonpolar = order.side is Side.BELOW or frame_p.side is Side.BELOW
+        decisions += [order, tet, sup, frame_p]
         if sup.side is Side.ABOVE:
             phase = "supertetragonal"
-        elif tet.side is Side.BELOW:
-            phase = "cubic"
-        elif tet.side is Side.ABOVE and sup.side is Side.BELOW:
+        elif (polar or tet.side is Side.ABOVE) and sup.side is Side.BELOW:
             phase = "tetragonal"
+        elif nonpolar and tet.side is not Side.ABOVE:
+            phase = "cubic"
         else:
             phase = None
-        desc = tet.describe("c/a - 1") if phase != "supertetragonal" else sup.describe("c/a")
+        desc = (sup.describe("c/a") if phase == "supertetragonal" else
+                f"{order.describe('polar order |P|/<|p|>', digits=3)}; "
+                f"{frame_p.describe('per-frame |P|', 'C/m^2', 3)}; {tet.describe('c/a - 1')}")
     else:
         pol = row_decision(row, "P_abs", polar_threshold(thr, row.get("born_convention")), settings=settings) \
             or _undecided_decision(row, "|P|")
@@ -368,7 +492,7 @@ def polar_at_low_temperature(sweep: dict[str, Any], functional: str) -> Verdict:
         phase, decisions, text = phase_decision(r, sweep["ensemble"])
         outcome = Outcome.INCONCLUSIVE if phase is None else (
             Outcome.PASS if phase == "tetragonal" else Outcome.FAIL)
-        interval = decisions[2].interval if len(decisions) > 2 else None  # [lindemann, order, c/a or |P|, ...]
+        interval = decisions[2].interval if len(decisions) > 2 else None  # [lindemann, order, polar order or |P|, ...]
         return _sweep_verdict("polar_at_300K", outcome, f"{text}; expected tetragonal", sweep, functional,
                               phase, tolerance("phase"), interval, decisions)
     ok = r["phase"] == "tetragonal"

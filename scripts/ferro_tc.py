@@ -45,16 +45,18 @@ def run_one(args: tuple[str, float, int, int, int, str | None, dict]) -> dict:
     if samples_dir:  # keep the time series: the analysis can be redone without new MD
         Path(samples_dir).mkdir(parents=True, exist_ok=True)
         (Path(samples_dir) / f"{ensemble}_{temperature:.0f}K_seed{seed}.json").write_text(json.dumps(res["samples"]))
-    return analyse(ensemble, temperature, steps, res["samples"], res["failure"], wall)
+    return analyse(ensemble, temperature, steps, res["samples"], res["failure"], wall, supercell)
 
 
-def analyse(ensemble: str, temperature: float, steps: int, samples: list, failure, wall: float) -> dict:
+def analyse(ensemble: str, temperature: float, steps: int, samples: list, failure, wall: float,
+            supercell: int = 3) -> dict:
     """Statistics and phase decision of one temperature (the harness's own functions)."""
     from pto_checks import analysis, verdicts
     from pto_checks.protocols import PROTOCOLS
 
     p = PROTOCOLS["paper"].md
     row = analysis.summarize_run(samples, failure, temperature, p.production_fraction)
+    row["task"] = {"supercell": supercell}  # the polar order's disordered baseline depends on the cell size
     phase, _, text = verdicts.phase_decision(row, ensemble)
     st = row["stats"]["series"]
     import numpy as np
@@ -92,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     if a.reanalyse:
         rows = [analyse(a.ensemble, t, a.steps, json.loads(
-            (Path(a.samples_dir) / f"{a.ensemble}_{t:.0f}K_seed{a.seed}.json").read_text()), None, float("nan"))
+            (Path(a.samples_dir) / f"{a.ensemble}_{t:.0f}K_seed{a.seed}.json").read_text()), None, float("nan"),
+            a.supercell)
             for t in temps]
     else:
         with ProcessPoolExecutor(a.jobs) as pool:

@@ -21,7 +21,7 @@ has() { for f in "${families[@]}"; do [ "$f" = "$1" ] && return 0; done; return 
 t0=$(date +%s)
 took() { echo "[install.sh] $1: $(( $(date +%s) - t0 )) s, $(du -sh "$2" | cut -f1)"; t0=$(date +%s); }
 
-main_extras=test
+main_extras=test,cluster  # cluster: Dask + dask-jobqueue (--executor dask, --cluster)
 for f in chgnet sevennet orb; do has $f && main_extras="$main_extras,$f"; done
 
 if has chgnet || has sevennet || has orb || has mace || has deepmd; then

@@ -1,7 +1,9 @@
 """0 K structure checks (marker ``static``): relaxed tetragonal and cubic PbTiO3.
 
 Study protocol: FrechetCellFilter + BFGS to fmax 1e-3 eV/A of the PBEsol tetragonal and cubic
-cells; a, c, c/a with the long axis found; dE = E(cubic) - E(tetragonal) per formula unit.
+cells (P4mm and Pm-3m held with FixSymmetry, cells made exactly tetragonal/cubic); a, c, c/a with
+the long axis found; dE = E(cubic) - E(tetragonal) per formula unit.  The unconstrained relaxation
+from a perturbed P4mm cell is a check of its own (does the model keep P4mm?).
 """
 
 import pytest
@@ -41,6 +43,12 @@ def test_lattice_a_vs_experiment(model, ground_state, check):
     """In-plane lattice constant a matches experiment (3.90 A)."""
     check(verdicts.against_reference("lattice_a_vs_experiment", "a", ground_state["a"], "experiment",
                                      model.spec.functional, "a", "Angstrom", "lattice_a"))
+
+
+def test_keeps_p4mm(model, ground_state, check):
+    """Relaxed without any constraint from a perturbed P4mm cell, the model does not gain more than
+    1 meV/f.u. by breaking the symmetry (space groups at the harness's symprec reported)."""
+    check(verdicts.keeps_p4mm(ground_state["symmetry"], model.spec.functional))
 
 
 def test_ground_state_is_polar(model, ground_state, check):

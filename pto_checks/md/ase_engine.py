@@ -1,10 +1,11 @@
 """The reference MD engine: ASE's integrators, one replica at a time, through the model's ASE
-calculator; checkpointed as the pickled ASE dynamics object (positions, momenta, cell,
-thermostat/barostat and random state)."""
+calculator; checkpointed as data (:func:`export_state` / :func:`restore_state`: the atoms' arrays
+and cell, and the integrator's numbers and arrays: Melchionna's h, eta, zeta, q and their past
+values, Langevin's generator state, MTK's thermostat and barostat chain variables), never as a
+pickle."""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,83 @@ def _calculator(model: Any):
     return getattr(model, "calculator", model)
 
 
+#: attributes of an ASE dynamics object that are not its state (the atoms are saved on their own)
+_NOT_STATE = frozenset({"atoms", "logfile", "observers", "comm", "trajectory", "_orig_trajectory", "_master",
+                        "_lazy_cache"})
+
+
+def _plain(v: Any) -> bool:
+    if isinstance(v, np.ndarray):
+        return v.dtype.kind in "biufc"
+    return v is None or isinstance(v, (bool, int, float, str, np.generic))
+
+
+def _attrs(obj: Any) -> dict[str, Any]:
+    """The state of an ASE integrator object as data: its numbers, numeric arrays, numpy generators
+    (``bit_generator.state``) and the ASE objects it holds (MTK's thermostat and barostat chains),
+    by attribute name.  Anything else (log files, observers, MPI, atoms) is not state."""
+    out: dict[str, Any] = {}
+    for k, v in vars(obj).items():
+        if k in _NOT_STATE:
+            continue
+        if isinstance(v, np.random.Generator):
+            out[k] = {"generator": v.bit_generator.state}
+        elif _plain(v):
+            out[k] = {"value": v}
+        elif type(v).__module__.startswith("ase.md"):
+            out[k] = {"object": type(v).__name__, "attrs": _attrs(v)}
+    return out
+
+
+def _set_attrs(obj: Any, saved: dict[str, Any], where: str) -> None:
+    """Restore :func:`_attrs` onto a freshly built ``obj`` of the same class; raise ValueError when
+    the two do not hold the same state (another ASE version's integrator): the run starts afresh."""
+    missing = set(_attrs(obj)) - set(saved)  # (saved extras are state the integrator creates on its first step)
+    if missing:
+        raise ValueError(f"{where}: the checkpoint lacks integrator state {sorted(missing)} "
+                         "(written by another ASE version?)")
+    for k, entry in saved.items():
+        if "generator" in entry:
+            getattr(obj, k).bit_generator.state = entry["generator"]
+        elif "object" in entry:
+            sub = getattr(obj, k)
+            if type(sub).__name__ != entry["object"]:
+                raise ValueError(f"{where}.{k}: {entry['object']} saved, {type(sub).__name__} here")
+            _set_attrs(sub, entry["attrs"], f"{where}.{k}")
+        else:
+            setattr(obj, k, entry["value"])
+
+
+def export_state(dyn: Any) -> dict[str, Any]:
+    """The state of an ASE dynamics object as plain data (numpy arrays and JSON): the atoms'
+    arrays (positions, momenta, numbers, ...), cell and pbc, and the integrator's own state."""
+    atoms = dyn.atoms
+    return {"integrator": type(dyn).__name__,
+            "atoms": {"arrays": {k: v.copy() for k, v in atoms.arrays.items()},
+                      "cell": atoms.cell.array.copy(), "pbc": atoms.pbc.copy()},
+            "dynamics": _attrs(dyn)}
+
+
+def restore_state(task: MDTask, state: dict[str, Any]):
+    """Rebuild ``(atoms, dynamics)`` of ``task`` from :func:`export_state`'s data: the same numbers
+    bit for bit, so a resumed run ends exactly as an uninterrupted one."""
+    a = state["atoms"]
+    arrays = dict(a["arrays"])
+    atoms = Atoms(numbers=arrays.pop("numbers"), positions=arrays.pop("positions"), cell=a["cell"], pbc=a["pbc"])
+    for k, v in arrays.items():
+        atoms.set_array(k, v)
+    dyn = make_dynamics(task, atoms)
+    if type(dyn).__name__ != state["integrator"]:
+        raise ValueError(f"a {state['integrator']} checkpoint, but this ASE integrates with {type(dyn).__name__}")
+    _set_attrs(dyn, state["dynamics"], type(dyn).__name__)
+    # the integrator's constructor may adjust the atoms (Melchionna removes the centre-of-mass
+    # momentum): put back the saved arrays and cell, bit for bit
+    atoms.set_cell(a["cell"])
+    for k, v in a["arrays"].items():
+        atoms.set_array(k, v)
+    return atoms, dyn
+
+
 class ASEEngine:
     """Reference engine: ASE integrators, one replica at a time, checkpointed."""
 
@@ -63,28 +141,24 @@ class ASEEngine:
         limits = limits or tolerance("melting")
         calc = _calculator(model)
         rec = Recorder(task, workdir, self.name)
-        if rec.resume():
-            dyn = rec.state
-            atoms = dyn.atoms
-            atoms.calc = calc
-        else:
-            atoms = start_atoms(task, workdir)
+        resumed = rec.resume()
+        if resumed:
+            try:
+                atoms, dyn = restore_state(task, rec.state)
+            except Exception as exc:  # not this ASE's integrator state, or malformed: start afresh
+                rec.discard(f"{rec.path}: integrator state not restorable ({type(exc).__name__}: {exc})")
+                rec = Recorder(task, workdir, self.name)
+                resumed = False
+            else:
+                atoms.calc = calc
+        if not resumed:
+            atoms = start_atoms(task, workdir)  # a cooling step: the hotter run's final frame
             atoms.calc = calc
             dyn = make_dynamics(task, atoms)
             rec.observe(atoms, 0, limits)
 
         def checkpoint() -> None:
-            atoms.calc = None
-            # ASE < 3.24 keeps an open log file (os.devnull) on the dynamics: not picklable, not state
-            held = {k: v for k, v in vars(dyn).items() if isinstance(v, io.IOBase) or k == "_lazy_cache"}
-            for k in held:
-                setattr(dyn, k, {} if k == "_lazy_cache" else None)
-            try:
-                rec.checkpoint(dyn)
-            finally:
-                atoms.calc = calc
-                for k, v in held.items():
-                    setattr(dyn, k, v)
+            rec.checkpoint(export_state(dyn))
 
         while not rec.done:
             n = min(task.sample_every, task.steps - rec.step)

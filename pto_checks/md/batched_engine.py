@@ -11,7 +11,7 @@ over picoseconds: long runs agree in distribution.
 TorchSim 0.3.0's NPT integrators were considered and not used: they scale the cell
 isotropically only, and the PTO transition is c/a -> 1.
 
-Checkpoints: one ``checkpoint.pkl`` per replica (its integrator state as numpy arrays and its
+Checkpoints: one ``checkpoint.npz`` per replica (plain data, no pickle) (its integrator state as numpy arrays and its
 generator state, written by :class:`~pto_checks.md.observe.Recorder`), so a killed batch resumes
 each temperature exactly where it stopped, whatever it is batched with next time.
 """

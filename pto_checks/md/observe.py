@@ -1,15 +1,24 @@
 """Observation of a run, shared by every engine: what a frame measures (:func:`sample`), when a
 frame is unphysical (:func:`blowup`), progress lines (:class:`Progress`) and the one writer of a
 run's samples, thinned frames and checkpoint (:class:`Recorder`, attached to a run as ASE
-attaches observers to its dynamics).  Units: K, eV, Angstrom, C/m^2, ps."""
+attaches observers to its dynamics).  Units: K, eV, Angstrom, C/m^2, ps.
+
+Checkpoints are data, never pickles: ``checkpoint.npz`` (read with ``allow_pickle=False``) holds
+every array of the run's state, and one JSON document (``__meta__``) the rest: format, engine,
+task, cache key, ASE version, step, samples, failure, v0 and the engine's state with its arrays
+referenced by name (random-generator states as numpy's ``bit_generator.state``).  A checkpoint is
+resumed only when its engine, task and key are the ones being run (:func:`checkpoint_problem`);
+a legacy ``checkpoint.pkl`` is never unpickled."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
-import pickle
 import sys
 import tempfile
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +29,10 @@ from ase import Atoms
 from pto_checks import analysis
 from pto_checks.md.task import MDTask
 
-CHECKPOINT = "checkpoint.pkl"
+CHECKPOINT = "checkpoint.npz"
+#: the pickled checkpoint of earlier versions: never loaded (a pickle can run code), moved aside
+LEGACY_CHECKPOINT = "checkpoint.pkl"
+CHECKPOINT_FORMAT = "pto-checks-md-checkpoint/1"
 
 
 def sample(atoms: Atoms, step: int, task: MDTask) -> dict[str, Any]:
@@ -45,9 +57,11 @@ def sample(atoms: Atoms, step: int, task: MDTask) -> dict[str, Any]:
     }
 
 
-def blowup(atoms: Atoms, v0_per_fu: float, limits: dict[str, Any]) -> str | None:
+def blowup(atoms: Atoms, v0_per_fu: float, limits: dict[str, Any], temperature_K: float | None = None) -> str | None:
     """Why this frame is unphysical (non-finite energy/forces, atoms too close, cell collapse or
-    explosion), or None.  ``v0_per_fu``: the starting volume per formula unit (A^3)."""
+    explosion, a kinetic temperature above ``kinetic_T_max_factor`` times the target
+    ``temperature_K``), or None.  ``v0_per_fu``: the starting volume per formula unit (A^3).
+    The sustained bound (``kinetic_T_factor`` for ``kinetic_T_samples`` samples) is the Recorder's."""
     try:
         e = atoms.get_potential_energy()
         f = atoms.get_forces()
@@ -59,18 +73,115 @@ def blowup(atoms: Atoms, v0_per_fu: float, limits: dict[str, Any]) -> str | None
     lo, hi = limits["volume_range"]
     if not lo * v0_per_fu <= vol <= hi * v0_per_fu:
         return f"cell {'collapse' if vol < lo * v0_per_fu else 'explosion'}: volume {vol:.1f} A^3/f.u."
+    if temperature_K is not None and "kinetic_T_max_factor" in limits:
+        t_kin = float(atoms.get_temperature())
+        if not np.isfinite(t_kin) or t_kin > limits["kinetic_T_max_factor"] * temperature_K:
+            return (f"kinetic temperature {t_kin:.3g} K, above {limits['kinetic_T_max_factor']:g} times the "
+                    f"target {temperature_K:g} K")
     dmin = analysis.min_distance(atoms.positions, atoms.cell.array)
     if dmin < limits["min_distance"]:
         return f"atoms {dmin:.2f} A apart (< {limits['min_distance']} A)"
     return None
 
 
-def atomic_pickle(obj: Any, path: Path) -> None:
-    """Pickle ``obj`` to ``path`` through a temporary file in the same folder and ``os.replace``."""
+# --- checkpoints as data ---------------------------------------------------------------------
+
+def _split(obj: Any, arrays: dict[str, np.ndarray]) -> Any:
+    """``obj`` as JSON with its numpy arrays moved into ``arrays`` (referenced by name)."""
+    if isinstance(obj, np.ndarray):
+        if obj.dtype.kind not in "biufc":
+            raise TypeError(f"checkpoint: array of dtype {obj.dtype} is not plain data")
+        name = f"a{len(arrays)}"
+        arrays[name] = obj
+        return {"__array__": name}
+    if isinstance(obj, np.generic):
+        return {"__scalar__": obj.dtype.str, "value": obj.item()}
+    if isinstance(obj, dict):
+        if not all(isinstance(k, str) for k in obj):
+            raise TypeError("checkpoint: dict keys must be strings")
+        return {k: _split(v, arrays) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_split(v, arrays) for v in obj]
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj
+    raise TypeError(f"checkpoint: {type(obj).__name__} is not plain data")
+
+
+def _join(obj: Any, arrays: Any) -> Any:
+    """Inverse of :func:`_split`."""
+    if isinstance(obj, dict):
+        if set(obj) == {"__array__"}:
+            return np.array(arrays[obj["__array__"]])
+        if set(obj) == {"__scalar__", "value"}:
+            return np.dtype(obj["__scalar__"]).type(obj["value"])
+        return {k: _join(v, arrays) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_join(v, arrays) for v in obj]
+    return obj
+
+
+def write_checkpoint(path: Path, meta: dict[str, Any]) -> None:
+    """Write ``meta`` (JSON with numpy arrays anywhere inside) to ``path`` as an npz of plain
+    arrays plus one JSON string, through a temporary file and ``os.replace`` (atomic)."""
+    arrays: dict[str, np.ndarray] = {}
+    doc = json.dumps(_split(meta, arrays))
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "wb") as fh:
-        pickle.dump(obj, fh, protocol=pickle.HIGHEST_PROTOCOL)
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            np.savez(fh, __meta__=np.array(doc), **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint at ``path`` (no pickles: ``allow_pickle=False``); raises on anything unreadable."""
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(str(arrays.pop("__meta__")))
+    if not isinstance(meta, dict) or meta.get("format") != CHECKPOINT_FORMAT:
+        raise ValueError(f"not a {CHECKPOINT_FORMAT} checkpoint")
+    return _join(meta, arrays)
+
+
+def checkpoint_problem(workdir: Path, task: MDTask, engine: str, key: str | None = None) -> str | None:
+    """Why the checkpoint in ``workdir`` must not be resumed for ``task`` on ``engine`` (under cache
+    ``key`` when given), naming the file and what differs; None when there is none or it fits.
+    A legacy ``checkpoint.pkl`` is a problem (never unpickled)."""
+    legacy = Path(workdir) / LEGACY_CHECKPOINT
+    if legacy.exists():
+        return (f"{legacy}: a pickled checkpoint of an earlier version; not loaded (unpickling can run "
+                "code), starting afresh")
+    path = Path(workdir) / CHECKPOINT
+    if not path.exists():
+        return None
+    try:
+        d = read_checkpoint(path)
+        for k in ("engine", "task", "step", "samples", "frames", "failure", "v0", "state"):
+            if k not in d:
+                raise ValueError(f"no {k!r}")
+    except Exception as exc:
+        return f"{path}: unreadable ({type(exc).__name__}: {str(exc)[:200]}), starting afresh"
+    if d["engine"] != engine:
+        return f"{path}: written by the {d['engine']} engine, not {engine}; starting afresh"
+    want = task.to_dict()
+    got = d["task"] if isinstance(d["task"], dict) else {}
+    # the requested length is not compared: a run's trajectory does not depend on it, and sequential
+    # MD extends one run chunk by chunk (engines.run_until); a fixed run's length is in its cache key
+    diff = [f"{k} {got.get(k)!r} != {v!r}" for k, v in want.items() if k != "steps" and got.get(k) != v]
+    if diff:
+        return f"{path}: written for another task ({', '.join(diff)}); starting afresh"
+    if key is not None and d.get("key") != key:
+        return f"{path}: written for cache entry {d.get('key')}, not {key}; starting afresh"
+    return None
+
+
+def _key_of(workdir: Path) -> str | None:
+    """The cache key of a work folder (``<key>.partial``, as :meth:`pto_checks.cache.Cache.claim` names it)."""
+    name = Path(workdir).name
+    return name[: -len(".partial")] if name.endswith(".partial") else None
 
 
 def stderr_line(line: str) -> None:
@@ -119,35 +230,51 @@ class Progress:
 class Recorder:
     """The record of one run in its work folder: samples, thinned frames, failure and checkpoint.
 
-    Both engines feed it frames (:meth:`observe`) and engine state (:meth:`checkpoint`); it is
-    the only code that writes a run's samples, frames and ``checkpoint.pkl``.
+    Both engines feed it frames (:meth:`observe`) and engine state (:meth:`checkpoint`: plain data,
+    numpy arrays and JSON); it is the only code that writes a run's samples, frames and
+    ``checkpoint.npz``.
     """
 
     def __init__(self, task: MDTask, workdir: Path, engine: str):
         self.task, self.workdir, self.engine = task, Path(workdir), engine
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.path = self.workdir / CHECKPOINT
+        self.key = _key_of(self.workdir)
         self.step = 0
         self.samples: list[dict[str, Any]] = []
         self.frames: list[dict[str, Any]] = []
         self.failure: dict[str, Any] | None = None
         self.v0: float | None = None
+        self.hot = 0  #: consecutive samples above the sustained kinetic-temperature bound
         self.state: dict[str, Any] | None = None  #: the engine's own state at the last checkpoint
         self.last_frame: dict[str, Any] | None = None  #: the latest sampled frame (numbers, positions, cell)
 
     def resume(self) -> bool:
-        """Load the checkpoint of this engine if one exists; True when resumed."""
+        """Load the checkpoint if one exists and it is this run's (engine, task, cache key); True when
+        resumed.  One that does not fit (or a legacy pickle, never loaded) is moved aside with a
+        warning naming the file and what differs, and the run starts afresh.  (The MD stage checks
+        first and discards the whole work folder: :func:`checkpoint_problem`.)"""
+        problem = checkpoint_problem(self.workdir, self.task, self.engine, self.key)
+        if problem is not None:
+            self.discard(problem)
+            return False
         if not self.path.is_file():
             return False
-        with self.path.open("rb") as fh:
-            d = pickle.load(fh)
-        if d.get("engine", "ase") != self.engine:
-            return False
+        d = read_checkpoint(self.path)
         self.step, self.samples, self.frames, self.failure = d["step"], d["samples"], d["frames"], d["failure"]
-        self.v0 = d["v0"]
-        self.state = d["state"] if "state" in d else d.get("dyn")  # checkpoints before the md package
-        self.last_frame = d.get("last_frame")
+        self.v0, self.state, self.hot = d["v0"], d["state"], int(d.get("hot", 0))
+        self.last_frame = d.get("last_frame")  # numbers/positions/cell as arrays (sequential MD continues from it)
         return True
+
+    def discard(self, problem: str) -> None:
+        """Move the checkpoint files aside (``*.corrupt-<UTC time>``) with a warning naming ``problem``."""
+        from pto_checks.cache import CacheWarning
+
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        for name in (LEGACY_CHECKPOINT, CHECKPOINT):
+            if (self.workdir / name).exists():
+                os.replace(self.workdir / name, self.workdir / f"{name}.corrupt-{stamp}")
+        warnings.warn(CacheWarning(f"pto-checks MD: {problem}"), stacklevel=3)
 
     @property
     def done(self) -> bool:
@@ -162,7 +289,19 @@ class Recorder:
         self.step = step
         if self.v0 is None:
             self.v0 = atoms.get_volume() / (len(atoms) / 5)
-        reason = blowup(atoms, self.v0, limits)
+        target = self.task.temperature_K
+        reason = blowup(atoms, self.v0, limits, target)
+        if reason is None and "kinetic_T_factor" in limits:
+            t_kin = float(atoms.get_temperature())
+            self.hot = self.hot + 1 if t_kin > limits["kinetic_T_factor"] * target else 0
+            if self.hot >= limits["kinetic_T_samples"]:
+                reason = (f"kinetic temperature above {limits['kinetic_T_factor']:g} times the target {target:g} K "
+                          f"for {self.hot} samples in a row (last {t_kin:.0f} K)")
+                stretch = self.samples[len(self.samples) - (self.hot - 1):]  # not kept as samples
+                if stretch:
+                    first = stretch[0]["step"]
+                    self.samples = self.samples[: len(self.samples) - len(stretch)]
+                    self.frames = [f for f in self.frames if f["step"] < first]
         if reason is not None:
             self.fail(step, reason)
             return None
@@ -177,14 +316,18 @@ class Recorder:
                                 "stress_eV_A3": _stress(atoms)})
         return row
 
-    def checkpoint(self, state: Any = None) -> None:
-        """Write ``checkpoint.pkl`` atomically (``state``: the engine's state to resume from)."""
+    def checkpoint(self, state: dict[str, Any] | None = None) -> None:
+        """Write ``checkpoint.npz`` atomically (``state``: the engine's state to resume from, plain
+        data: numpy arrays, numbers, strings, lists and dicts)."""
+        import ase
+
         if state is not None:
             self.state = state
-        atomic_pickle({"engine": self.engine, "step": self.step, "samples": self.samples,
-                       "frames": self.frames, "failure": self.failure, "state": self.state, "v0": self.v0,
-                       "last_frame": self.last_frame,
-                       "task": self.task.to_dict()}, self.path)
+        write_checkpoint(self.path, {
+            "format": CHECKPOINT_FORMAT, "engine": self.engine, "task": self.task.to_dict(), "key": self.key,
+            "ase_version": ase.__version__, "step": self.step, "samples": self.samples, "frames": self.frames,
+            "failure": self.failure, "state": self.state, "v0": self.v0, "hot": self.hot,
+            "last_frame": self.last_frame})
 
     def result(self) -> dict[str, Any]:
         """``{"samples", "frames", "failure", "last_frame"}`` (failure: ``{step, reason}`` or None;

@@ -29,8 +29,12 @@ The rule (:class:`SequentialRule`, from ``md.steps`` and ``md.max_steps``):
 Cache: a sequential run is keyed by its task at the minimum length plus the rule (``sequential``:
 min, max, schedule, correction, level, the decision), never by the length it reached, so it is
 never confused with a fixed-length run; the entry stores ``steps_reached`` and the looks used.
-Resume: the chunks extend one checkpointed run (:func:`pto_checks.md.engines.run_until`), so an
-interrupted sequential run picks up from its last checkpoint and ends as if never interrupted.
+The key is made as :func:`pto_checks.md.sweep.md_key` makes a fixed run's (stage version, every MD
+protocol field declared to change a run) and the entry is validated on reading (``md_valid``).
+Resume: the chunks extend one checkpointed run (``checkpoint.npz``; each chunk is the same task
+asked for a longer length, as :func:`pto_checks.md.engines.run_until` does), so an interrupted
+sequential run picks up from its last checkpoint and ends as if never interrupted.  Chunks run
+through the executor seam (:mod:`pto_checks.executors`), as fixed runs do.
 """
 
 from __future__ import annotations
@@ -46,9 +50,10 @@ from typing import Any
 import numpy as np
 
 from pto_checks import analysis
-from pto_checks.cache import Cache, cache_key
-from pto_checks.md.engines import choose_engine, run_until
-from pto_checks.md.observe import write_outputs
+from pto_checks.cache import Cache, stage_key
+from pto_checks.executors import Executor, InProcess, make_job
+from pto_checks.md.engines import choose_engine
+from pto_checks.md.observe import checkpoint_problem, write_outputs
 from pto_checks.md.task import START_STATE, EngineName, MDTask, sweep_tasks
 
 FINAL_STATE = "final_state.npz"
@@ -105,14 +110,20 @@ def _polar(phase: str | None) -> bool:
     return phase in ("tetragonal", "supertetragonal")
 
 
-def task_key(model: Any, task: MDTask, engine: EngineName, rule: SequentialRule, start_from: str | None) -> str:
-    """Cache key of one sequential run: the task at the minimum length, the engine, the rule and
-    (a cooling step) the key of the run whose final frame it starts from."""
+def task_key(model: Any, task: MDTask, engine: EngineName, rule: SequentialRule, start_from: str | None,
+             protocol: Any) -> tuple[str, dict[str, Any]]:
+    """(cache key, inputs) of one sequential run: as :func:`pto_checks.md.sweep.md_key` (model
+    identity, task, engine, stage version, the MD protocol fields that change a run) with the task
+    at the minimum length, plus the rule and (a cooling step) the key of the run whose final frame
+    it starts from."""
+    from pto_checks.protocols import key_parts
+
     parts: dict[str, Any] = {"model": model.identity(), "task": replace(task, steps=rule.min_steps).to_dict(),
-                             "engine": engine.value, "sequential": rule.to_dict()}
+                             "engine": EngineName(engine).value, "protocol": key_parts(protocol.md, "md"),
+                             "sequential": rule.to_dict()}
     if start_from:
         parts["start_from"] = start_from
-    return cache_key("md", **parts)
+    return stage_key("md", **parts)
 
 
 @dataclass
@@ -135,10 +146,12 @@ def _finish(work: Path, res: dict[str, Any], run: Run, rule: SequentialRule, ste
     write_outputs(work, res)
     lf = res.get("last_frame")
     if lf is not None:
-        np.savez(work / FINAL_STATE, numbers=lf["numbers"], positions=lf["positions"], cell=lf["cell"])
+        np.savez(work / FINAL_STATE, numbers=np.asarray(lf["numbers"]), positions=np.asarray(lf["positions"]),
+                 cell=np.asarray(lf["cell"]))
     row = analysis.summarize_run(res["samples"], res["failure"], run.task.temperature_K, production_fraction)
     row["task"] = replace(run.task, steps=rule.max_steps).to_dict()
     row["engine"] = run.engine.value
+    row["n_samples_stored"] = len(res["samples"])  # for md_valid
     row["looks"] = rule.n_looks
     row["branch"] = run.branch
     row["start_from"] = run.start_from
@@ -149,17 +162,26 @@ def _finish(work: Path, res: dict[str, Any], run: Run, rule: SequentialRule, ste
 
 
 def run_sequential(model: Any, protocol: Any, cache: Cache, runs: list[Run], rule: SequentialRule,
-                   ensemble: str, write: Callable[[str], None], limits: dict[str, Any], label: str) -> None:
+                   ensemble: str, write: Callable[[str], None], limits: dict[str, Any], label: str,
+                   executor: Executor | None = None) -> None:
     """Run (or read) ``runs`` sequentially: chunks up to the next look for every undecided run,
-    grouped per engine (a decided replica leaves the batch); fills ``row``, ``folder``, ``hit``."""
+    grouped per engine (a decided replica leaves the batch), each chunk a job of ``executor``
+    (default: in this process); fills ``row``, ``folder``, ``hit``."""
+    from pto_checks.md.sweep import md_valid
+
     with contextlib.ExitStack() as stack:
         todo: list[tuple[Run, Any]] = []
         for r in runs:
-            r.key = task_key(model, r.task, r.engine, rule, r.start_from)
-            c = stack.enter_context(cache.claim("md", r.key, resumable=True, blocking=True))
+            r.key, inputs = task_key(model, r.task, r.engine, rule, r.start_from, protocol)
+            c = stack.enter_context(cache.claim("md", r.key, resumable=True, blocking=True, validate=md_valid,
+                                                inputs=inputs))
             if c.hit:
                 r.row, r.folder, r.hit = c.data, c.folder, True
                 continue
+            # a checkpoint of another task or key, unreadable, or a legacy pickle: start afresh
+            problem = checkpoint_problem(c.work, r.task, r.engine.value, c.key)
+            if problem is not None:
+                c.discard_work(problem)
             if r.start_folder is not None and not (c.work / START_STATE).is_file():
                 shutil.copyfile(r.start_folder / FINAL_STATE, c.work / START_STATE)
             todo.append((r, c))
@@ -174,9 +196,13 @@ def run_sequential(model: Any, protocol: Any, cache: Cache, runs: list[Run], rul
             by_engine: dict[EngineName, list[int]] = {}
             for i in open_:
                 by_engine.setdefault(todo[i][0].engine, []).append(i)
-            for engine, idx in by_engine.items():
-                res = run_until(engine, [todo[i][0].task for i in idx], model, [todo[i][1].work for i in idx],
-                                [target] * len(idx), limits=limits)
+            # each chunk: the task asked for the look's length, resumed from its checkpoint (run_until's
+            # "N more steps"), as one job per engine through the executor seam
+            groups = list(by_engine.items())
+            jobs = [make_job(engine, [replace(todo[i][0].task, steps=int(target)) for i in idx], model,
+                             [todo[i][1].work for i in idx], limits) for engine, idx in groups]
+            for j, res in (executor or InProcess()).run_jobs(jobs, model):
+                idx = groups[j][1]
                 for i, rs in zip(idx, res, strict=True):
                     # the look sees the samples up to its length: a run resumed from a checkpoint past
                     # it (interrupted mid-chunk) decides each look as the uninterrupted run did
@@ -190,8 +216,9 @@ def run_sequential(model: Any, protocol: Any, cache: Cache, runs: list[Run], rul
                         open_.remove(i)
         for i, (r, c) in enumerate(todo):
             rs, steps, used, phase = results[i]
-            c.commit(_finish(c.work, rs, r, rule, steps, used, phase, protocol.md.production_fraction),
-                     {"model": model.identity()})
+            row = _finish(c.work, rs, r, rule, steps, used, phase, protocol.md.production_fraction)
+            md_valid(c.work, row)  # a validator that would reject good output is found at once
+            c.commit(row, {"model": model.identity()})
             r.row, r.folder, r.hit = c.data, c.folder, False
 
 
@@ -213,7 +240,8 @@ def _bracket(runs: list[Run], ensemble: str, descending: bool = False) -> dict[s
 
 
 def _bisect(model: Any, protocol: Any, cache: Cache, runs: list[Run], rule: SequentialRule, ensemble: str,
-            write: Callable[[str], None], limits: dict[str, Any], label: str, branch: str) -> dict[str, Any]:
+            write: Callable[[str], None], limits: dict[str, Any], label: str, branch: str,
+            executor: Executor | None = None) -> dict[str, Any]:
     """Add temperatures at the middle of the bracket until it is at most ``md.tc_resolution_K``
     wide or the added temperature is undecided; returns the branch's Tc summary."""
     status = ""
@@ -230,7 +258,7 @@ def _bisect(model: Any, protocol: Any, cache: Cache, runs: list[Run], rule: Sequ
         new = Run(replace(template.task, temperature_K=float(mid)), template.engine, branch)
         if branch == "cooling":  # from the final frame of the non-polar step above
             new.start_from, new.start_folder = template.key, template.folder
-        run_sequential(model, protocol, cache, [new], rule, ensemble, write, limits, f"{label} {branch}")
+        run_sequential(model, protocol, cache, [new], rule, ensemble, write, limits, f"{label} {branch}", executor)
         runs.append(new)
         if decide(new.row, ensemble)[0] is None:
             status = f"bisection stopped: {mid:.0f} K undecided at the cap"
@@ -241,7 +269,7 @@ def _bisect(model: Any, protocol: Any, cache: Cache, runs: list[Run], rule: Sequ
 
 
 def sequential_sweep(model: Any, protocol: Any, cache: Cache, ensemble: str, integrator: str,
-                     engine: str | EngineName, write: Callable[[str], None]
+                     engine: str | EngineName, write: Callable[[str], None], executor: Executor | None = None
                      ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any]]:
     """The sequential protocol for one sweep: (heating rows incl. bisection temperatures, sorted by
     T; cooling rows, hottest first; tc).  Rows as :func:`pto_checks.md.sweep.md_sweep` returns them
@@ -254,8 +282,8 @@ def sequential_sweep(model: Any, protocol: Any, cache: Cache, ensemble: str, int
     limits = load_reference()["tolerances"]["melting"]
     label = f"{model.name} {ensemble}/{integrator}"
     heating = [Run(t, choose_engine(engine, model, t)) for t in sweep_tasks(protocol, ensemble, integrator)]
-    run_sequential(model, protocol, cache, heating, rule, ensemble, write, limits, label)
-    tc_heat = _bisect(model, protocol, cache, heating, rule, ensemble, write, limits, label, "heating")
+    run_sequential(model, protocol, cache, heating, rule, ensemble, write, limits, label, executor)
+    tc_heat = _bisect(model, protocol, cache, heating, rule, ensemble, write, limits, label, "heating", executor)
     cooling: list[Run] = []
     tc_cool: dict[str, Any] = {"tc": None, "uncertainty_K": None, "bracket_K": [None, None], "status": "not run"}
     if protocol.md.cooling and len(heating) > 1:
@@ -266,14 +294,16 @@ def sequential_sweep(model: Any, protocol: Any, cache: Cache, ensemble: str, int
             if parent.row.get("failure"):
                 break
             step = Run(replace(hot.task, temperature_K=float(t)), hot.engine, "cooling", parent.key, parent.folder)
-            run_sequential(model, protocol, cache, [step], rule, ensemble, write, limits, f"{label} cooling")
+            run_sequential(model, protocol, cache, [step], rule, ensemble, write, limits, f"{label} cooling",
+                           executor)
             cooling.append(step)
             if _polar(decide(step.row, ensemble)[0]):
                 break
             parent = step
         if cooling:
             branch = [hot, *cooling]
-            tc_cool = _bisect(model, protocol, cache, branch, rule, ensemble, write, limits, label, "cooling")
+            tc_cool = _bisect(model, protocol, cache, branch, rule, ensemble, write, limits, label, "cooling",
+                              executor)
             cooling = branch[1:]
     both = tc_heat["tc"] is not None and tc_cool["tc"] is not None
     hyst = (tc_heat["tc"] - tc_cool["tc"]) if both else None

@@ -5,6 +5,11 @@ each (:func:`~pto_checks.md.engines.choose_engine`), claims the pending ones in 
 them in groups to the engine's ``run_many`` (:func:`~pto_checks.md.engines.run_group`), commits
 each result and reads the rows back.  Each (model, task, engine) is one cache entry, computed at
 most once per session (also under ``--rerun-md``).
+
+An entry is keyed by the model, the task, the engine and every MD protocol field declared to
+change a run (:func:`md_key`); it is validated when read (:func:`md_valid`), and its row is
+recomputed from the stored ``samples.csv`` on every read (:func:`md_row`), so that
+``production_fraction`` and the analysis need no new MD.
 """
 
 from __future__ import annotations
@@ -16,10 +21,12 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pto_checks import analysis
-from pto_checks.cache import Cache, Claim, cache_key
-from pto_checks.md.engines import choose_engine, run_group
-from pto_checks.md.observe import Progress, write_outputs
+from pto_checks.cache import Cache, Claim, CorruptEntry, check_file, stage_key
+from pto_checks.executors import Executor, InProcess, make_job
+from pto_checks.md.engines import choose_engine
+from pto_checks.md.observe import Progress, checkpoint_problem, write_outputs
 from pto_checks.md.task import EngineName, MDTask, sweep_tasks
+from pto_checks.protocols import key_parts
 
 
 @dataclass
@@ -89,38 +96,78 @@ class SweepRows(list):
     tc: dict[str, Any]
 
 
-def task_key(model: Any, task: MDTask, engine: str | EngineName) -> str:
-    """Cache key of one run: model identity (weights fingerprint), task, engine, stage version."""
-    return cache_key("md", model=model.identity(), task=task.to_dict(), engine=EngineName(engine).value)
+def md_key(model: Any, task: MDTask, engine: str | EngineName, protocol: Any) -> tuple[str, dict[str, Any]]:
+    """(cache key, inputs) of one run: the model identity (weights fingerprint), the task, the engine,
+    the stage version and every MD protocol field declared to change a run
+    (:func:`~pto_checks.protocols.key_parts`; ``production_fraction`` is not one: :func:`md_row`
+    recomputes the averages from the stored samples on every read).  The inputs are stored in the
+    entry and compared when it is read."""
+    return stage_key("md", model=model.identity(), task=task.to_dict(), engine=EngineName(engine).value,
+                     protocol=key_parts(protocol.md, "md"))
+
+
+def md_valid(folder: Path, data: dict[str, Any]) -> None:
+    """Validator of an MD entry: ``samples.csv`` parses and holds the number of samples recorded
+    (``n_samples_stored``); the failure is None or ``{step, reason}``."""
+    n = data.get("n_samples_stored")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise CorruptEntry(folder / "meta.json", "'n_samples_stored' missing")
+    failure = data.get("failure")
+    if failure is not None and not (isinstance(failure, dict) and {"step", "reason"} <= failure.keys()):
+        raise CorruptEntry(folder / "meta.json", "'failure' malformed")
+    if n:
+        got = check_file(folder, "samples.csv", analysis.read_samples)
+        if len(got) != n:
+            raise CorruptEntry(folder / "samples.csv", f"{len(got)} samples, {n} recorded (truncated?)")
+
+
+def md_row(folder: Path, data: dict[str, Any], task: MDTask, protocol: Any) -> dict[str, Any]:
+    """One run's summary row, averaged now from the stored ``samples.csv`` with this protocol's
+    ``production_fraction`` (so that field needs no new MD and is not in the key)."""
+    samples = analysis.read_samples(folder / "samples.csv") if data["n_samples_stored"] else []
+    row = analysis.summarize_run(samples, data["failure"], task.temperature_K, protocol.md.production_fraction)
+    row["task"] = task.to_dict()
+    row["engine"] = data["engine"]
+    return row
 
 
 def _finish(folder: Path, res: dict[str, Any], task: MDTask, engine: EngineName, protocol: Any) -> dict[str, Any]:
-    """Write one run's files; return its summary row (JSON, stored in the cache entry)."""
+    """Write one run's files; return its summary row (JSON, stored in the cache entry, with
+    ``n_samples_stored`` for :func:`md_valid`; rows are recomputed on reading by :func:`md_row`)."""
     write_outputs(folder, res)
     row = analysis.summarize_run(res["samples"], res["failure"], task.temperature_K,
                                  protocol.md.production_fraction)
     row["task"] = task.to_dict()
     row["engine"] = engine.value
+    row["n_samples_stored"] = len(res["samples"])
     return row
 
 
 def _run_claimed(model: Any, protocol: Any, claimed: list[tuple[MDTask, EngineName, Claim]],
-                 progress: Progress, limits: dict[str, Any]) -> None:
-    """Run claimed tasks, one group per (engine, batch shape), and commit each result."""
+                 progress: Progress, limits: dict[str, Any], executor: Executor | None = None) -> None:
+    """Run claimed tasks, one group per (engine, batch shape), through ``executor`` (default: in
+    this process), and commit each result as its group finishes."""
     groups: dict[tuple, list[tuple[MDTask, EngineName, Claim]]] = {}
     for t, e, c in claimed:
         shape = (t.supercell, t.timestep_fs, t.steps, t.sample_every, t.trajectory_every, t.checkpoint_every)
         groups.setdefault((e, shape) if e is EngineName.BATCHED else (e, id(c)), []).append((t, e, c))
-    for (engine, _), members in groups.items():
-        results = run_group(engine, [t for t, _, _ in members], model, [c.work for _, _, c in members],
-                            progress=progress, limits=limits)
-        for (t, e, c), res in zip(members, results, strict=True):
-            c.commit(_finish(c.work, res, t, e, protocol), {"model": model.identity()})
+    for t, e, c in claimed:  # a checkpoint of another task or key, unreadable, or a legacy pickle: start afresh
+        problem = checkpoint_problem(c.work, t, e.value, c.key)
+        if problem is not None:
+            c.discard_work(problem)
+    members = list(groups.values())
+    jobs = [make_job(engine, [t for t, _, _ in m], model, [c.work for _, _, c in m], limits)
+            for (engine, _), m in groups.items()]
+    for i, results in (executor or InProcess()).run_jobs(jobs, model, progress=progress):
+        for (t, e, c), res in zip(members[i], results, strict=True):
+            row = _finish(c.work, res, t, e, protocol)
+            md_valid(c.work, row)  # a validator that would reject good output is found at once
+            c.commit(row, {"model": model.identity()})
 
 
 def md_sweep(model: Any, protocol: Any, cache: Cache, ensemble: str, integrator: str,
              engine: str | EngineName = "ase", progress: bool = True, write=None,
-             together: Sequence[tuple[str, str]] = ()) -> list[dict[str, Any]]:
+             together: Sequence[tuple[str, str]] = (), executor: Executor | None = None) -> list[dict[str, Any]]:
     """Run (or read from the cache) one temperature sweep; return the per-temperature rows, each
     with its phase (classified on reading, from the thresholds in reference_data), ``engine``,
     ``cache_hit`` (False when this call computed it) and ``folder``.
@@ -130,6 +177,8 @@ def md_sweep(model: Any, protocol: Any, cache: Cache, ensemble: str, integrator:
     named in ``together`` (``(ensemble, integrator)`` pairs the session will ask for); those land
     in the cache and are read from it when their own sweep is asked for.  A task that another
     process (an xdist worker) holds is passed over and read once that process has finished it.
+    ``executor`` (:mod:`pto_checks.executors`) runs the groups of tasks (default: in this process,
+    one after another); a parallel one (Dask) gets every pending task of the sweep at once.
     """
     from pto_checks.reference import load_reference
 
@@ -140,7 +189,7 @@ def md_sweep(model: Any, protocol: Any, cache: Cache, ensemble: str, integrator:
 
         say = Progress(model.name, 0, enabled=progress, write=write)
         heat, cool, tc = sequential_sweep(model, protocol, cache, ensemble, integrator, engine,
-                                          say.write if progress else (lambda _line: None))
+                                          say.write if progress else (lambda _line: None), executor)
         out = SweepRows(dict(r, phase=analysis.classify_phase(r, ensemble, tol["phase"], tol["melting"]))
                         for r in heat)
         out.cooling = [dict(r, phase=analysis.classify_phase(r, ensemble, tol["phase"], tol["melting"]))
@@ -150,7 +199,8 @@ def md_sweep(model: Any, protocol: Any, cache: Cache, ensemble: str, integrator:
     plan = [(t, choose_engine(engine, model, t)) for t in sweep_tasks(protocol, ensemble, integrator)]
     prog = Progress(f"{model.name}", 0, enabled=progress, write=write)
     computed: set[str] = set()
-    batch = [(t, e) for t, e in plan if e is EngineName.BATCHED]
+    parallel = executor is not None and executor.parallel
+    batch = [(t, e) for t, e in plan if parallel or e is EngineName.BATCHED]
     if batch:
         own = {t for t, _ in plan}
         for ens, integ in together:
@@ -161,24 +211,28 @@ def md_sweep(model: Any, protocol: Any, cache: Cache, ensemble: str, integrator:
         with contextlib.ExitStack() as stack:
             claimed = []
             for t, e in batch:
-                c = stack.enter_context(cache.claim("md", task_key(model, t, e), resumable=True, blocking=False))
+                key, inputs = md_key(model, t, e, protocol)
+                c = stack.enter_context(cache.claim("md", key, resumable=True, blocking=False,
+                                                    validate=md_valid, inputs=inputs))
                 if c is not None and not c.hit:
                     claimed.append((t, e, c))
-            _run_claimed(model, protocol, claimed, prog, limits)
+            _run_claimed(model, protocol, claimed, prog, limits, executor)
             computed |= {c.folder.name for _, _, c in claimed}
     done: dict[int, tuple[dict[str, Any], Path, bool]] = {}
     pending = list(range(len(plan)))
     while pending:
         progressed = False
         for i in list(pending):
-            out = _read_or_run(model, protocol, cache, *plan[i], prog, limits, blocking=False)
+            out = _read_or_run(model, protocol, cache, *plan[i], prog, limits, blocking=False,
+                               executor=executor)
             if out is not None:
                 done[i] = out
                 pending.remove(i)
                 progressed = True
         if pending and not progressed:  # all busy elsewhere: wait for the first one
             i = pending.pop(0)
-            done[i] = _read_or_run(model, protocol, cache, *plan[i], prog, limits, blocking=True)
+            done[i] = _read_or_run(model, protocol, cache, *plan[i], prog, limits, blocking=True,
+                                   executor=executor)
     rows = []
     for i, (t, _) in enumerate(plan):
         row, folder, hit = done[i]
@@ -189,13 +243,14 @@ def md_sweep(model: Any, protocol: Any, cache: Cache, ensemble: str, integrator:
 
 
 def _read_or_run(model: Any, protocol: Any, cache: Cache, task: MDTask, engine: EngineName, prog: Progress,
-                 limits: dict[str, Any], blocking: bool) -> tuple[dict[str, Any], Path, bool] | None:
+                 limits: dict[str, Any], blocking: bool, executor: Executor | None = None
+                 ) -> tuple[dict[str, Any], Path, bool] | None:
     """One task: (row, folder, hit), computing it when missing; None when another process holds
     it and ``blocking`` is False."""
-    with cache.claim("md", task_key(model, task, engine), resumable=True, blocking=blocking) as c:
+    key, inputs = md_key(model, task, engine, protocol)
+    with cache.claim("md", key, resumable=True, blocking=blocking, validate=md_valid, inputs=inputs) as c:
         if c is None:
             return None
-        if c.hit:
-            return c.data, c.folder, True
-        _run_claimed(model, protocol, [(task, engine, c)], prog, limits)
-        return c.data, c.folder, False
+        if not c.hit:
+            _run_claimed(model, protocol, [(task, engine, c)], prog, limits, executor)
+        return md_row(c.folder, c.data, task, protocol), c.folder, c.hit

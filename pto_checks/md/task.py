@@ -133,7 +133,7 @@ def start_atoms(task: MDTask, workdir: Any = None) -> Atoms:
         return initial_atoms(task)
     from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 
-    with np.load(path) as d:
+    with np.load(path, allow_pickle=False) as d:
         atoms = Atoms(d["numbers"], positions=d["positions"], cell=d["cell"], pbc=True)
     rng = np.random.default_rng(task.seed)
     MaxwellBoltzmannDistribution(atoms, temperature_K=task.temperature_K, rng=rng)

@@ -153,7 +153,10 @@ def load_model_file(path: str | os.PathLike[str]) -> list[ModelSpec]:
         data = tomllib.load(fh)
     specs = []
     for name, entry in data.get("models", {}).items():
-        family = entry["family"]
+        family = entry.get("family") if isinstance(entry, dict) else None
+        if family != "ase" and family not in _PARAMETRISED:
+            raise ValueError(f"[models.{name}] family = {family!r}: unknown model family; known: "
+                             f"{', '.join(['ase', *_PARAMETRISED])}")
         module = "generic" if family == "ase" else family
         options = dict(entry.get("options", {}))
         for key in ("path", "weights"):

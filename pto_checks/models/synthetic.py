@@ -23,6 +23,16 @@ Variants (``--model synthetic:<variant>``):
 ``not_invariant``    the good model plus a term in the absolute positions (breaks translation
                      invariance, as a model that forgot periodic wrapping would).
 ``nan``              returns NaN forces.
+``zone_unstable``    good springs, but O-O springs negative (-0.5x): the PBEsol cell is a stationary
+                     point with imaginary phonons across the zone (lowest at A, exact in the 2x2x2
+                     supercell), as the study reports for M3GNet.
+``metastable_p4mm``  P4mm is only a local minimum: the lowest of the good network and four P4mm-related
+                     networks around cells with Ti moved 0.2 A along +-x or +-y (the polarization
+                     rotated), whose Ti-Ti springs are negative (stable in the 5-atom
+                     cell, unstable at the zone boundary M) and whose minima lie ~30 meV/f.u. below P4mm
+                     (:class:`SoftMinCalculator`). With P4mm held every 0 K and phonon check
+                     passes; relaxed without constraint it leaves P4mm, and the phonons of that
+                     cell are imaginary.
 
 For MD (stiff springs, 38x the 0 K variants', so that the crystal holds together at 1000 K):
 
@@ -64,6 +74,8 @@ VARIANTS = (
     "gpa_stress",
     "not_invariant",
     "nan",
+    "zone_unstable",
+    "metastable_p4mm",
     "md_polar",
     "md_cubic",
     "md_supertetragonal",
@@ -89,7 +101,10 @@ class ElasticNetworkCalculator(Calculator):
     """Elastic network around a 5-atom PbTiO3 reference cell (see module docstring).
 
     ``reference``: the unit cell whose geometry is the energy minimum.
-    ``k``: spring constants by element pair (eV/A^2).  ``cutoff``: pair cutoff (A).
+    ``k``: spring constants by element pair (eV/A^2).  ``cutoff``: pair cutoff (A); pairs shorter
+    than ``min_distance`` (A) get no spring (a shell of further neighbours only).
+    ``rest_scale``: rest lengths by element pair as multiples of the reference distances (other
+    than 1: frustrated springs, so the relaxed cell is prestressed).
     ``energy_offset``: added per atom (eV).
     ``absolute_field``: eV/A times the sum of all coordinates.  ``stress_scale``: factor applied to the stress
     (e.g. 1/units.GPa to report GPa).  ``nan_forces``: return NaN forces.
@@ -107,6 +122,8 @@ class ElasticNetworkCalculator(Calculator):
         energy_per_fu: float = -8.0,
         stress_scale: float = 1.0,
         nan_forces: bool = False,
+        min_distance: float = 0.0,
+        rest_scale: dict[tuple[str, str], float] | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -118,6 +135,8 @@ class ElasticNetworkCalculator(Calculator):
         self.energy_per_fu = energy_per_fu
         self.stress_scale = stress_scale
         self.nan_forces = nan_forces
+        self.min_distance = min_distance
+        self.rest_scale = dict(rest_scale or {})
         self._pairs = self._reference_pairs()
 
     def _reference_pairs(self) -> dict[tuple[int, int, int, int, int], tuple[float, float]]:
@@ -128,8 +147,9 @@ class ElasticNetworkCalculator(Calculator):
         out = {}
         for ii, jj, dd, ss in zip(i, j, d, S, strict=True):
             kk = self.k.get(_pair(sym[ii], sym[jj]), 0.0)
-            if kk != 0.0:
-                out[(int(ii), int(jj), int(ss[0]), int(ss[1]), int(ss[2]))] = (float(dd), kk)
+            if kk != 0.0 and dd >= self.min_distance:
+                d0 = float(dd) * self.rest_scale.get(_pair(sym[ii], sym[jj]), 1.0)
+                out[(int(ii), int(jj), int(ss[0]), int(ss[1]), int(ss[2]))] = (d0, kk)
         return out
 
     def _topology(self, atoms: Atoms):
@@ -219,6 +239,57 @@ class ElasticNetworkCalculator(Calculator):
         }
 
 
+class SoftMinCalculator(Calculator):
+    """The smooth minimum of several calculators' energy surfaces (eV, eV/A, eV/A^3):
+
+        E = -s ln sum_k exp(-E_k / s),   s = ``smoothing_per_fu`` x number of formula units,
+
+    forces and stress the weighted sums of the members' with weights softmax(-E_k / s): exactly
+    the gradient of E.  Where one member lies far below the others (>> s) E is that member's.
+    """
+
+    implemented_properties = ("energy", "free_energy", "forces", "stress")
+
+    def __init__(self, members: list[Calculator], smoothing_per_fu: float = 5e-5, **kwargs):
+        super().__init__(**kwargs)
+        self.members = members
+        self.smoothing_per_fu = smoothing_per_fu
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        res = []
+        for m in self.members:
+            a = self.atoms.copy()
+            a.calc = m
+            res.append((a.get_potential_energy(), a.get_forces(), a.get_stress()))
+        e = np.array([r[0] for r in res])
+        s = self.smoothing_per_fu * len(self.atoms) / 5
+        z = -(e - e.min()) / s
+        w = np.exp(z) / np.exp(z).sum()
+        energy = float(e.min() - s * np.log(np.exp(z).sum()))
+        forces = sum(wk * r[1] for wk, r in zip(w, res, strict=True))
+        stress = sum(wk * r[2] for wk, r in zip(w, res, strict=True))
+        self.results = {"energy": energy, "free_energy": energy, "forces": forces, "stress": stress}
+
+
+def _metastable_p4mm() -> Calculator:
+    from pto_checks import structures
+
+    good = structures.tetragonal()
+    k = dict(_K_GOOD)
+    k[("Ti", "Ti")] = -5.0 * _K_GOOD[("Ti", "Ti")]
+    members: list[Calculator] = [ElasticNetworkCalculator(good)]
+    gap = 0.002  # eV/f.u.: how far above the P4mm minimum the other networks lie at the P4mm cell
+    for v in ((0.2, 0, 0), (-0.2, 0, 0), (0, 0.2, 0), (0, -0.2, 0)):
+        ref = good.copy()
+        ref.positions[1] += v
+        probe = good.copy()
+        probe.calc = ElasticNetworkCalculator(ref, k=k, energy_per_fu=0.0)
+        strain = probe.get_potential_energy()  # energy of the moved network at the P4mm cell
+        members.append(ElasticNetworkCalculator(ref, k=k, energy_per_fu=-8.0 + gap - strain))
+    return SoftMinCalculator(members)
+
+
 class AimdOracleCalculator(Calculator):
     """TEST ORACLE for the accuracy tier: returns the DFT labels of the AIMD frame whose positions and
     cell match ``atoms`` (to 1e-6 A), optionally corrupted (``force_noise`` eV/A, ``energy_drift``
@@ -287,6 +358,12 @@ def make(variant: str) -> Calculator:
         k = dict(_K_GOOD)
         k[("O", "Pb")] = -0.5 * _K_GOOD[("O", "Pb")]
         return ElasticNetworkCalculator(good, k=k)
+    if variant == "zone_unstable":
+        k = dict(_K_GOOD)
+        k[("O", "O")] = -0.5 * _K_GOOD[("O", "O")]
+        return ElasticNetworkCalculator(good, k=k)
+    if variant == "metastable_p4mm":
+        return _metastable_p4mm()
     if variant == "shallow":
         return ElasticNetworkCalculator(good, k={p: v * 0.2 for p, v in _K_GOOD.items()})
     if variant == "gpa_stress":

@@ -59,13 +59,23 @@ def model(request: pytest.FixtureRequest, model_name: str) -> registry.LoadedMod
     return loaded
 
 
+class Inconclusive(pytest.skip.Exception):
+    """Raised by ``check`` for an inconclusive verdict: pytest reports the test as skipped with
+    this message; the plugin reports it as its own outcome, ``inconclusive`` (terminal letter
+    ``I``, JUnit property ``pto_status=inconclusive``, results.json ``status: "inconclusive"``),
+    never as a pass, and ``--inconclusive`` decides whether it fails the run."""
+
+
 @pytest.fixture
 def check(request: pytest.FixtureRequest):
-    """``check(verdict)``: record a :class:`Verdict` for results.json and fail the test if it failed."""
+    """``check(verdict)``: record a :class:`Verdict` for results.json; fail the test if it failed,
+    end it as *inconclusive* (:class:`Inconclusive`) if it could not be decided."""
 
     def _check(verdict: Verdict) -> Verdict:
         verdict.details.setdefault("protocol", state(request).protocol.name)
         request.node.stash[VERDICT_KEY] = verdict
+        if verdict.inconclusive:
+            raise Inconclusive(f"INCONCLUSIVE [{verdict.check}] {verdict.message}")
         if not verdict.passed:
             pytest.fail(f"[{verdict.check}] {verdict.message}", pytrace=False)
         return verdict
@@ -106,37 +116,55 @@ def ground_state(request: pytest.FixtureRequest, model: registry.LoadedModel) ->
     for k, unit in units.items():
         res.quantity(model.name, "ground_state", k, data[k], unit)
     res.quantity(model.name, "ground_state", "relaxations",
-                 {"tetragonal": data["relax_tetragonal"], "cubic": data["relax_cubic"]}, "")
+                 {"tetragonal": data["relax_tetragonal"], "cubic": data["relax_cubic"],
+                  "tetragonal_free": data.get("relax_tetragonal_free")}, "")
+    sym = data["symmetry"]
+    res.quantity(model.name, "ground_state", "symmetry", sym, "eV/f.u. (energy_gain_per_fu), Angstrom (symprec)")
     report = request.config.getoption("--report")
     if report:
         out = Path(report) / "structures" / model.name
         out.mkdir(parents=True, exist_ok=True)
-        for f in ("tetragonal.extxyz", "cubic.extxyz"):
-            shutil.copy(folder / f, out / f"relaxed_{f}")
+        for f in ("tetragonal.extxyz", "cubic.extxyz", "tetragonal_free.extxyz"):
+            if (folder / f).is_file():
+                shutil.copy(folder / f, out / f"relaxed_{f}")
     return dict(data, folder=folder)
 
 
 @pytest.fixture(scope="session")
 def phonon_bands(request: pytest.FixtureRequest, model: registry.LoadedModel,
                  ground_state: dict[str, Any]) -> dict[str, Any]:
-    """Phonons of the relaxed tetragonal cell (cached): minimum mode, band.yaml, plot in the report."""
+    """Phonons of the relaxed P4mm cell (cached per supercell), judged with supercell escalation
+    (:func:`pto_checks.stages.phonon_stage`); band.yaml, phonopy_params.yaml and the plot in the report."""
+    import os
+
     from pto_checks import phonons, stages
 
     st = state(request)
-    folder, data, res = stages.phonon_stage(model, st.protocol, st.cache,
-                                            ground_state["folder"] / "tetragonal.extxyz")
+    quiet = os.environ.get("PYTEST_XDIST_WORKER") is not None or request.config.getoption("verbose") < 0
+    write = None if quiet else _terminal_writer(request.config)
+    folder, data, res, first = stages.phonon_stage(model, st.protocol, st.cache,
+                                                   ground_state["folder"] / "tetragonal.extxyz", write=write)
     results: Results = st.results
-    results.quantity(model.name, "phonons", "f_min", data["f_min_thz"], "THz", q=data["q_min"])
-    results.quantity(model.name, "phonons", "f_min_all", data["f_min_all_thz"], "THz",
-                     q=data["q_min_all"])
+    dec = data["decision"]
+    results.quantity(model.name, "phonons", "f_min", data["f_min_thz"], "THz", q=data["q_min"],
+                     supercell=data["supercell"])
+    results.quantity(model.name, "phonons", "decision", dec, "THz")
     report = request.config.getoption("--report")
     if report:
+        from pto_checks import verdicts
+
         out = Path(report) / "phonons" / model.name
         out.mkdir(parents=True, exist_ok=True)
         shutil.copy(folder / "band.yaml", out / "band.yaml")
+        shutil.copy(folder / "phonopy_params.yaml", out / "phonopy_params.yaml")
+        v = verdicts.no_imaginary_modes(data, model.spec.functional)
+        caption = v.outcome.value.upper() + ": " + v.message.split(". ")[0]  # the head; the reason is in results.json
         for suffix in ("png", "svg"):
-            phonons.plot_bands(res, out / f"bands.{suffix}", title=f"{model.name}: PbTiO3 P4mm")
+            phonons.plot_bands(res, out / f"bands.{suffix}",
+                               title=f"{model.name}: PbTiO3 P4mm (symprec {data['symprec']} Å)",
+                               caption=caption, first=first if first is not res else None)
         results.quantity(model.name, "phonons", "files", {"band_yaml": str(out / "band.yaml"),
+                                                          "phonopy_params": str(out / "phonopy_params.yaml"),
                                                           "plot": str(out / "bands.png"),
                                                           "plot_svg": str(out / "bands.svg")}, "")
     return dict(data, result=res, folder=folder)
@@ -165,7 +193,8 @@ def _sweep(request: pytest.FixtureRequest, model: registry.LoadedModel, ensemble
     rows = stages.md_sweep(model, st.protocol, st.cache, ensemble, integrator,
                            engine=request.config.getoption("--engine"), progress=not quiet,
                            write=_terminal_writer(request.config),
-                           together=_sweeps_requested(request.session, model.name))
+                           together=_sweeps_requested(request.session, model.name),
+                           executor=st.md_executor(model.device, _terminal_writer(request.config)))
     from pto_checks.md.sweep import Sweep
 
     sweep = Sweep(ensemble, integrator, rows, st.protocol,
@@ -225,8 +254,10 @@ def engine_sweeps(request: pytest.FixtureRequest, model: registry.LoadedModel):
     both = [("npt", "melchionna"), ("nvt", "langevin")]
 
     def get(ensemble: str, integrator: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        ex = st.md_executor(model.device, _terminal_writer(request.config))
         ref, new = (stages.md_sweep(model, st.protocol, st.cache, ensemble, integrator, engine=e,
-                                    progress=not quiet, write=_terminal_writer(request.config), together=both)
+                                    progress=not quiet, write=_terminal_writer(request.config), together=both,
+                                    executor=ex)
                     for e in ("ase", "batched"))
         return ref, new
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from pto_checks.executors import add_executor_options
 from pto_checks.md.task import EngineName
 
 DEFAULT_MODEL = "chgnet"
@@ -39,6 +40,7 @@ def add_options(parser: pytest.Parser) -> None:
                          "auto (default: batched on a GPU for models with a device-side interface "
                          "(CHGNet, SevenNet, MACE, DeePMD, M3GNet), else ase). Chosen per task: a task the "
                          "batched engine has no integrator for (NPT mtk) runs on ase")
+    add_executor_options(group.addoption)
     group.addoption("--bench-sizes", default="1,2,3,4,5,6,7,8,9,10", metavar="N,N,...",
                     help="benchmark: supercell sizes n (n x n x n, 5 n^3 atoms)")
     group.addoption("--bench-replicas", type=int, default=8, metavar="N",
@@ -51,5 +53,10 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--baseline", default=None, metavar="FILE",
                     help="CI gate: accepted results; checks that failed there are strict xfails, and "
                          "quantities must not move beyond the regression thresholds")
+    group.addoption("--inconclusive", default=None, choices=["fail", "warn"],
+                    help="whether an inconclusive check (its confidence interval contains the threshold, "
+                         "or the run is too short or not equilibrated) fails the run: fail (default for "
+                         "the paper and quick protocols) or warn (default for smoke; a protocol changed "
+                         "with --protocol-set keeps its own). Never counted as a pass, also with --baseline")
     group.addoption("--update-baseline", action="store_true",
                     help="write this run's results to --baseline FILE (accept them)")

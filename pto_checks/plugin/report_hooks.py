@@ -34,7 +34,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         elif rep.failed and "XPASS(strict)" in str(rep.longrepr):
             gate = "UNEXPECTED PASS (baseline): accept the improvement with --update-baseline"
         if gate and verdict is not None:
-            status, msg = ("pass" if verdict.passed else "fail"), verdict.message
+            status, msg = verdict.outcome.value, verdict.message
+        elif rep.skipped and verdict is not None and verdict.inconclusive and rep.when == "call":
+            status, msg = "inconclusive", verdict.message
         elif rep.skipped:
             status = "skip"
             msg = str(rep.longrepr[2]) if isinstance(rep.longrepr, tuple) else str(rep.longrepr)
@@ -49,6 +51,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         test_id = test_id_of(item)
         st.results.check(name, test_id, status, message=msg,
                             verdict=verdict.to_dict() if verdict else None, markers=markers)
+        if st.baseline and not gate:
+            was = st.baseline.get("models", {}).get(name, {}).get("checks", {}).get(test_id, {}).get("status")
+            if was == "inconclusive":  # not a pass there either: judged as any other check now
+                gate = f"inconclusive in the baseline; now {status}"
         if gate:
             st.results.model_entry(name)["checks"][test_id]["gate"] = gate
         _once_per_model_load_error(st, name, rep)
@@ -64,6 +70,21 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
                                          for k in ("measured", "reference", "tolerance", "unit")]
             protocol = verdict.details.get("protocol") if verdict is not None else None
             item.user_properties.append(("protocol", str(protocol or st.protocol.name)))
+        if status == "inconclusive":
+            from pto_checks.verdicts import needs_summary
+
+            needs = needs_summary(verdict)
+            st.results.model_entry(name)["checks"][test_id]["needs"] = needs
+            item.user_properties.append(("pto_needs", needs))
+            rep.user_properties.append(("pto_status", status))  # for pytest_report_teststatus
+
+
+def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config):
+    """An inconclusive check is its own outcome on the terminal: letter ``I``, word INCONCLUSIVE,
+    counted as "N inconclusive" in the last line (not as skipped, never as passed)."""
+    if report.when == "call" and ("pto_status", "inconclusive") in getattr(report, "user_properties", ()):
+        return "inconclusive", "I", ("INCONCLUSIVE", {"yellow": True})
+    return None
 
 
 def _junit_value(x: Any) -> str:
@@ -100,6 +121,12 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         # a gate must not pass by skipping
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         st.all_skipped = True
+    if is_controller and st.inconclusive:
+        from pto_checks.protocols import InconclusivePolicy
+
+        if st.inconclusive_policy is InconclusivePolicy.FAIL and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            st.inconclusive_failed_run = True
     if is_controller and config.getoption("--update-baseline"):
         st.update_baseline = True
     parts = parts_dir(config)
@@ -154,6 +181,18 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         terminalreporter.section("pto-checks: every check was skipped")
         terminalreporter.write_line("no check ran, so nothing was verified: exit status 1 "
                                     "(see the skip reasons above)")
+    if st.inconclusive:
+        from pto_checks.protocols import InconclusivePolicy
+
+        terminalreporter.section("pto-checks: inconclusive checks (neither passed nor failed)")
+        for model, tid, needs in st.inconclusive:
+            terminalreporter.write_line(f"INCONCLUSIVE {model} {tid}: {needs}")
+        fails = st.inconclusive_policy is InconclusivePolicy.FAIL
+        terminalreporter.write_line(
+            f"--inconclusive={st.inconclusive_policy.value}: "
+            + ("an undecided check fails the run (exit status 1); decide it with a longer run "
+               "(--protocol-set md.steps=N) or accept warnings with --inconclusive=warn" if fails else
+               "listed, not failing the run; none of them counts as a pass"))
     if st.update_baseline:
         terminalreporter.write_line(f"pto-checks: baseline written to {config.getoption('--baseline')}")
     flips = {m: e["integrator_artefacts"] for m, e in st.merged.get("models", {}).items()

@@ -12,9 +12,10 @@ from typing import Any
 import pytest
 
 from pto_checks import models as registry
+from pto_checks import validate
 from pto_checks.cache import Cache
 from pto_checks.plugin.options import DEFAULT_MODEL
-from pto_checks.protocols import Protocol, apply_overrides, get_protocol
+from pto_checks.protocols import InconclusivePolicy, Protocol, apply_overrides, get_protocol
 from pto_checks.results import Results
 
 
@@ -39,7 +40,28 @@ class PtoSession:
     unreadable_results: str | None = None  #: the report folder's old results.json could not be read
     merged: dict[str, Any] = field(default_factory=dict)  #: the merged results.json (controller)
     all_skipped: bool = False
+    inconclusive_policy: InconclusivePolicy = InconclusivePolicy.FAIL  #: ``--inconclusive`` or the protocol's
+    #: the inconclusive checks (controller): (model, check id, what would decide it)
+    inconclusive: list[tuple[str, str, str]] = field(default_factory=list)
+    inconclusive_failed_run: bool = False
     update_baseline: bool = False
+    executor_settings: dict[str, Any] = field(default_factory=dict)  #: --executor and cluster options
+    executor: Any = None  #: the MD executor (:meth:`md_executor`)
+
+    def md_executor(self, device: str, notify: Any = None) -> Any:
+        """The executor of the MD stage (:mod:`pto_checks.executors`): one per run, started when
+        a sweep first has a task to compute (a Dask cluster is not started for cache hits),
+        closed at the end of the run."""
+        if self.executor is None:
+            from pto_checks.executors import Lazy
+
+            self.executor = Lazy(self.executor_settings, device=device, notify=notify)
+        return self.executor
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        if self.executor is not None:
+            self.executor.close()
+            self.executor = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Collect check outcomes (also from xdist workers: their reports carry the JUnit
@@ -51,6 +73,9 @@ class PtoSession:
             self.outcomes.append(props["pto_status"])
             if "pto_model" in props and "pto_check" in props:
                 self.matrix.setdefault(props["pto_model"], {})[props["pto_check"]] = props["pto_status"]
+        if props.get("pto_status") == "inconclusive":
+            self.inconclusive.append((props.get("pto_model", ""), props.get("pto_check", report.nodeid),
+                                      props.get("pto_needs", "")))
 
 
 STATE_KEY = pytest.StashKey[PtoSession]()
@@ -88,6 +113,10 @@ def configure(config: pytest.Config) -> PtoSession:
         specs = registry.specs_for(requested)
     except registry.ModelUnavailable as exc:
         raise pytest.UsageError(str(exc)) from None
+    try:  # paths, device and model files: refused now, before any work (exit status 4)
+        validate.check_startup(config.getoption, specs)
+    except validate.OptionError as exc:
+        raise pytest.UsageError(str(exc)) from None
     explicit = {s.name for s in specs} - (
         set(registry.available_names()) if any("all" in r.split(",") for r in requested) else set()
     )
@@ -110,9 +139,37 @@ def configure(config: pytest.Config) -> PtoSession:
         from pto_checks.results import load
 
         baseline = load(bpath)
+    policy = InconclusivePolicy(config.getoption("--inconclusive") or protocol.inconclusive)
     st = PtoSession(specs=specs, explicit=explicit, protocol=protocol,
                     cache=Cache(cache_root, enabled=not config.getoption("--recompute")),
-                    results=Results(protocol.to_dict()), baseline=baseline)
+                    results=Results(protocol.to_dict()), baseline=baseline, inconclusive_policy=policy,
+                    executor_settings=_executor_settings(config))
+    st.results.data["harness"]["inconclusive_policy"] = policy.value
     config.stash[STATE_KEY] = st
     config.pluginmanager.register(st, "pto-checks-session")
     return st
+
+
+def _executor_settings(config: pytest.Config) -> dict[str, Any]:
+    """The executor options, checked before any work starts."""
+    from pto_checks.executors import executor_settings, wants_dask
+
+    s = executor_settings(lambda k: config.getoption(k))
+    try:
+        dask = wants_dask(s)
+        if s.get("cluster_file") or s.get("cluster"):
+            from pto_checks.executors.clusters import ClusterSettings
+
+            ClusterSettings.from_settings(s)
+    except (OSError, ValueError) as exc:
+        raise pytest.UsageError(f"executor options: {exc}") from None
+    if dask:
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            raise pytest.UsageError("--executor dask needs distributed: pip install 'pto-checks[cluster]'") from None
+        if (config.getoption("numprocesses", None) and not s.get("dask_scheduler")):
+            raise pytest.UsageError("--executor dask with pytest-xdist (-n) would start one Dask cluster per "
+                                    "xdist worker: drop -n (the Dask workers run the MD in parallel), or "
+                                    "start one scheduler and pass --dask-scheduler ADDRESS")
+    return s

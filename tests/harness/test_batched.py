@@ -194,7 +194,7 @@ def test_interrupted_batch_resumes_to_the_same_result(tmp_path):
     dirs = [tmp_path / f"w{i}" for i in range(4)]
     with pytest.raises(_Interrupt):
         BatchedEngine().run_many(TASKS, calc, dirs, progress=stop_at_60)
-    assert all((d / "checkpoint.pkl").is_file() for d in dirs)
+    assert all((d / "checkpoint.npz").is_file() for d in dirs)
     resumed = BatchedEngine().run_many(TASKS, calc, dirs)
     for r, n in zip(ref, resumed, strict=True):
         assert r["samples"] == n["samples"]

@@ -55,6 +55,8 @@ def test_sound_model_passes_everything(run_checks):
         ("compressed", "static", {"test_lattice_a_vs_experiment"}),
         ("shallow", "static", {"test_delta_e_vs_pbesol"}),
         ("unstable", "phonon", {"test_no_imaginary_modes"}),
+        ("zone_unstable", "phonon", {"test_no_imaginary_modes"}),
+        ("metastable_p4mm", "static", {"test_keeps_p4mm"}),
         ("gpa_stress", "sanity", {"test_stress_in_ase_units"}),
         ("not_invariant", "sanity", {"test_translation_invariance"}),
         ("nan", "sanity", {"test_forces_finite"}),
@@ -69,6 +71,31 @@ def test_flawed_model_fails_the_right_check(run_checks, variant, marker, must_fa
         assert msg and "model trained on" in msg or name.startswith("test_") and msg
     assert "error" not in {checks[n]["status"] for n in must_fail}
     assert result.ret == 1
+
+
+def test_metastable_p4mm_passes_only_with_the_symmetry_held(run_checks):
+    """P4mm is a local minimum of this model, not its ground state: with P4mm held its phonons are
+    real, and keeps_p4mm is what fails; had the harness not held P4mm (the unconstrained cell),
+    the phonons are imaginary (exact, at M)."""
+    _, held, _ = run_checks("synthetic:metastable_p4mm", "static or phonon")
+    assert held["test_no_imaginary_modes"]["status"] == "pass"
+    assert held["test_keeps_p4mm"]["status"] == "fail"
+    assert "meV/f.u." in held["test_keeps_p4mm"]["message"]
+    _, free, _ = run_checks("synthetic:metastable_p4mm", "phonon", "--protocol-set=static.hold_symmetry=false")
+    assert free["test_no_imaginary_modes"]["status"] == "fail"
+    msg = free["test_no_imaginary_modes"]["message"]
+    assert "decided by the 2x2x2 supercell" in msg and "exact" in msg
+
+
+def test_zone_unstable_fails_exact_in_the_first_supercell(run_checks):
+    _, checks, data = run_checks("synthetic:zone_unstable", "phonon")
+    msg = checks["test_no_imaginary_modes"]["message"]
+    assert "IMAGINARY MODE" in msg and "decided by the 2x2x2 supercell" in msg and "exact" in msg
+    out = Path(data["models"]["synthetic:zone_unstable"]["quantities"]["phonons"]["files"]["value"]["phonopy_params"])
+    import phonopy
+
+    ph = phonopy.load(out)  # force constants included: no forces needed
+    assert ph.force_constants is not None and ph.force_constants.shape[1] == 40  # 2x2x2 x 5 atoms
 
 
 def test_failure_message_states_value_reference_tolerance_functional(run_checks):
@@ -94,13 +121,16 @@ def test_unknown_model_is_a_usage_error(pytester):
 
 def test_named_model_that_cannot_load_is_an_error(pytester, tmp_path):
     pytester.makepyfile(test_x="def test_x(model): pass")
+    (tmp_path / "none.pth").write_bytes(b"not a frozen model")  # exists (a missing file is refused at start-up)
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--model=deepmd:{tmp_path}/none.pth")
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*models that could not load*", "*none.pth*"])
+    missing = pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--model=deepmd:{tmp_path}/missing.pth")
+    assert missing.ret == 4 and "missing.pth: no such file" in missing.stderr.str()
 
 
 def test_xdist_workers_merge_into_one_results_file(run_checks):
     pytest.importorskip("xdist")
     _, _, data = run_checks("synthetic:good,synthetic:compressed", "static", "-n", "2")
     assert set(data["models"]) == {"synthetic:good", "synthetic:compressed"}
-    assert all(len(m["checks"]) == 6 for m in data["models"].values())
+    assert all(len(m["checks"]) == 7 for m in data["models"].values())  # the static checks

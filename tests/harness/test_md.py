@@ -189,7 +189,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, ensemble, integrat
     work = tmp_path / "int"
     with pytest.raises(_Interrupt):
         ASEEngine().run(task, make("md_polar"), work, progress=stop_at_70)
-    assert (work / "checkpoint.pkl").is_file()
+    assert (work / "checkpoint.npz").is_file()
     resumed = ASEEngine().run(task, make("md_polar"), work)
     assert resumed["samples"] == ref["samples"]
     assert len(resumed["frames"]) == len(ref["frames"])
@@ -232,12 +232,12 @@ def test_sigkill_during_md_then_resume(tmp_path, engine):
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     md_dir = tmp_path / "killed" / "md"
     deadline = time.time() + 60
-    while time.time() < deadline and not list(md_dir.glob("*.partial/checkpoint.pkl")):
+    while time.time() < deadline and not list(md_dir.glob("*.partial/checkpoint.npz")):
         time.sleep(0.1)
     time.sleep(0.3)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert list(md_dir.glob("*.partial/checkpoint.pkl")), "no checkpoint before the kill"
+    assert list(md_dir.glob("*.partial/checkpoint.npz")), "no checkpoint before the kill"
     resumed = subprocess.run([sys.executable, str(script), str(tmp_path / "killed"), "0", engine], env=env,
                              capture_output=True, text=True, check=True).stdout.split()
     assert resumed[:2] == clean[:2] and resumed[2] == "False"
@@ -264,6 +264,10 @@ def run_dynamic(pytester):
     return run
 
 
+#: MD steps (2 fs) per temperature at which the synthetic MD models' checks are decided
+DECISIVE_STEPS = 1500
+
+
 @pytest.mark.parametrize(("variant", "must_fail", "must_pass"), [
     ("md_polar", {"test_cubic_above_tc", "test_tc_vs_experiment", "test_polarization_vanishes_above_tc"},
      {"test_npt_no_melting_or_instability", "test_tetragonal_at_300K", "test_no_supertetragonal_phase",
@@ -274,7 +278,10 @@ def run_dynamic(pytester):
     ("nan", {"test_npt_no_melting_or_instability", "test_nvt_no_melting_or_instability"}, set()),
 ])
 def test_dynamic_check_fails_on_flawed_model(run_dynamic, variant, must_fail, must_pass):
-    result, checks, data = run_dynamic(f"synthetic:{variant}")
+    # 0.3 ps (smoke) decides none of them (inconclusive: test_smoke_length_is_inconclusive_not_fail);
+    # 3 ps does (a few seconds of CPU per temperature on these synthetic models)
+    steps = 2 * DECISIVE_STEPS if variant == "md_cubic" else DECISIVE_STEPS  # its NVT Lindemann drifts longer
+    result, checks, data = run_dynamic(f"synthetic:{variant}", f"--protocol-set=md.steps={steps}")
     status = {k: v["status"] for k, v in checks.items()}
     assert all(status[k] == "fail" for k in must_fail), status
     assert all(status[k] == "pass" for k in must_pass), status
@@ -285,6 +292,28 @@ def test_dynamic_check_fails_on_flawed_model(run_dynamic, variant, must_fail, mu
     assert (out / "figures" / f"npt_melchionna_synthetic_{variant}.png").is_file()
     files = md["npt_melchionna"]["value"]["rows"][0]["files"]  # none for a run that blew up at step 0
     assert all((out / f).is_file() for f in files.values()) and ("trajectory" in files) == (variant != "nan")
+
+
+def test_smoke_length_is_inconclusive_not_fail(run_dynamic, pytester):
+    """0.3 ps cannot decide md_polar's checks (the run has not equilibrated): inconclusive, its own
+    outcome in results.json, JUnit, the terminal summary and the exit status (--inconclusive)."""
+    junit = "junit.xml"
+    result, checks, data = run_dynamic("synthetic:md_polar", "-m", "npt", f"--junitxml={junit}")
+    status = {k: v["status"] for k, v in checks.items()}
+    assert "fail" not in status.values() and "inconclusive" in status.values(), status
+    assert "pass" not in {status["test_cubic_above_tc"], status["test_tc_vs_experiment"]}
+    assert data["harness"]["inconclusive_policy"] == "warn"  # the smoke protocol's default
+    chk = next(v for k, v in checks.items() if v["status"] == "inconclusive")
+    assert chk["verdict"]["status"] == "inconclusive" and chk["needs"] and "longer run" in chk["needs"]
+    out = result.stdout.str()
+    assert "inconclusive checks (neither passed nor failed)" in out and " inconclusive" in out.splitlines()[-1]
+    assert result.ret == 0  # warn: listed, not failing the run
+    xml = (pytester.path / junit).read_text()
+    assert 'name="pto_status" value="inconclusive"' in xml
+    # the same (cached) run under --inconclusive=fail fails the run
+    result, checks2, _ = run_dynamic("synthetic:md_polar", "-m", "npt", "--inconclusive=fail")
+    assert {k: v["status"] for k, v in checks2.items()} == status
+    assert result.ret == 1 and "--inconclusive=fail" in result.stdout.str()
 
 
 def test_rerun_hits_the_md_cache(run_dynamic):

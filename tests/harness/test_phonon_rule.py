@@ -1,0 +1,197 @@
+"""The phonon rule: every branch at every q judged, tolerance only for acoustic modes at Gamma,
+supercell escalation only for interpolated dips (pto_checks.phonons.decide_stability)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from pto_checks import phonons, structures, verdicts
+from pto_checks.decisions import Outcome
+from pto_checks.models.synthetic import make
+from pto_checks.reference import tolerance
+
+
+def _spectrum(supercell, dips):
+    """A 15-branch spectrum on a small path + mesh with ``dips`` {q: frequency of branch 0}."""
+    grid = phonons.commensurate_grid(supercell)
+    band_q = np.array([[0, 0, 0], [0, 0.05, 0], [0, 0.125, 0], [0, 0.25, 0], [0, 0.5, 0]], dtype=float)
+    mesh_q = np.array([[0.125, 0.125, 0], [0.5, 0.5, 0.5], [-0.05, 0, 0], [0, 0, 0.15], [0.34, 0.34, 0]],
+                      dtype=float)
+
+    def freqs(q):
+        f = np.tile(np.linspace(0.5, 10, 15), (len(q), 1))
+        for i, qq in enumerate(q):
+            if np.allclose(qq, 0):
+                f[i, :3] = [-0.005, 0.0, 0.004]  # acoustic at Gamma: round-off, within -0.01 THz
+            for dq, val in dips.items():
+                if np.allclose(qq, dq):
+                    f[i, 0] = val
+        return f
+
+    return phonons.PhononResult(band_q, freqs(band_q), np.arange(5.0), [0.0, 4.0], ["G", "X"], mesh_q,
+                                freqs(mesh_q), 1, supercell, grid, freqs(grid))
+
+
+def _decide(by_supercell):
+    tol = tolerance("phonon")
+    return phonons.decide_stability(lambda sc: _spectrum(sc, by_supercell[sc[0]]),
+                                    [(2, 2, 2), (3, 3, 3), (4, 4, 4)], tol["acoustic_gamma_thz"],
+                                    tol["imaginary_threshold_thz"], tol["dip_match_grid_spacings"])[0]
+
+
+def test_acoustic_round_off_at_gamma_passes_without_escalation():
+    d = _decide({2: {}})
+    assert d.stable and d.decided_by == (2, 2, 2) and len(d.steps) == 1
+
+
+def test_interpolated_dip_that_vanishes_in_a_larger_supercell_passes():
+    """CHGNet-like: a dip at (0, 0.05, 0) in 2x2x2 and 3x3x3, gone in 4x4x4."""
+    d = _decide({2: {(0, 0.05, 0): -0.17}, 3: {(0, 0.05, 0): -0.9}, 4: {}})
+    assert d.stable and d.decided_by == (4, 4, 4) and len(d.steps) == 3
+    assert not d.steps[0].worst.exact and d.steps[0].worst.f_thz == pytest.approx(-0.17)
+
+
+@pytest.mark.parametrize("f", [-0.02, -0.3])
+def test_weak_instability_near_gamma_that_persists_fails(f):
+    """ORB-like: an acoustic-branch dip near (not at) Gamma, in every supercell: it is judged,
+    not excluded, and fails after escalation with the largest supercell named."""
+    d = _decide({2: {(0.125, 0.125, 0): f}, 3: {(0.125, 0.125, 0): f}, 4: {(0.125, 0.125, 0): f}})
+    assert not d.stable and d.decided_by == (4, 4, 4)
+    assert d.mode.branch == 0 and not d.mode.exact and d.mode.f_thz == pytest.approx(f)
+    assert "persists" in d.reason
+
+
+def test_dip_that_persists_at_equivalent_or_nearby_q_fails():
+    """The same dip seen at P4mm-equivalent q ((0, 0.05, 0) ~ (-0.05, 0, 0)) and moved by less than
+    the 4x4x4 grid spacing (to (0, 0.125, 0)) is one instability: confirmed, fails."""
+    d = _decide({2: {(0, 0.05, 0): -0.2}, 3: {(-0.05, 0, 0): -0.3}, 4: {(0, 0.125, 0): -0.1}})
+    assert d.outcome is Outcome.FAIL and not d.stable and d.decided_by == (4, 4, 4)
+    assert d.mode.q == (0.0, 0.125, 0.0) and not d.mode.exact and "persists" in d.reason
+
+
+def test_dip_that_moves_between_supercells_is_inconclusive_not_a_pass():
+    """SevenNet-like: interpolated dips at (0, 0.05, 0), (0, 0, 0.15), (0.34, 0.34, 0) in 2x2x2,
+    3x3x3, 4x4x4, every exact q real: not confirmed, not refuted -> inconclusive, naming 5x5x5."""
+    d = _decide({2: {(0, 0.05, 0): -0.09}, 3: {(0, 0, 0.15): -1.76}, 4: {(0.34, 0.34, 0): -0.84}})
+    assert d.outcome is Outcome.INCONCLUSIVE and not d.stable and d.decided_by == (4, 4, 4)
+    assert d.mode.q == (0.34, 0.34, 0.0) and d.mode.f_thz == pytest.approx(-0.84)
+    assert "5x5x5" in d.reason and "every exact q" in d.reason
+    v = verdicts.no_imaginary_modes({"decision": d.to_dict(), "symprec": 1e-3}, "PBE")
+    assert v.outcome is Outcome.INCONCLUSIVE and not v.passed and "INCONCLUSIVE" in v.message
+
+
+def test_dip_that_moves_but_an_exact_q_is_imaginary_fails():
+    """A moving interpolated dip never hides an exact imaginary frequency: exact fails first."""
+    d = _decide({2: {(0, 0.05, 0): -0.09}, 3: {(0, 0, 0.15): -1.76, (0, 1 / 3, 0): -0.2}})
+    assert d.outcome is Outcome.FAIL and d.decided_by == (3, 3, 3) and d.mode.exact
+
+
+def test_exact_instability_fails_without_escalation():
+    d = _decide({2: {(0, 0.5, 0): -0.4, (0, 0.05, 0): -0.1}})
+    assert not d.stable and d.decided_by == (2, 2, 2) and len(d.steps) == 1
+    assert d.mode.exact and d.mode.f_thz == pytest.approx(-0.4)
+
+
+def test_optic_mode_at_gamma_has_no_tolerance():
+    """Only the three lowest modes at Gamma get -0.01 THz; a fourth below zero fails, exact."""
+    res = _spectrum((2, 2, 2), {})
+    res.band_freq[0, :4] = [-0.005, 0.0, 0.004, -0.05]
+    step = phonons.judge(res, -0.01, 0.0)
+    assert step.worst_exact is not None and step.worst_exact.f_thz == pytest.approx(-0.05)
+    assert step.worst_exact.q == (0.0, 0.0, 0.0)
+
+
+def test_commensurate_points():
+    assert phonons.is_commensurate(np.array([[0, 0.5, 0], [0.25, 0, 0], [1 / 3, 0, 0]]), (2, 2, 2)).tolist() == [
+        True, False, False]
+    assert phonons.is_commensurate(np.array([[1 / 3, 2 / 3, 0]]), (3, 3, 3)).all()
+    assert len(phonons.commensurate_grid((3, 3, 3))) == 27
+
+
+def test_zone_unstable_model_has_exact_instabilities_across_the_zone():
+    res = phonons.compute_phonons(structures.tetragonal(), make("zone_unstable"), supercell=(2, 2, 2))
+    step = phonons.judge(res)
+    assert step.worst_exact is not None and step.worst_exact.f_thz < -0.5
+    q, f = res.all_q_and_freq()
+    assert (np.sort(f, axis=1)[:, 0] < 0).mean() > 0.3  # a third of all q-points, not one spot
+
+
+def test_symmetrize_gives_an_exact_tetragonal_cell():
+    from pto_checks import relax
+
+    at = structures.tetragonal()
+    at.set_cell(at.cell.array + 2e-4 * np.array([[0, 1, 0], [1, 0, 0.5], [0, 0, 0]]), scale_atoms=True)
+    assert relax.spacegroup(at, 1e-5)[1] != 99
+    out = relax.symmetrize(at, 1e-3)
+    assert relax.spacegroup(out, 1e-8) == ("P4mm", 99)
+    c = out.cell.array
+    assert np.count_nonzero(c - np.diag(np.diag(c))) == 0 and c[0, 0] == c[1, 1]
+
+
+def _decide_with_elastic(by_supercell, stable):
+    from pto_checks import elastic
+
+    tol = tolerance("phonon")
+    c = np.diag([200.0, 200.0, 150.0, 50.0, 50.0, 60.0 if stable else -5.0])
+    c[0, 1] = c[1, 0] = 100.0
+    calls = []
+
+    def lw():
+        calls.append(1)
+        return elastic.ElasticResult(c, elastic.born_violations_tetragonal(c), 0.005)
+
+    d = phonons.decide_stability(lambda sc: _spectrum(sc, by_supercell[sc[0]]), [(2, 2, 2), (3, 3, 3), (4, 4, 4)],
+                                 tol["acoustic_gamma_thz"], tol["imaginary_threshold_thz"],
+                                 tol["dip_match_grid_spacings"], lw)[0]
+    return d, len(calls)
+
+
+SEVENNET_LIKE = {2: {(0, 0.05, 0): -0.09}, 3: {(0, 0, 0.15): -1.76}, 4: {(0.34, 0.34, 0): -0.84}}
+
+
+def test_moving_dips_near_gamma_fail_when_the_long_wavelength_limit_is_unstable():
+    """Dips near Gamma that move between supercells, and C66 < 0: the exact q -> 0 probe confirms an
+    elastic instability -> fail."""
+    d, n = _decide_with_elastic(SEVENNET_LIKE, stable=False)
+    assert n == 1 and d.outcome is Outcome.FAIL and "C66 > 0" in d.reason
+    assert d.mode.q == (0.0, 0.0, 0.15) and d.long_wavelength["stable"] is False
+
+
+def test_moving_dips_with_a_stable_long_wavelength_limit_stay_inconclusive():
+    d, n = _decide_with_elastic(SEVENNET_LIKE, stable=True)
+    assert n == 1 and d.outcome is Outcome.INCONCLUSIVE and "no elastic instability" in d.reason
+
+
+def test_long_wavelength_probe_not_computed_when_not_needed():
+    _, n = _decide_with_elastic({2: {(0, 0.05, 0): -0.17}, 3: {(0, 0.05, 0): -0.9}, 4: {}}, stable=False)
+    assert n == 0  # decided (pass) by 4x4x4 before any probe
+    _, n = _decide_with_elastic({2: {(0.34, 0.34, 0): -0.5}, 3: {(0.34, 0.34, 0): -0.5},
+                                 4: {(0.34, 0.34, 0): -0.5}}, stable=False)
+    assert n == 0  # no dip near Gamma
+
+
+def test_born_criteria_of_the_tetragonal_cell():
+    from pto_checks import elastic
+
+    c = np.diag([200.0, 200.0, 150.0, 50.0, 50.0, 60.0])
+    c[0, 1] = c[1, 0] = 100.0
+    assert elastic.born_violations_tetragonal(c) == []
+    for (i, j), v, name in [((0, 1), 250.0, "C11 > |C12|"), ((3, 3), -1.0, "C44"), ((5, 5), -1.0, "C66"),
+                            ((0, 2), 200.0, "2 C13^2")]:
+        bad = c.copy()
+        bad[i, j] = bad[j, i] = v
+        assert any(name in s for s in elastic.born_violations_tetragonal(bad)), name
+
+
+def test_elastic_constants_of_the_network_are_tetragonal_and_stable():
+    """Finite strains with ions relaxed on the synthetic elastic network: symmetric, tetragonal
+    pattern, Born-stable; the same C from a smaller strain (harmonic range)."""
+    from pto_checks import elastic
+
+    r = elastic.elastic_constants(structures.tetragonal(), make("good"))
+    c = r.c_GPa
+    assert r.stable and c[0, 0] == pytest.approx(c[1, 1], abs=0.1) and c[3, 3] == pytest.approx(c[4, 4], abs=0.1)
+    assert np.abs(c[:3, 3:]).max() < 0.1 and c[0, 0] > 10
+    r2 = elastic.elastic_constants(structures.tetragonal(), make("good"), strain=0.002, fmax=1e-5)
+    assert np.allclose(r2.c_GPa, c, atol=0.3)
