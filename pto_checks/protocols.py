@@ -329,6 +329,11 @@ def parse_override(text: str) -> tuple[str, str, Any]:
 
 def _convert(kind: type, raw: str) -> Any:
     raw = raw.strip()
+    if kind is bool:  # bool("false") is True: spell the words out
+        words = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
+        if raw.lower() not in words:
+            raise ValueError(raw)
+        return words[raw.lower()]
     if kind is int:
         x = float(raw)  # "1e4" is a valid step count; "2.5" is not
         if not x.is_integer():

@@ -13,10 +13,11 @@ import pytest
 
 from pto_checks.cache import Cache
 from pto_checks.decisions import StatisticsSettings
+from pto_checks.executors import InProcess
 from pto_checks.md import ASEEngine, MDTask
 from pto_checks.md import sequential as seq
 from pto_checks.md.engines import run_until
-from pto_checks.md.sweep import Sweep, md_sweep, task_key
+from pto_checks.md.sweep import Sweep, md_key, md_sweep
 from pto_checks.models.synthetic import make
 from pto_checks.protocols import PROTOCOLS, apply_overrides
 
@@ -68,12 +69,17 @@ def test_cache_key_by_rule_not_by_length():
     a fixed-length run of the length it reached; a cooling step's key names its parent."""
     model = SimpleNamespace(identity=lambda: {"m": 1})
     t = _task(steps=100)
+    proto = apply_overrides(PROTOCOLS["smoke"], ["md.steps=100", "md.max_steps=800"])
     rule = seq.SequentialRule(100, 800, 0.95)
-    k = seq.task_key(model, t, seq.EngineName.ASE, rule, None)
-    assert k != task_key(model, t, "ase") and k != task_key(model, replace(t, steps=800), "ase")
-    assert k == seq.task_key(model, replace(t, steps=400), seq.EngineName.ASE, rule, None)
-    assert k != seq.task_key(model, t, seq.EngineName.ASE, seq.SequentialRule(100, 1600, 0.95), None)
-    assert k != seq.task_key(model, t, seq.EngineName.ASE, rule, "parent")
+
+    def key(task, r=rule, parent=None):
+        return seq.task_key(model, task, seq.EngineName.ASE, r, parent, proto)[0]
+
+    k = key(t)
+    assert k != md_key(model, t, "ase", proto)[0] and k != md_key(model, replace(t, steps=800), "ase", proto)[0]
+    assert k == key(replace(t, steps=400))
+    assert k != key(t, seq.SequentialRule(100, 1600, 0.95))
+    assert k != key(t, parent="parent")
 
 
 def ferro_model():
@@ -133,7 +139,7 @@ def _stub_sweep(monkeypatch, tc_true: float, undecided_within: float = 0.0):
     within ``undecided_within`` K of it; returns the list of temperatures run."""
     ran: list[float] = []
 
-    def fake_run(model, protocol, cache, runs, rule, ensemble, write, limits, label):
+    def fake_run(model, protocol, cache, runs, rule, ensemble, write, limits, label, executor=None):
         for r in runs:
             t = r.task.temperature_K
             ran.append(t)
@@ -199,20 +205,23 @@ def test_interrupted_sequential_sweep_resumes_to_the_same_rows(tmp_path, monkeyp
     monkeypatch.setattr(seq, "decide", lambda row, ens: ("tetragonal" if row["n_samples"] * 2 * 5 >= 160 else None,
                                                          ""))
     ref = md_sweep(model, proto, Cache(tmp_path / "ref"), "nvt", "langevin", progress=False)
-    real = seq.run_until
     calls = []
 
-    def interrupted(engine, tasks, model, dirs, until, **kw):
-        calls.append(until[0])
-        if until[0] == 160:
-            real(engine, tasks, model, dirs, [140], **kw)
-            raise KeyboardInterrupt
-        return real(engine, tasks, model, dirs, until, **kw)
+    class Interrupted(InProcess):
+        """The in-process executor, stopped 20 steps short of the 160-step look (chunks are its jobs)."""
 
-    monkeypatch.setattr(seq, "run_until", interrupted)
+        def run_jobs(self, jobs, model, progress=None):
+            for i, job in enumerate(jobs):
+                calls.append(job.tasks[0].steps)
+                if job.tasks[0].steps == 160:
+                    short = replace(job, tasks=tuple(replace(t, steps=140) for t in job.tasks))
+                    list(super().run_jobs([short], model))
+                    raise KeyboardInterrupt
+                for _, res in super().run_jobs([job], model):
+                    yield i, res
+
     with pytest.raises(KeyboardInterrupt):
-        md_sweep(model, proto, Cache(tmp_path / "int"), "nvt", "langevin", progress=False)
-    monkeypatch.setattr(seq, "run_until", real)
+        md_sweep(model, proto, Cache(tmp_path / "int"), "nvt", "langevin", progress=False, executor=Interrupted())
     resumed = md_sweep(model, proto, Cache(tmp_path / "int"), "nvt", "langevin", progress=False)
     assert calls == [40, 80, 160]
     assert ref[0]["steps_reached"] == resumed[0]["steps_reached"] == 160
