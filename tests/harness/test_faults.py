@@ -275,6 +275,8 @@ def test_every_protocol_field_is_keyed_or_shown_not_to_change_the_result():
             assert affects is not None and "allowed" in f.metadata, f"{name}: declare it with protocols._f"
             assert set(affects) <= set(STAGES)
             new_value = _changed(getattr(base, section).__getattribute__(f.name), f.metadata["allowed"])
+            if name == "md.max_steps":  # cross-field rule: 0 (fixed length) or >= md.steps (sequential)
+                new_value = base.md.steps * 8
             new = base.with_overrides(**{section: {f.name: new_value}}).validate()
             keys = _keys(new)
             for stage in STAGES:
