@@ -385,3 +385,21 @@ def write_outputs(folder: Path, res: dict[str, Any]) -> None:
     frames = [frame_atoms(f) for f in res["frames"]]
     if frames:
         ase.io.write(folder / "trajectory.extxyz", frames)
+
+
+def md_valid(folder: Path, data: dict[str, Any]) -> None:
+    """Validator of an MD entry (the files :func:`write_outputs` writes; used by the fixed and the
+    sequential sweep): ``samples.csv`` parses and holds the number of samples recorded
+    (``n_samples_stored``); the failure is None or ``{step, reason}``."""
+    from pto_checks.cache import CorruptEntry, check_file
+
+    n = data.get("n_samples_stored")
+    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
+        raise CorruptEntry(folder / "meta.json", "'n_samples_stored' missing")
+    failure = data.get("failure")
+    if failure is not None and not (isinstance(failure, dict) and {"step", "reason"} <= failure.keys()):
+        raise CorruptEntry(folder / "meta.json", "'failure' malformed")
+    if n:
+        got = check_file(folder, "samples.csv", analysis.read_samples)
+        if len(got) != n:
+            raise CorruptEntry(folder / "samples.csv", f"{len(got)} samples, {n} recorded (truncated?)")

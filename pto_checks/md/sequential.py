@@ -53,7 +53,7 @@ from pto_checks import analysis
 from pto_checks.cache import Cache, stage_key
 from pto_checks.executors import Executor, InProcess, make_job
 from pto_checks.md.engines import choose_engine
-from pto_checks.md.observe import checkpoint_problem, write_outputs
+from pto_checks.md.observe import checkpoint_problem, md_valid, write_outputs
 from pto_checks.md.task import START_STATE, EngineName, MDTask, sweep_tasks
 
 FINAL_STATE = "final_state.npz"
@@ -167,8 +167,6 @@ def run_sequential(model: Any, protocol: Any, cache: Cache, runs: list[Run], rul
     """Run (or read) ``runs`` sequentially: chunks up to the next look for every undecided run,
     grouped per engine (a decided replica leaves the batch), each chunk a job of ``executor``
     (default: in this process); fills ``row``, ``folder``, ``hit``."""
-    from pto_checks.md.sweep import md_valid
-
     with contextlib.ExitStack() as stack:
         todo: list[tuple[Run, Any]] = []
         for r in runs:

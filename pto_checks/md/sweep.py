@@ -21,10 +21,10 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from pto_checks import analysis
-from pto_checks.cache import Cache, Claim, CorruptEntry, check_file, stage_key
+from pto_checks.cache import Cache, Claim, stage_key
 from pto_checks.executors import Executor, InProcess, make_job
 from pto_checks.md.engines import choose_engine
-from pto_checks.md.observe import Progress, checkpoint_problem, write_outputs
+from pto_checks.md.observe import Progress, checkpoint_problem, md_valid, write_outputs  # noqa: F401  (md_valid re-exported)
 from pto_checks.md.task import EngineName, MDTask, sweep_tasks
 from pto_checks.protocols import key_parts
 
@@ -104,21 +104,6 @@ def md_key(model: Any, task: MDTask, engine: str | EngineName, protocol: Any) ->
     entry and compared when it is read."""
     return stage_key("md", model=model.identity(), task=task.to_dict(), engine=EngineName(engine).value,
                      protocol=key_parts(protocol.md, "md"))
-
-
-def md_valid(folder: Path, data: dict[str, Any]) -> None:
-    """Validator of an MD entry: ``samples.csv`` parses and holds the number of samples recorded
-    (``n_samples_stored``); the failure is None or ``{step, reason}``."""
-    n = data.get("n_samples_stored")
-    if not isinstance(n, int) or isinstance(n, bool) or n < 0:
-        raise CorruptEntry(folder / "meta.json", "'n_samples_stored' missing")
-    failure = data.get("failure")
-    if failure is not None and not (isinstance(failure, dict) and {"step", "reason"} <= failure.keys()):
-        raise CorruptEntry(folder / "meta.json", "'failure' malformed")
-    if n:
-        got = check_file(folder, "samples.csv", analysis.read_samples)
-        if len(got) != n:
-            raise CorruptEntry(folder / "samples.csv", f"{len(got)} samples, {n} recorded (truncated?)")
 
 
 def md_row(folder: Path, data: dict[str, Any], task: MDTask, protocol: Any) -> dict[str, Any]:
