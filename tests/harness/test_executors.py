@@ -61,7 +61,7 @@ def main():
         md = os.path.join(cache, "md")
 
         def killer():
-            while not any(os.path.isfile(os.path.join(md, d, "checkpoint.pkl"))
+            while not any(os.path.isfile(os.path.join(md, d, "checkpoint.npz"))
                           for d in (os.listdir(md) if os.path.isdir(md) else []) if d.endswith(".partial")):
                 time.sleep(0.05)
             time.sleep(0.3)
@@ -167,7 +167,7 @@ def test_scheduler_gone_is_a_clear_error_and_nothing_is_lost(tmp_path):
     assert got["killed"] == [sched.pid]
     msg = got["rows"]["error"]
     assert "went away" in msg and "Nothing is lost" in msg and "run the same command again" in msg, msg
-    assert list((tmp_path / "gone" / "md").glob("*.partial/checkpoint.pkl"))
+    assert list((tmp_path / "gone" / "md").glob("*.partial/checkpoint.npz"))
     ref = _drive(tmp_path, "ref", "inprocess", "gone")
     resumed = _drive(tmp_path, "gone", "inprocess", "gone")
     assert resumed["rows"] == ref["rows"]
