@@ -54,7 +54,7 @@ def test_dynamic_run_after_static_run_keeps_both(runs):
     checks = data["models"]["synthetic:md_polar"]["checks"]
     static = {t: c for t, c in checks.items() if "static" in c["markers"] or "phonon" in c["markers"]}
     dynamic = {t: c for t, c in checks.items() if "dynamic" in c["markers"]}
-    assert len(static) == 7 and len(dynamic) == 8
+    assert len(static) == 8 and len(dynamic) == 8
     assert {c["protocol"] for c in static.values()} == {"paper"}
     assert {c["protocol"] for c in dynamic.values()} == {"smoke"}
     assert set(data["protocols"]) == {"paper", "smoke"} and data["protocols"]["smoke"]["reduced"] is True
