@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # the batched engine's types; the TensorFlow environment has no torch
+    import torch
 
 from pto_checks.models.base import Loaded, ModelSpec, ModelUnavailable, require, sha256_files
 
@@ -54,6 +56,7 @@ class DeePMDBatched:
     builds its neighbor list in torch on the model's device; positions travel as a few kB)."""
 
     def __init__(self, calc: Any, numbers: np.ndarray, device: str | torch.device):
+        import torch  # only the batched engine needs it (the TensorFlow environment has no torch)
         from ase.data import chemical_symbols
 
         self.dp = calc.dp
@@ -63,6 +66,8 @@ class DeePMDBatched:
 
     def __call__(self, positions: torch.Tensor, cells: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        import torch
+
         b, n, _ = positions.shape
         pos = positions.detach().cpu().numpy().reshape(b, -1)
         cel = cells.detach().cpu().numpy().reshape(b, 9)
