@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
+from pto_checks.models.base import sha256_file
+
 #: Folder name of the data set (under a data directory).
 DATASET = "pto-aimd-pbesol"
 REPOSITORY = "sliutheorygroup/UniPero"
@@ -95,13 +97,9 @@ def upstream_path(key: str) -> str:
 def data_dirs() -> list[Path]:
     """Directories searched for ``pto-aimd-pbesol/``, in order: ``$PTO_CHECKS_DATA_DIR`` (a path
     list), then ``../shared/data`` from the current directory and from this source checkout."""
-    dirs: list[Path] = []
-    env = os.environ.get("PTO_CHECKS_DATA_DIR")
-    if env:
-        dirs.extend(Path(p) for p in env.split(os.pathsep) if p)
-    dirs.append(Path.cwd().parent / "shared" / "data")
-    dirs.append(Path(__file__).resolve().parents[3] / "shared" / "data")
-    return list(dict.fromkeys(dirs))
+    from pto_checks.models.base import shared_dirs
+
+    return shared_dirs("data", "PTO_CHECKS_DATA_DIR")
 
 
 def _file_in(root: Path, key: str) -> Path | None:
@@ -113,12 +111,6 @@ def _file_in(root: Path, key: str) -> Path | None:
     return None
 
 
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def verify(root: Path, keys: Iterable[str] | None = None) -> None:

@@ -137,6 +137,15 @@ def package_version(dist: str) -> str | None:
         return None
 
 
+def sha256_file(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of one file's bytes, as a hex string."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
 def sha256_files(paths: Iterable[str | os.PathLike[str]]) -> str:
     """SHA-256 over the bytes of ``paths`` (sorted, directories walked), as a hex string."""
     h = hashlib.sha256()
@@ -174,23 +183,21 @@ def sha256_json(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=repr).encode()).hexdigest()
 
 
-def shared_models_dirs() -> list[Path]:
-    """Directories searched for model files, in order.
-
-    ``$PTO_CHECKS_MODELS_DIR`` (a path list), then ``../shared/models`` seen from the current
-    directory and from this source checkout.
-    """
+def shared_dirs(folder: str, env_var: str) -> list[Path]:
+    """Directories searched for shared files, in order: ``$env_var`` (a path list), then
+    ``../shared/<folder>`` seen from the current directory and from this source checkout."""
     dirs: list[Path] = []
-    env = os.environ.get("PTO_CHECKS_MODELS_DIR")
+    env = os.environ.get(env_var)
     if env:
         dirs.extend(Path(p) for p in env.split(os.pathsep) if p)
-    dirs.append(Path.cwd().parent / "shared" / "models")
-    dirs.append(Path(__file__).resolve().parents[3] / "shared" / "models")
-    out: list[Path] = []
-    for d in dirs:
-        if d not in out:
-            out.append(d)
-    return out
+    dirs.append(Path.cwd().parent / "shared" / folder)
+    dirs.append(Path(__file__).resolve().parents[3] / "shared" / folder)
+    return list(dict.fromkeys(dirs))
+
+
+def shared_models_dirs() -> list[Path]:
+    """Directories searched for model files: ``$PTO_CHECKS_MODELS_DIR``, then ``../shared/models``."""
+    return shared_dirs("models", "PTO_CHECKS_MODELS_DIR")
 
 
 def find_model_file(relative: str) -> tuple[Path | None, list[Path]]:

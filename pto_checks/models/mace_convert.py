@@ -18,7 +18,6 @@ the test demands 1e-6).
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -37,11 +36,10 @@ def cache_dir() -> Path:
 
 
 def file_sha256(path: str | os.PathLike[str]) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    """SHA-256 of the user's file (its fingerprint and the key of its converted copy)."""
+    from pto_checks.models.base import sha256_file
+
+    return sha256_file(path)
 
 
 def is_e3nn_mismatch(exc: BaseException) -> bool:
