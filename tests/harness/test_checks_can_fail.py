@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -56,6 +57,7 @@ def test_sound_model_passes_everything(run_checks):
         ("shallow", "static", {"test_delta_e_vs_pbesol"}),
         ("unstable", "phonon", {"test_no_imaginary_modes"}),
         ("zone_unstable", "phonon", {"test_no_imaginary_modes"}),
+        ("soft_shear", "phonon", {"test_no_imaginary_modes"}),
         ("metastable_p4mm", "static", {"test_keeps_p4mm"}),
         ("gpa_stress", "sanity", {"test_stress_in_ase_units"}),
         ("not_invariant", "sanity", {"test_translation_invariance"}),
@@ -96,6 +98,30 @@ def test_zone_unstable_fails_exact_in_the_first_supercell(run_checks):
 
     ph = phonopy.load(out)  # force constants included: no forces needed
     assert ph.force_constants is not None and ph.force_constants.shape[1] == 40  # 2x2x2 x 5 atoms
+
+
+def test_weak_instability_near_gamma_fails_and_an_exclusion_rule_would_have_hidden_it(run_checks):
+    """ORB-like (the study: imaginary modes below 20 cm^-1 near, not at, Gamma): every mode below
+    zero is in the lowest (acoustic) branch, weak (-0.11 THz), at q the 2x2x2 and 3x3x3 supercells
+    only interpolate; Gamma and the zone boundary are real.  The old rule (three lowest branches
+    excluded by value) passes it; the harness escalates to 4x4x4, where q = 1/4 is exact, and fails."""
+    from pto_checks import phonons, structures
+    from pto_checks.models.synthetic import make
+
+    res = phonons.compute_phonons(structures.tetragonal(), make("soft_shear"), supercell=(2, 2, 2))
+    step = phonons.judge(res)
+    assert step.worst_exact is None and -0.3 < step.worst.f_thz < -0.05  # weak, only interpolated
+    assert {m.branch for m in step.below} == {0}
+    _, f = res.all_q_and_freq()
+    assert np.sort(f, axis=1)[:, 3:].min() > 0  # the old exclusion rule: "no imaginary modes"
+    _, checks, data = run_checks("synthetic:soft_shear", "phonon")
+    msg = checks["test_no_imaginary_modes"]["message"]
+    assert "IMAGINARY MODE" in msg and "decided by the 4x4x4 supercell" in msg and "exact" in msg, msg
+    # without the 4x4x4 supercell the exact long-wavelength probe decides it: C66 < 0
+    _, checks, _ = run_checks("synthetic:soft_shear", "phonon", "--protocol-set=phonon.escalation=3")
+    msg = checks["test_no_imaginary_modes"]["message"]
+    assert checks["test_no_imaginary_modes"]["status"] == "fail"
+    assert "decided by the 3x3x3 supercell" in msg and "violate Born's criteria (C66 > 0" in msg, msg
 
 
 def test_failure_message_states_value_reference_tolerance_functional(run_checks):
