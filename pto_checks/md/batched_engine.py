@@ -116,7 +116,7 @@ class BatchedEngine:
             cel = torch.as_tensor(np.stack([r.atoms.cell.array for r in members]), device=device)
             e, f, s = pot(pos, cel)
             for k, r in enumerate(members):
-                r.observe(pos[k], mom[k], cel[k], e[k], f[k], 0, limits)
+                r.observe(pos[k], mom[k], cel[k], e[k], f[k], 0, limits, s[k])
             integ.start(pos, mom, cel, f, s)
         groups = _drop_failed(groups)
         step = reps[0].rec.step
@@ -155,7 +155,7 @@ class BatchedEngine:
             for integ, members in groups:
                 for k, r in enumerate(members):
                     r.observe(integ.positions()[k], integ.momenta()[k], integ.cells()[k], e[k0 + k], f[k0 + k],
-                              step, limits)
+                              step, limits, s[k0 + k])
                     if step % task0.checkpoint_every == 0 or step >= total or r.rec.failure is not None:
                         r.rec.checkpoint({integ.kind: integ.export(k)})
                 k0 += len(members)
@@ -250,11 +250,15 @@ class _Replica:
             self.rec.v0 = self.atoms.get_volume() / (len(self.atoms) / 5)
 
     def observe(self, pos: torch.Tensor, mom: torch.Tensor, cell: torch.Tensor, e: torch.Tensor,
-                f: torch.Tensor, step: int, limits: dict[str, Any]) -> None:
-        """Sample this replica's current frame (and check it for a blow-up), as the ASE engine does."""
+                f: torch.Tensor, step: int, limits: dict[str, Any], stress: torch.Tensor | None = None) -> None:
+        """Sample this replica's current frame (and check it for a blow-up), as the ASE engine does;
+        ``stress`` (3x3, eV/A^3, ASE's sign) goes into the recorded frames as the ASE engine's does."""
+        from ase.stress import full_3x3_to_voigt_6_stress
+
         atoms = self.atoms
         atoms.cell = cell.cpu().numpy()
         atoms.positions = pos.cpu().numpy()
         atoms.set_momenta(mom.cpu().numpy())
-        atoms.calc = SinglePointCalculator(atoms, energy=float(e), forces=f.cpu().numpy())
+        extra = {} if stress is None else {"stress": full_3x3_to_voigt_6_stress(stress.detach().cpu().numpy())}
+        atoms.calc = SinglePointCalculator(atoms, energy=float(e), forces=f.cpu().numpy(), **extra)
         self.rec.observe(atoms, step, limits)

@@ -193,28 +193,112 @@ def stderr_line(line: str) -> None:
 ProgressFn = Callable[[int, dict[str, Any], bool], None]
 
 
+def human_duration(seconds: float) -> str:
+    """``seconds`` as ``42 s``, ``7.5 min``, ``3.2 h`` or ``2.1 days``."""
+    if not np.isfinite(seconds):
+        return "unknown"
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.1f} min"
+    if seconds < 2 * 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} days"
+
+
+class SweepClock:
+    """The whole sweep's clock: what is left of it (in steps that cost one model call each: an
+    ASE run's steps, or a batch's steps, all its replicas at once), the speed measured so far, the
+    ETA of the sweep, and once, after ``estimate_after_s`` seconds of MD, the cost of the whole
+    sweep under its protocol (with a note when a full-size protocol runs on a CPU).
+
+    ``units``: the steps still to run (cache hits are taken off with :meth:`skip`); ``runs``: how
+    many runs (temperatures x ensembles) the sweep computes; ``steps``, ``n_atoms``: per run.
+    """
+
+    #: seconds of MD measured before the cost estimate is printed
+    estimate_after_s: float = 5.0
+
+    def __init__(self, label: str, protocol: str, device: str, units: int, runs: int, steps: int, n_atoms: int,
+                 reduced: bool = True):
+        self.label, self.protocol, self.device = label, protocol, device
+        self.units, self.runs, self.steps, self.n_atoms = units, runs, steps, n_atoms
+        self.reduced = reduced
+        self.done = 0
+        self.t0: float | None = None
+        self.estimated = False
+
+    def skip(self, steps: int) -> None:
+        """Take ``steps`` off what is left (a cache hit, or the part of a run a checkpoint resumed)."""
+        self.units = max(self.done, self.units - steps)
+
+    def advance(self, steps: int) -> None:
+        if self.t0 is None:
+            self.t0 = time.perf_counter()
+        self.done += max(0, steps)
+
+    @property
+    def rate(self) -> float:
+        """Steps per second since the first step this session ran (0 before any)."""
+        if self.t0 is None or self.done == 0:
+            return 0.0
+        return self.done / max(time.perf_counter() - self.t0, 1e-9)
+
+    def eta_s(self) -> float:
+        rate = self.rate
+        return (self.units - self.done) / rate if rate > 0 else float("nan")
+
+    def estimate(self) -> str | None:
+        """The one-off cost line, once enough MD has run to measure its speed; else None."""
+        if self.estimated or self.t0 is None or time.perf_counter() - self.t0 < self.estimate_after_s:
+            return None
+        self.estimated = True
+        total = self.units / self.rate
+        line = (f"[pto-checks] {self.label}: cost of this sweep under protocol '{self.protocol}': {self.runs} "
+                f"run(s) x {self.steps} steps x {self.n_atoms} atoms; {self.rate:.2f} steps/s measured over the "
+                f"first {self.done} steps on {self.device} -> about {human_duration(total)} in all "
+                f"({human_duration(self.eta_s())} left)")
+        if self.device == "cpu" and not self.reduced:
+            line += (f". Protocol '{self.protocol}' is sized for a GPU (the published study's runs): on a CPU "
+                     "this is the estimate above, per sweep. To try a model here, use --protocol smoke "
+                     "(minutes) or --protocol quick; for the full protocol, run on a GPU (--device cuda) or "
+                     "spread the temperatures over a cluster (--executor, README 'Clusters'). Stopping is safe: "
+                     "finished temperatures are cached and a rerun resumes from the last checkpoint")
+        return line
+
+
 class Progress:
-    """Progress lines (steps/s, ETA, T, c/a) on the real stderr; silent when ``enabled`` is False."""
+    """Progress lines (steps/s, ETA of this run and of the whole sweep, T, c/a) on the real
+    stderr; silent when ``enabled`` is False.  ``clock``: the sweep's :class:`SweepClock`, shared
+    by every run of the sweep (its ETA and one cost estimate are printed with the lines)."""
 
     def __init__(self, label: str, total: int, enabled: bool = True, every_s: float = 5.0,
-                 write: Callable[[str], None] | None = None):
+                 write: Callable[[str], None] | None = None, clock: SweepClock | None = None):
         self.label, self.total, self.enabled, self.every_s = label, total, enabled, every_s
         self.write = write or stderr_line
+        self.clock = clock
         self.t0 = time.perf_counter()
         self.last = -1e9
         self.start_step = None
+        self.prev_step = 0
 
     def relabel(self, label: str, total: int) -> Progress:
         """A fresh printer with the same settings (one per batch or per run)."""
-        return Progress(f"{self.label} {label}".strip(), total, self.enabled, self.every_s, self.write)
+        return Progress(f"{self.label} {label}".strip(), total, self.enabled, self.every_s, self.write, self.clock)
 
     def __call__(self, step: int, row: dict[str, Any], final: bool = False) -> None:
         if not self.enabled:
             return
         now = time.perf_counter()
         if self.start_step is None:  # rates count from the first step seen (after a resume too)
-            self.start_step, self.t0, self.last = step, now, now
+            self.start_step, self.t0, self.last, self.prev_step = step, now, now, step
+            if self.clock is not None:
+                self.clock.skip(step)  # a resumed run: the steps before its checkpoint are done
+                self.clock.advance(0)
             return
+        if self.clock is not None:
+            self.clock.advance(step - self.prev_step)
+        self.prev_step = step
         if not final and now - self.last < self.every_s:
             return
         self.last = now
@@ -223,8 +307,14 @@ class Progress:
         eta = (self.total - step) / rate if rate > 0 else float("nan")
         lens = sorted([row["a"], row["b"], row["c"]])
         ca = lens[2] / (0.5 * (lens[0] + lens[1]))
+        sweep = ""
+        if self.clock is not None:
+            cost = self.clock.estimate()
+            if cost is not None:
+                self.write(cost)
+            sweep = f", sweep ETA {human_duration(self.clock.eta_s())}"
         self.write(f"[pto-checks] {self.label}: step {step}/{self.total} {rate:.2f} steps/s "
-                   f"ETA {eta:.0f} s T {row['T_K']:.0f} K c/a {ca:.3f}")
+                   f"ETA {eta:.0f} s{sweep} T {row['T_K']:.0f} K c/a {ca:.3f}")
 
 
 class Recorder:

@@ -24,7 +24,7 @@ from pto_checks import analysis
 from pto_checks.cache import Cache, Claim, stage_key
 from pto_checks.executors import Executor, InProcess, make_job
 from pto_checks.md.engines import choose_engine
-from pto_checks.md.observe import Progress, checkpoint_problem, md_valid, write_outputs  # noqa: F401  (md_valid re-exported)
+from pto_checks.md.observe import Progress, SweepClock, checkpoint_problem, md_valid, write_outputs  # noqa: F401  (md_valid re-exported)
 from pto_checks.md.task import EngineName, MDTask, sweep_tasks
 from pto_checks.protocols import key_parts
 
@@ -182,10 +182,11 @@ def md_sweep(model: Any, protocol: Any, cache: Cache, ensemble: str, integrator:
         out.tc = tc
         return out
     plan = [(t, choose_engine(engine, model, t)) for t in sweep_tasks(protocol, ensemble, integrator)]
-    prog = Progress(f"{model.name}", 0, enabled=progress, write=write)
     computed: set[str] = set()
     parallel = executor is not None and executor.parallel
     batch = [(t, e) for t, e in plan if parallel or e is EngineName.BATCHED]
+    clock = None if parallel or not plan else _clock(model, protocol, ensemble, plan, batch)
+    prog = Progress(f"{model.name}", 0, enabled=progress, write=write, clock=clock)
     if batch:
         own = {t for t, _ in plan}
         for ens, integ in together:
@@ -201,6 +202,8 @@ def md_sweep(model: Any, protocol: Any, cache: Cache, ensemble: str, integrator:
                                                     validate=md_valid, inputs=inputs))
                 if c is not None and not c.hit:
                     claimed.append((t, e, c))
+            if clock is not None and not claimed:
+                clock.skip(batch[0][0].steps)  # the whole batch is in the cache
             _run_claimed(model, protocol, claimed, prog, limits, executor)
             computed |= {c.folder.name for _, _, c in claimed}
     done: dict[int, tuple[dict[str, Any], Path, bool]] = {}
@@ -227,6 +230,16 @@ def md_sweep(model: Any, protocol: Any, cache: Cache, ensemble: str, integrator:
     return rows
 
 
+def _clock(model: Any, protocol: Any, ensemble: str, plan: list[tuple[MDTask, EngineName]],
+           batch: list[tuple[MDTask, EngineName]]) -> SweepClock:
+    """The sweep's clock: one run of ``steps`` per task on the ASE engine, one for the batch (all its
+    replicas advance together); cache hits are taken off as they are found."""
+    t0 = plan[0][0]
+    units = sum(t.steps for t, e in plan if e is not EngineName.BATCHED) + (t0.steps if batch else 0)
+    return SweepClock(f"{model.name} {ensemble.upper()}", protocol.name, getattr(model, "device", "cpu"), units,
+                      len(plan), t0.steps, 5 * t0.supercell**3, reduced=protocol.reduced)
+
+
 def _read_or_run(model: Any, protocol: Any, cache: Cache, task: MDTask, engine: EngineName, prog: Progress,
                  limits: dict[str, Any], blocking: bool, executor: Executor | None = None
                  ) -> tuple[dict[str, Any], Path, bool] | None:
@@ -236,6 +249,8 @@ def _read_or_run(model: Any, protocol: Any, cache: Cache, task: MDTask, engine: 
     with cache.claim("md", key, resumable=True, blocking=blocking, validate=md_valid, inputs=inputs) as c:
         if c is None:
             return None
+        if c.hit and prog.clock is not None:
+            prog.clock.skip(task.steps)
         if not c.hit:
             _run_claimed(model, protocol, [(task, engine, c)], prog, limits, executor)
         return md_row(c.folder, c.data, task, protocol), c.folder, c.hit

@@ -58,6 +58,8 @@ def test_batched_engine_follows_the_ase_engine_step_by_step(tmp_path):
         assert len(r["frames"]) == len(n["frames"])
         np.testing.assert_allclose(r["frames"][-1]["positions"], n["frames"][-1]["positions"], atol=1e-9)
         np.testing.assert_allclose(r["frames"][-1]["cell"], n["frames"][-1]["cell"], atol=1e-9)
+        for fr, fn in zip(r["frames"], n["frames"], strict=True):  # the exported frames carry the same stress
+            np.testing.assert_allclose(fn["stress_eV_A3"], fr["stress_eV_A3"], rtol=1e-7, atol=1e-10)
 
 
 def test_npt_cell_moves_only_along_the_axes(tmp_path):

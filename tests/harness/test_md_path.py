@@ -146,3 +146,62 @@ def test_a_waiting_process_says_who_holds_the_entry(tmp_path):
     with Cache(tmp_path).lock("md", "k", blocking=False) as got:  # released when the holder died
         assert got is True
     assert not (tmp_path / "md" / "k.lock.holder").exists()
+
+
+# --- the sweep's cost estimate and ETA (issue 14) -----------------------------------------------
+
+def test_sweep_clock_counts_the_whole_sweep(monkeypatch):
+    """ETA of the whole sweep = steps left (cache hits and resumed steps taken off) / measured rate."""
+    from pto_checks.md import observe
+
+    now = [100.0]
+    monkeypatch.setattr(observe.time, "perf_counter", lambda: now[0])
+    clock = observe.SweepClock("m NPT", "paper", "cpu", units=4 * 1000, runs=4, steps=1000, n_atoms=625,
+                               reduced=False)
+    clock.skip(1000)  # one temperature in the cache
+    lines: list[str] = []
+    prog = observe.Progress("m", 1000, write=lines.append, clock=clock)
+    row = {"a": 3.9, "b": 3.9, "c": 4.1, "T_K": 300.0}
+    prog(200, row)  # resumed at 200 - 10: these steps are done
+    now[0] += 10.0
+    prog(300, row)  # 100 steps in 10 s
+    assert clock.rate == pytest.approx(10.0)
+    assert clock.eta_s() == pytest.approx((3000 - 200 - 100) / 10.0)
+    cost, progress = lines  # printed once, with the first progress line
+    assert "about 4.7 min in all (4.5 min left)" in cost and "sized for a GPU" in cost and "--protocol smoke" in cost
+    assert "sweep ETA 4.5 min" in progress
+    assert clock.estimate() is None
+
+
+@pytest.mark.parametrize("engine", ["ase", "batched"])
+def test_long_sweep_prints_its_cost_before_it_runs_long(tmp_path, monkeypatch, engine):
+    """A full-size protocol on a CPU says what it will cost (from the speed of its first steps) and
+    that it is sized for a GPU; every progress line gives the ETA of the whole sweep; a reduced
+    protocol gets the estimate without the note; a cached rerun prints nothing."""
+    import dataclasses
+
+    from pto_checks import stages
+    from pto_checks.cache import Cache
+    from pto_checks.md.observe import SweepClock
+    from pto_checks.models import load_model
+    from pto_checks.protocols import apply_overrides, get_protocol
+
+    monkeypatch.setattr(SweepClock, "estimate_after_s", 0.0)
+    model = load_model("synthetic:md_polar", "cpu")
+    smoke = get_protocol("smoke")
+    paper_sized = dataclasses.replace(get_protocol("paper"), md=dataclasses.replace(smoke.md, steps=40))
+    assert not paper_sized.reduced and paper_sized.name == "paper"
+    lines: list[str] = []
+    stages.md_sweep(model, paper_sized, Cache(tmp_path / "a"), "npt", "melchionna", engine=engine, write=lines.append)
+    cost = [x for x in lines if "cost of this sweep" in x]
+    assert len(cost) == 1, lines
+    assert "protocol 'paper'" in cost[0] and "2 run(s) x 40 steps x 40 atoms" in cost[0]
+    assert "on cpu" in cost[0] and "sized for a GPU" in cost[0]
+    assert all("sweep ETA" in x for x in lines if ": step " in x) and any(": step " in x for x in lines)
+    lines.clear()
+    stages.md_sweep(model, apply_overrides(smoke, ["md.steps=40"]), Cache(tmp_path / "b"), "npt", "melchionna",
+                    engine=engine, write=lines.append)
+    assert any("cost of this sweep" in x for x in lines) and not any("sized for a GPU" in x for x in lines)
+    lines.clear()
+    stages.md_sweep(model, paper_sized, Cache(tmp_path / "a"), "npt", "melchionna", engine=engine, write=lines.append)
+    assert lines == []
