@@ -187,6 +187,13 @@ def md_sweep(model: Any, protocol: Any, cache: Cache, ensemble: str, integrator:
     batch = [(t, e) for t, e in plan if parallel or e is EngineName.BATCHED]
     clock = None if parallel or not plan else _clock(model, protocol, ensemble, plan, batch)
     prog = Progress(f"{model.name}", 0, enabled=progress, write=write, clock=clock)
+    if progress and clock is not None:
+        todo = [t for t, e in plan if not (cache.entry("md", md_key(model, t, e, protocol)[0]) / "meta.json").exists()]
+        if todo:  # said before the first step, so that a long sweep is never silent
+            t0 = todo[0]
+            prog.write(f"[pto-checks] {clock.label}: {len(todo)} of {len(plan)} run(s) to compute, {t0.steps} steps "
+                       f"of {5 * t0.supercell**3} atoms each (protocol '{protocol.name}' on {clock.device}); "
+                       "the cost estimate follows after the first seconds of MD")
     if batch:
         own = {t for t, _ in plan}
         for ens, integ in together:
