@@ -119,3 +119,13 @@ def deepmd_model_file(folder: Path, backend: str = "pt") -> Path:
         if done.returncode:
             raise RuntimeError(f"dp --{backend} {' '.join(step)} failed:\n{done.stdout[-2000:]}\n{done.stderr[-4000:]}")
     return folder / out
+
+
+def synthetic_model_file(folder: Path, variant: str) -> Path:
+    """A ``--model-file`` TOML naming the synthetic ``variant`` as the model ``my-model`` (an ASE
+    factory, as a user registers their own calculator)."""
+    f = folder / f"model_{variant}.toml"
+    f.write_text('[models.my-model]\nfamily = "ase"\nfunctional = "PBEsol"\n'
+                 '[models.my-model.options]\nfactory = "pto_checks.models.synthetic:make"\n'
+                 f'kwargs = {{ variant = "{variant}" }}\n')
+    return f

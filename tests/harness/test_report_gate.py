@@ -12,6 +12,7 @@ import pytest
 from pto_checks import report
 from pto_checks.results import validate
 from tests.harness.browser import dump_dom, figures_rendered, screenshot
+from tests.harness.small_models import synthetic_model_file as _model_file
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENS = ROOT / "out-report-screens"  # CI artefacts (.gitignore: out-*/)
@@ -66,12 +67,6 @@ def test_report_rebuilt_from_saved_results_with_comparison(checks, pytester, tmp
     assert "lattice a vs experiment" in md and "pass -> fail (WORSE)" in md
 
 
-def _model_file(folder: Path, variant: str) -> Path:
-    f = folder / f"model_{variant}.toml"
-    f.write_text('[models.my-model]\nfamily = "ase"\nfunctional = "PBEsol"\n'
-                 '[models.my-model.options]\nfactory = "pto_checks.models.synthetic:make"\n'
-                 f'kwargs = {{ variant = "{variant}" }}\n')
-    return f
 
 
 def test_gate_unchanged_passes_regression_fails_improvement_is_reported(checks, pytester):

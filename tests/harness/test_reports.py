@@ -17,6 +17,7 @@ import pytest
 
 from pto_checks import report
 from pto_checks.results import Results, load, merge, validate
+from tests.harness.small_models import synthetic_model_file as _model_file
 
 ROOT = Path(__file__).resolve().parents[2]
 SCREENS = ROOT / "out-report-screens"  # CI artefacts (.gitignore: out-*/)
@@ -224,12 +225,6 @@ def test_load_failure_is_printed_once_and_the_terminal_shows_the_matrix(runs):
 
 # --- pto-checks nightly ------------------------------------------------------------------------
 
-def _model_file(folder: Path, variant: str) -> Path:
-    f = folder / f"model_{variant}.toml"
-    f.write_text('[models.my-model]\nfamily = "ase"\nfunctional = "PBEsol"\n'
-                 '[models.my-model.options]\nfactory = "pto_checks.models.synthetic:make"\n'
-                 f'kwargs = {{ variant = "{variant}" }}\n')
-    return f
 
 
 def test_nightly_exit_codes_and_shared_cache(tmp_path, monkeypatch):
