@@ -228,6 +228,7 @@ class StabilityDecision:
     reason: str
     outcome: Outcome | None = None
     long_wavelength: dict | None = None
+    exact_probes: list = field(default_factory=list)  #: :class:`ExactProbe` s, in the order made
 
     def __post_init__(self):
         if self.outcome is None:
@@ -237,7 +238,7 @@ class StabilityDecision:
     def to_dict(self) -> dict:
         return {"stable": self.stable, "outcome": self.outcome.value, "decided_by": list(self.decided_by),
                 "mode": self.mode.to_dict(), "steps": [s.to_dict() for s in self.steps], "reason": self.reason,
-                "long_wavelength": self.long_wavelength}
+                "long_wavelength": self.long_wavelength, "exact_probes": [p.to_dict() for p in self.exact_probes]}
 
 
 def judge(result: PhononResult, acoustic_gamma_thz: float = -0.01, elsewhere_thz: float = 0.0) -> StabilityStep:
@@ -278,9 +279,81 @@ def nearest_exact(result: PhononResult, q, radius: float) -> list[Mode]:
     return sorted(out, key=lambda m: m.f_thz)
 
 
+def commensurate_supercell(q, max_atoms: int, atoms_per_cell: int = 5, max_n: int = 64
+                           ) -> tuple[tuple[int, int, int], tuple[float, float, float]] | None:
+    """The smallest diagonal supercell ``(n_x, n_y, n_z)`` whose exact q-grid holds a point next to
+    the reduced ``q`` (its P4mm representative, :func:`canonical_q`), and that point; None when it
+    would need more than ``max_atoms`` atoms.
+
+    Per axis the smallest n with a multiple k/n within ``min(0.01, 0.15 |q_i|)`` of ``q_i`` (so a
+    dip near Gamma is met within 15 % of its own |q|, where the acoustic frequency scales with q);
+    a zero component needs n = 1.  At that point the supercell's frequencies are exact (a frozen
+    phonon), whatever the range of the force constants.
+    """
+    qc = canonical_q(q)[0]
+    ns, qs = [], []
+    for x in qc:
+        if x < 1e-9:
+            ns.append(1)
+            qs.append(0.0)
+            continue
+        tol = min(0.01, 0.15 * x)
+        for n in range(1, max_n + 1):
+            k = round(x * n)
+            if k > 0 and abs(x - k / n) <= tol + 1e-12:
+                ns.append(n)
+                qs.append(k / n)
+                break
+        else:
+            return None
+    if atoms_per_cell * int(np.prod(ns)) > max_atoms:
+        return None
+    return (ns[0], ns[1], ns[2]), (qs[0], qs[1], qs[2])
+
+
+@dataclass
+class ExactProbe:
+    """A dip seen only at an interpolated q, recomputed exactly: ``dip`` (the interpolated mode),
+    ``supercell`` (diagonal, commensurate with ``q``), ``q`` (the exact point next to the dip) and
+    ``mode`` (the lowest frequency there)."""
+
+    dip: Mode
+    supercell: tuple[int, int, int]
+    q: tuple[float, float, float]
+    mode: Mode
+
+    def describe(self) -> str:
+        n = "x".join(map(str, self.supercell))
+        return (f"dip {self.dip.f_thz:.3f} THz at ({', '.join(f'{x:.3f}' for x in self.dip.q)}) in "
+                f"{'x'.join(map(str, self.dip.supercell))} -> exact {self.mode.f_thz:.3f} THz at "
+                f"({', '.join(f'{x:.3f}' for x in self.q)}) in {n}")
+
+    def to_dict(self) -> dict:
+        return {"dip": self.dip.to_dict(), "supercell": list(self.supercell), "q": list(self.q),
+                "mode": self.mode.to_dict()}
+
+
+def dip_targets(steps: list[StabilityStep], radius: float, most: int = 8) -> list[Mode]:
+    """The places to probe exactly: the worst dip of each cluster (modes within ``radius`` of each
+    other, :func:`q_distance`) of the last supercell, then the worst dip of each earlier supercell
+    that lies in none of them; at most ``most``."""
+    out: list[Mode] = []
+    for m in list(steps[-1].below) + [s.worst for s in steps[:-1] if s.worst is not None]:
+        if all(q_distance(t.q, [m.q])[0] > radius + 1e-9 for t in out):
+            out.append(m)
+    return out[:most]
+
+
+def _exact_at(result: PhononResult, q) -> Mode:
+    """The lowest frequency at the commensurate point ``q`` of ``result`` (its grid)."""
+    i = int(np.argmin(q_distance(q, result.grid_q)))
+    j = int(np.argmin(result.grid_freq[i]))
+    return Mode(float(result.grid_freq[i, j]), tuple(float(x) for x in result.grid_q[i]), j, True, result.supercell)
+
+
 def decide_stability(compute, supercells: list[tuple[int, int, int]], acoustic_gamma_thz: float = -0.01,
-                     elsewhere_thz: float = 0.0, match_grid_spacings: float = 1.0, long_wavelength=None
-                     ) -> tuple[StabilityDecision, PhononResult]:
+                     elsewhere_thz: float = 0.0, match_grid_spacings: float = 1.0, long_wavelength=None,
+                     exact_probe_max_atoms: int = 0) -> tuple[StabilityDecision, PhononResult]:
     """Judge the spectrum of ``supercells[0]``; while every frequency below the threshold is an
     interpolation (q not commensurate with that supercell), recompute with the next, larger one
     and judge that instead.  ``compute(supercell) -> PhononResult``.
@@ -294,6 +367,13 @@ def decide_stability(compute, supercells: list[tuple[int, int, int]], acoustic_g
     * FAIL: some supercell's dips lie near Gamma (within 1/n) and ``long_wavelength()`` (the exact
       q -> 0 probe, :func:`pto_checks.elastic.elastic_constants`; called only then) finds the
       cell mechanically unstable (Born criteria): the acoustic branches are imaginary as q -> 0.
+    * With ``exact_probe_max_atoms`` > 0, first: each dip still interpolated in the largest
+      supercell (and the worst of each earlier one; :func:`dip_targets`) is recomputed EXACTLY with
+      a diagonal supercell commensurate with a q next to it (:func:`commensurate_supercell`, at
+      most that many atoms; ``compute`` is called with it).  FAIL when an exact frequency there
+      is below the threshold; PASS when every dip was probed, every probe is real and (dips near
+      Gamma) the long-wavelength probe finds the cell stable: the dips were interpolation
+      artefacts.  A dip that needs a larger supercell is left to the rules below.
     * INCONCLUSIVE: the largest supercell still has interpolated dips, but none is confirmed (each
       moved between supercells) and every exact q of every supercell is real; a larger supercell
       would decide.
@@ -322,6 +402,25 @@ def decide_stability(compute, supercells: list[tuple[int, int, int]], acoustic_g
         radius = match_grid_spacings / max(sc)
         lw = None
         near_gamma = [b for s in steps for b in s.below if q_distance((0, 0, 0), [b.q])[0] <= radius + 1e-9]
+        probes: list[ExactProbe] = []
+        unprobed: list[Mode] = []
+        if exact_probe_max_atoms > 0:
+            for m in dip_targets(steps, 0.5 / max(sc)):  # half the largest supercell's grid spacing
+                found = commensurate_supercell(m.q, exact_probe_max_atoms)
+                if found is None:
+                    unprobed.append(m)
+                    continue
+                sc2, q2 = found
+                r2 = compute(sc2)
+                step2 = judge(r2, acoustic_gamma_thz, elsewhere_thz)
+                probe = ExactProbe(m, sc2, q2, _exact_at(r2, q2))
+                probes.append(probe)
+                if step2.worst_exact is not None:
+                    why = (f"the dip {m.describe()} recomputed exactly with a {'x'.join(map(str, sc2))} supercell "
+                           f"(commensurate with q next to it): {step2.worst_exact.describe()}; "
+                           + "; ".join(p.describe() for p in probes))
+                    return StabilityDecision(False, sc2, step2.worst_exact, steps, why, Outcome.FAIL,
+                                             None, probes), r2
         if near_gamma and long_wavelength is not None:
             el = long_wavelength()
             lw = el.to_dict()
@@ -330,7 +429,14 @@ def decide_stability(compute, supercells: list[tuple[int, int, int]], acoustic_g
                 why = (f"interpolated dips near Gamma (worst {m.describe()}) and the exact long-wavelength probe "
                        f"confirms them: the relaxed-ion elastic constants violate Born's criteria "
                        f"({'; '.join(el.violations)}), so the acoustic branches are imaginary as q -> 0")
-                return StabilityDecision(False, sc, m, steps, why, Outcome.FAIL, lw), res
+                return StabilityDecision(False, sc, m, steps, why, Outcome.FAIL, lw, probes), res
+        if probes and not unprobed:
+            lowest = min((p.mode for p in probes), key=lambda x: x.f_thz)
+            why = (f"every frequency below the threshold in the {name} spectrum is interpolated, and each dip "
+                   "recomputed exactly at its own q is real, so the dips are interpolation artefacts ("
+                   + "; ".join(p.describe() for p in probes) + ")"
+                   + ("; the exact long-wavelength limit is stable (relaxed-ion Born criteria hold)" if lw else ""))
+            return StabilityDecision(True, sc, lowest, steps, why, Outcome.PASS, lw, probes), res
         persisting = [m for m in step.below
                       if all(any(q_distance(m.q, [b.q])[0] <= radius + 1e-9 for b in s.below) for s in steps[:-1])]
         if persisting:
@@ -344,7 +450,7 @@ def decide_stability(compute, supercells: list[tuple[int, int, int]], acoustic_g
                    f"place (within {radius:.3f} in reduced q, P4mm-equivalent points identified): the instability "
                    f"persists ({step.n_below} frequencies below the threshold in {name}; "
                    + "; ".join(match(s) for s in steps[:-1]) + ")")
-            return StabilityDecision(False, sc, m, steps, why, Outcome.FAIL, lw), res
+            return StabilityDecision(False, sc, m, steps, why, Outcome.FAIL, lw, probes), res
         seen = "; ".join(f"{'x'.join(map(str, s.supercell))}: worst {s.worst.describe()}" for s in steps)
         near = [nearest_exact(r, step.worst.q, 1.0 / max(r.supercell)) for r in spectra]
         exact_txt = "; ".join(f"{'x'.join(map(str, r.supercell))}: " + ", ".join(
@@ -360,8 +466,12 @@ def decide_stability(compute, supercells: list[tuple[int, int, int]], acoustic_g
                   f"{lw['c_GPa'][0][0]:.0f}, C12 {lw['c_GPa'][0][1]:.0f}, C13 {lw['c_GPa'][0][2]:.0f}, C33 "
                   f"{lw['c_GPa'][2][2]:.0f}, C44 {lw['c_GPa'][3][3]:.0f}, C66 {lw['c_GPa'][5][5]:.0f} GPa), so "
                   "the dips near Gamma are no elastic instability" if lw else ""))
-        return StabilityDecision(False, sc, step.worst, steps, why, Outcome.INCONCLUSIVE, lw), res
+        if unprobed:
+            why += (f"; {len(unprobed)} dip(s) not recomputed exactly: a supercell commensurate with them needs "
+                    f"more than phonon.exact_probe_max_atoms = {exact_probe_max_atoms} atoms")
+        return StabilityDecision(False, sc, step.worst, steps, why, Outcome.INCONCLUSIVE, lw, probes), res
     raise ValueError("no supercell given")
+
 
 
 def plot_bands(result: PhononResult, path: str | Path, title: str = "", caption: str = "",

@@ -118,13 +118,16 @@ class PhononProtocol:
     with ``band_points`` per segment, Gamma-centred ``mesh``.  ``escalation``: the larger n x n x n
     supercells recomputed, in order and only while a frequency below the threshold sits at a q
     that the current supercell only interpolates (the rule: ``reference_data/pto.toml
-    [tolerances.phonon]``)."""
+    [tolerances.phonon]``).  ``exact_probe_max_atoms``: a dip still interpolated after the
+    escalation is recomputed exactly with a diagonal supercell commensurate with its q, when that
+    supercell has at most this many atoms (0: never)."""
 
     supercell: tuple[int, int, int] = _f((2, 2, 2), Allowed(lo=1, hi=10, integer=True, length=3), ("phonons",))
     displacement: float = _f(0.01, Allowed(lo=0, lo_open=True, hi=0.5), ("phonons",))
     band_points: int = _f(51, Allowed(lo=2, hi=10_000, integer=True), ("phonons",))
     mesh: tuple[int, int, int] = _f((8, 8, 8), Allowed(lo=1, hi=100, integer=True, length=3), ("phonons",))
     escalation: tuple[int, ...] = _f((3, 4), Allowed(lo=2, hi=8, integer=True, min_length=0), ("phonons",))
+    exact_probe_max_atoms: int = _f(400, Allowed(lo=0, hi=5000, integer=True), ("phonons",))
 
 
 _MD = ("md",)

@@ -208,7 +208,7 @@ def phonon_stage(model: LoadedModel, protocol: Protocol, cache: Cache, relaxed: 
 
     decision, res = phonons.decide_stability(compute_one, supercells, tol["acoustic_gamma_thz"],
                                              tol["imaginary_threshold_thz"], tol["dip_match_grid_spacings"],
-                                             long_wavelength)
+                                             long_wavelength, p.exact_probe_max_atoms)
     folder, hit = folders[decision.decided_by]
     lowest_first = decision.steps[0].lowest
     data = {

@@ -117,8 +117,14 @@ def test_weak_instability_near_gamma_fails_and_an_exclusion_rule_would_have_hidd
     _, checks, data = run_checks("synthetic:soft_shear", "phonon")
     msg = checks["test_no_imaginary_modes"]["message"]
     assert "IMAGINARY MODE" in msg and "decided by the 4x4x4 supercell" in msg and "exact" in msg, msg
-    # without the 4x4x4 supercell the exact long-wavelength probe decides it: C66 < 0
+    # without the 4x4x4 supercell the dip is recomputed exactly at its own q (a 1x5x1 supercell, q = 1/5)
     _, checks, _ = run_checks("synthetic:soft_shear", "phonon", "--protocol-set=phonon.escalation=3")
+    msg = checks["test_no_imaginary_modes"]["message"]
+    assert checks["test_no_imaginary_modes"]["status"] == "fail"
+    assert "recomputed exactly with a 1x5x1 supercell" in msg and "(0.000, 0.200, 0.000)" in msg, msg
+    # and without that, the exact long-wavelength probe: C66 < 0
+    _, checks, _ = run_checks("synthetic:soft_shear", "phonon", "--protocol-set=phonon.escalation=3",
+                              "--protocol-set=phonon.exact_probe_max_atoms=0")
     msg = checks["test_no_imaginary_modes"]["message"]
     assert checks["test_no_imaginary_modes"]["status"] == "fail"
     assert "decided by the 3x3x3 supercell" in msg and "violate Born's criteria (C66 > 0" in msg, msg

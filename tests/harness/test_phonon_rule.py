@@ -195,3 +195,56 @@ def test_elastic_constants_of_the_network_are_tetragonal_and_stable():
     assert np.abs(c[:3, 3:]).max() < 0.1 and c[0, 0] > 10
     r2 = elastic.elastic_constants(structures.tetragonal(), make("good"), strain=0.002, fmax=1e-5)
     assert np.allclose(r2.c_GPa, c, atol=0.3)
+
+
+# --- exact probes: a dip left interpolated is recomputed at its own q --------------------------
+
+def test_commensurate_supercell_meets_the_dip():
+    assert phonons.commensurate_supercell((0, 0, 0.08), 400) == ((1, 1, 12), (0.0, 0.0, 1 / 12))
+    assert phonons.commensurate_supercell((0.34, -0.34, 0), 400) == ((3, 3, 1), (1 / 3, 1 / 3, 0.0))
+    sc, q = phonons.commensurate_supercell((0, 0.03, 0), 400)  # near Gamma: within 15 % of |q|
+    assert sc == (1, 29, 1) and abs(q[1] - 0.03) <= 0.15 * 0.03
+    assert phonons.commensurate_supercell((0.21, 0.13, 0.08), 400) is None  # 5 x 8 x 12 cells: too many atoms
+    assert phonons.is_commensurate(np.array([q]), sc).all()
+
+
+def _decide_with_probes(by_supercell, probe_dips, max_atoms=400, stable=True):
+    """SevenNet-like escalation; ``probe_dips``: {targeted supercell: {q: f}} for the exact probes."""
+    from pto_checks import elastic
+
+    tol = tolerance("phonon")
+    c = np.diag([200.0, 200.0, 150.0, 50.0, 50.0, 60.0 if stable else -5.0])
+    c[0, 1] = c[1, 0] = 100.0
+    asked = []
+
+    def compute(sc):
+        asked.append(sc)
+        return _spectrum(sc, by_supercell[sc[0]] if sc[0] == sc[1] == sc[2] else probe_dips.get(sc, {}))
+
+    d, res = phonons.decide_stability(compute, [(2, 2, 2), (3, 3, 3), (4, 4, 4)], tol["acoustic_gamma_thz"],
+                                      tol["imaginary_threshold_thz"], tol["dip_match_grid_spacings"],
+                                      lambda: elastic.ElasticResult(c, elastic.born_violations_tetragonal(c), 0.005),
+                                      max_atoms)
+    return d, asked
+
+
+def test_dips_real_when_recomputed_exactly_pass():
+    """SevenNet 7net-l3i5 as measured: every dip of the escalation is real at its own q."""
+    d, asked = _decide_with_probes(SEVENNET_LIKE, {})
+    assert d.outcome is Outcome.PASS and d.decided_by == (4, 4, 4), d.reason
+    assert asked[3:] == [(3, 3, 1), (1, 18, 1), (1, 1, 7)]  # the 4x4x4 dip, then 2x2x2's and 3x3x3's
+    assert "interpolation artefacts" in d.reason and all(p.mode.exact for p in d.exact_probes)
+    assert [p["supercell"] for p in d.to_dict()["exact_probes"]] == [[3, 3, 1], [1, 18, 1], [1, 1, 7]]
+
+
+def test_a_dip_imaginary_at_its_own_q_fails_exactly():
+    d, _ = _decide_with_probes(SEVENNET_LIKE, {(1, 1, 7): {(0, 0, 1 / 7): -0.4}})
+    assert d.outcome is Outcome.FAIL and d.decided_by == (1, 1, 7) and d.mode.exact
+    assert d.mode.f_thz == pytest.approx(-0.4) and "recomputed exactly with a 1x1x7 supercell" in d.reason
+
+
+def test_a_dip_too_costly_to_probe_leaves_the_old_rules():
+    d, asked = _decide_with_probes(SEVENNET_LIKE, {}, max_atoms=50)  # 1x18x1 is 90 atoms
+    assert d.outcome is Outcome.INCONCLUSIVE and "not recomputed exactly" in d.reason
+    d, _ = _decide_with_probes(SEVENNET_LIKE, {}, max_atoms=0)
+    assert d.outcome is Outcome.INCONCLUSIVE and not d.exact_probes
