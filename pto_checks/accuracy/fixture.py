@@ -7,7 +7,6 @@ results.json (``quantities.accuracy``) and, with ``--report DIR``, writes the fi
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,7 @@ import pytest
 from pto_checks.accuracy import data as _data
 from pto_checks.accuracy.metrics import growth
 from pto_checks.accuracy.stage import TemperatureResult, evaluate
+from pto_checks.plugin.session import xdist_worker
 
 
 @dataclass
@@ -44,7 +44,7 @@ class AccuracyTier:
 def _writer(config: pytest.Config):
     capman = config.pluginmanager.getplugin("capturemanager")
     tr = config.pluginmanager.getplugin("terminalreporter")
-    quiet = os.environ.get("PYTEST_XDIST_WORKER") is not None or config.getoption("verbose") < 0
+    quiet = xdist_worker(config) is not None or config.getoption("verbose") < 0
 
     def write(line: str) -> None:
         if quiet or capman is None or tr is None:

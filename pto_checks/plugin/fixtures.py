@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -12,7 +11,7 @@ import pytest
 
 from pto_checks import models as registry
 from pto_checks.cache import Cache
-from pto_checks.plugin.session import state
+from pto_checks.plugin.session import state, xdist_worker
 from pto_checks.results import Results
 from pto_checks.verdicts import Verdict
 
@@ -135,12 +134,11 @@ def phonon_bands(request: pytest.FixtureRequest, model: registry.LoadedModel,
                  ground_state: dict[str, Any]) -> dict[str, Any]:
     """Phonons of the relaxed P4mm cell (cached per supercell), judged with supercell escalation
     (:func:`pto_checks.stages.phonon_stage`); band.yaml, phonopy_params.yaml and the plot in the report."""
-    import os
 
     from pto_checks import phonons, stages
 
     st = state(request)
-    quiet = os.environ.get("PYTEST_XDIST_WORKER") is not None or request.config.getoption("verbose") < 0
+    quiet = xdist_worker(request.config) is not None or request.config.getoption("verbose") < 0
     write = None if quiet else _terminal_writer(request.config)
     folder, data, res, first = stages.phonon_stage(model, st.protocol, st.cache,
                                                    ground_state["folder"] / "tetragonal.extxyz", write=write)
@@ -189,7 +187,7 @@ def _sweep(request: pytest.FixtureRequest, model: registry.LoadedModel, ensemble
     from pto_checks import stages
 
     st = state(request)
-    quiet = os.environ.get("PYTEST_XDIST_WORKER") is not None or request.config.getoption("verbose") < 0
+    quiet = xdist_worker(request.config) is not None or request.config.getoption("verbose") < 0
     rows = stages.md_sweep(model, st.protocol, st.cache, ensemble, integrator,
                            engine=request.config.getoption("--engine"), progress=not quiet,
                            write=_terminal_writer(request.config),
@@ -250,7 +248,7 @@ def engine_sweeps(request: pytest.FixtureRequest, model: registry.LoadedModel):
     from pto_checks import stages
 
     st = state(request)
-    quiet = os.environ.get("PYTEST_XDIST_WORKER") is not None or request.config.getoption("verbose") < 0
+    quiet = xdist_worker(request.config) is not None or request.config.getoption("verbose") < 0
     both = [("npt", "melchionna"), ("nvt", "langevin")]
 
     def get(ensemble: str, integrator: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:

@@ -4,7 +4,6 @@ xdist workers' parts, the report, the baseline update and the terminal summary."
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ import pytest
 
 from pto_checks.plugin.fixtures import VERDICT_KEY
 from pto_checks.plugin.gate import test_id_of
-from pto_checks.plugin.session import PtoSession, parts_dir, session_state
+from pto_checks.plugin.session import PtoSession, parts_dir, session_state, xdist_worker
 from pto_checks.results import already_there, annotate_integrator_flips, merge
 
 
@@ -116,7 +115,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     st = session_state(config)
     if st is None:
         return
-    is_controller = os.environ.get("PYTEST_XDIST_WORKER") is None
+    is_controller = xdist_worker(config) is None
     if is_controller and st.outcomes and all(o == "skip" for o in st.outcomes) and exitstatus == 0:
         # a gate must not pass by skipping
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -132,7 +131,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     parts = parts_dir(config)
     if parts is None:
         return
-    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    worker = xdist_worker(config)
     parts.mkdir(parents=True, exist_ok=True)
     st.results.write(parts / f"{worker or 'main'}.json")
     if worker is None:  # the controlling process (or a run without xdist) merges
@@ -165,7 +164,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
     st = session_state(config)
     if st is None:
         return
-    if st.matrix and os.environ.get("PYTEST_XDIST_WORKER") is None:
+    if st.matrix and xdist_worker(config) is None:
         from pto_checks.report import terminal_matrix
 
         terminalreporter.section("pto-checks: verdicts (checks x models)")
@@ -190,8 +189,9 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
         fails = st.inconclusive_policy is InconclusivePolicy.FAIL
         terminalreporter.write_line(
             f"--inconclusive={st.inconclusive_policy.value}: "
-            + ("an undecided check fails the run (exit status 1); decide it with a longer run "
-               "(--protocol-set md.steps=N) or accept warnings with --inconclusive=warn" if fails else
+            + ("an undecided check fails the run (exit status 1); decide it with more data (each line above "
+               "says what: a longer MD run, --protocol-set md.steps=N; a larger phonon supercell, "
+               "--protocol-set phonon.escalation=3,4,5) or accept warnings with --inconclusive=warn" if fails else
                "listed, not failing the run; none of them counts as a pass"))
     if st.update_baseline:
         terminalreporter.write_line(f"pto-checks: baseline written to {config.getoption('--baseline')}")
@@ -203,5 +203,5 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
             for f in fl:
                 terminalreporter.write_line(f"{m}: {f['check']}: melchionna {f['melchionna']}, mtk {f['mtk']}")
     d = config.getoption("--report")
-    if d and os.environ.get("PYTEST_XDIST_WORKER") is None:
+    if d and xdist_worker(config) is None:
         terminalreporter.write_line(f"pto-checks: results written to {Path(d) / 'results.json'}")

@@ -3,7 +3,6 @@ and registered as a plugin so that its own hooks see every report, also from xdi
 
 from __future__ import annotations
 
-import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -81,6 +80,14 @@ class PtoSession:
 STATE_KEY = pytest.StashKey[PtoSession]()
 
 
+def xdist_worker(config: pytest.Config) -> str | None:
+    """This process's pytest-xdist worker id (``gw0`` ...), or None in the controlling process or a
+    run without xdist.  Read from the config (``workerinput``), not from ``PYTEST_XDIST_WORKER``,
+    which a pytest started from inside a worker (pytester, ``pto-checks run``) inherits."""
+    wi = getattr(config, "workerinput", None)
+    return None if wi is None else str(wi.get("workerid"))
+
+
 def session_state(config: pytest.Config) -> PtoSession | None:
     """The run's :class:`PtoSession` (None before ``pytest_configure``)."""
     return config.stash.get(STATE_KEY, None)
@@ -121,7 +128,7 @@ def configure(config: pytest.Config) -> PtoSession:
         set(registry.available_names()) if any("all" in r.split(",") for r in requested) else set()
     )
     parts = parts_dir(config)
-    if parts is not None and os.environ.get("PYTEST_XDIST_WORKER") is None:
+    if parts is not None and xdist_worker(config) is None:
         shutil.rmtree(parts, ignore_errors=True)  # stale parts of an earlier run
     cache_root = config.getoption("--pto-cache")
     if cache_root is None:
