@@ -48,6 +48,9 @@ For MD (stiff springs, 38x the 0 K variants', so that the crystal holds together
 ``md_cubic``           cubic and paraelectric already at 300 K.
 ``md_supertetragonal`` runs away to c/a = 1.24.
 ``liquid``             a weak Lennard-Jones fluid (sigma 2.0 A, epsilon 1 meV): melts/evaporates.
+``heating``            md_polar plus a force along each atom's momentum (0.1/fs x p: the gradient of
+                       no energy), which pumps energy in as a model with broken energy conservation
+                       does: the MD stops on the kinetic-temperature bound.
 
 With a real ferroelectric transition (:mod:`pto_checks.models.ferro`):
 
@@ -89,6 +92,7 @@ VARIANTS = (
     "md_cubic",
     "md_supertetragonal",
     "liquid",
+    "heating",
     "ferro",
     "aimd_oracle",
     "aimd_force_noise",
@@ -248,6 +252,20 @@ class ElasticNetworkCalculator(Calculator):
         }
 
 
+class HeatingCalculator(ElasticNetworkCalculator):
+    """An elastic network whose forces have an extra ``rate_per_fs / fs * p`` on each atom (``p``
+    its momentum): not conservative, it heats any MD run (``heating`` variant)."""
+
+    def __init__(self, reference: Atoms, rate_per_fs: float = 0.1, **kwargs):
+        super().__init__(reference, **kwargs)
+        self.rate_per_fs = rate_per_fs
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        if self.atoms.has("momenta"):
+            self.results["forces"] = self.results["forces"] + self.rate_per_fs / units.fs * self.atoms.get_momenta()
+
+
 class SoftMinCalculator(Calculator):
     """The smooth minimum of several calculators' energy surfaces (eV, eV/A, eV/A^3):
 
@@ -390,6 +408,8 @@ def make(variant: str) -> Calculator:
     stiff = {p: v / 0.026 for p, v in _K_GOOD.items()}
     if variant == "md_polar":
         return ElasticNetworkCalculator(good, k=stiff)
+    if variant == "heating":
+        return HeatingCalculator(good, k=stiff)
     if variant == "md_cubic":
         return ElasticNetworkCalculator(structures.cubic(3.93), k=stiff)
     if variant == "md_supertetragonal":

@@ -571,25 +571,6 @@ def test_sustained_heating_is_a_blowup_and_its_stretch_is_not_kept(tmp_path):
     assert len(rec.samples) == len(temps) - n  # the hot stretch is gone, the lone hot frame kept
 
 
-class _Heater:
-    """A flawed model: md_polar's forces plus one along each atom's momentum (not the gradient of
-    any energy; pumps energy in, as a model with broken energy conservation does)."""
-
-    def __new__(cls, rate_per_fs: float = 0.1):
-        from ase import units
-
-        base = load_model("synthetic:md_polar", "cpu").calculator
-        calculate = base.calculate
-
-        def heated(atoms=None, properties=("energy",), system_changes=()):
-            calculate(atoms, properties, system_changes)
-            if "forces" in base.results and atoms is not None and atoms.has("momenta"):
-                base.results["forces"] = base.results["forces"] + rate_per_fs / units.fs * atoms.get_momenta()
-
-        base.calculate = heated
-        return base
-
-
 def test_heating_model_fails_the_run_on_kinetic_temperature(tmp_path):
     """End to end: a model that heats the system stops the run with a kinetic-temperature failure
     (before this bound, its frames were sampled at any temperature)."""
@@ -597,7 +578,7 @@ def test_heating_model_fails_the_run_on_kinetic_temperature(tmp_path):
     from pto_checks.md.task import sweep_tasks
 
     task = sweep_tasks(_md_protocol(), "nvt", "langevin")[0]
-    res = ASEEngine().run(task, _Heater(), tmp_path)
+    res = ASEEngine().run(task, load_model("synthetic:heating", "cpu"), tmp_path)
     assert res["failure"] is not None and "kinetic temperature" in res["failure"]["reason"], res["failure"]
     limits_factor = 10.0
     assert all(s["T_K"] < limits_factor * task.temperature_K for s in res["samples"])
