@@ -152,8 +152,14 @@ def no_imaginary_modes(phonon: dict[str, Any], functional: str) -> Verdict:
         + (f" (worst {st['worst']['f_thz']:.3f} THz at {fmt(st['worst']['q'])}, {where(st['worst'])})"
            if st["worst"] else "")
         for st in d["steps"])
-    head = (f"decided by the {name} supercell: "
-            + (f"no imaginary modes; lowest frequency {m['f_thz']:.3f} THz at q = {fmt(m['q'])} ({where(m)})"
+    probes = d.get("exact_probes") or []
+    head = (f"decided by the {name} supercell"
+            + (f" and {len(probes)} exact frequencies at its dips' own q" if probes and ok else "") + ": "
+            + (f"no imaginary modes at any exact q (the {name} dips, lowest "
+               f"{d['steps'][-1]['lowest']['f_thz']:.3f} THz, are interpolation artefacts); lowest exact frequency "
+               f"at a dip {m['f_thz']:.3f} THz at q = {fmt(m['q'])} ({where(m)})"
+               if probes and ok else
+               f"no imaginary modes; lowest frequency {m['f_thz']:.3f} THz at q = {fmt(m['q'])} ({where(m)})"
                + (f", lowest away from Gamma {off['f_thz']:.3f} THz at q = {fmt(off['q'])} ({where(off)})"
                   if (off := d["steps"][-1].get("lowest_off_gamma")) else "")
                if ok else f"IMAGINARY MODE {m['f_thz']:.3f} THz at q = {fmt(m['q'])}, branch {m['branch']} "
@@ -163,8 +169,10 @@ def no_imaginary_modes(phonon: dict[str, Any], functional: str) -> Verdict:
                f"({where(m)}); not a pass"))
     msg = (f"{head}. {d['reason']}. Rule: every branch at every q >= {tol['imaginary_threshold_thz']} THz, "
            f"acoustic modes at Gamma >= {tol['acoustic_gamma_thz']} THz; an interpolated dip in the largest "
-           f"supercell fails only if every supercell shows it within {tol['dip_match_grid_spacings']} grid "
-           f"spacing(s) of the largest, else it is inconclusive; supercells: {history}; "
+           f"supercell is recomputed exactly at its own q (a diagonal supercell commensurate with it) where "
+           f"that is affordable, which decides; else it fails only if every supercell shows it within "
+           f"{tol['dip_match_grid_spacings']} grid spacing(s) of the largest, and is otherwise inconclusive; "
+           f"supercells: {history}; "
            f"symprec {phonon.get('symprec')} A; {_trained_on(functional)}")
     v = Verdict("no_imaginary_modes", ok, msg, {"f_thz": m["f_thz"], "q": list(m["q"]), "exact": m["exact"],
                                                 "supercell": list(d["decided_by"])},
