@@ -430,6 +430,15 @@ def decide_stability(compute, supercells: list[tuple[int, int, int]], acoustic_g
                        f"confirms them: the relaxed-ion elastic constants violate Born's criteria "
                        f"({'; '.join(el.violations)}), so the acoustic branches are imaginary as q -> 0")
                 return StabilityDecision(False, sc, m, steps, why, Outcome.FAIL, lw, probes), res
+        persisting = [m for m in step.below
+                      if all(any(q_distance(m.q, [b.q])[0] <= radius + 1e-9 for b in s.below) for s in steps[:-1])]
+        if persisting and probes and not unprobed:  # the interpolations agree, the exact probe next to them does not
+            m = persisting[0]
+            why = (f"CONFLICTING: the dip {m.describe()} persists at the same place in every supercell, but "
+                   "recomputed exactly next to it it is real (" + "; ".join(p.describe() for p in probes) + "): "
+                   "an instability narrower than the probe's distance from the dip, or an artefact; a probe "
+                   "supercell commensurate with the dip's q itself (phonon.exact_probe_max_atoms) would decide")
+            return StabilityDecision(False, sc, m, steps, why, Outcome.INCONCLUSIVE, lw, probes), res
         if probes and not unprobed:
             lowest = min((p.mode for p in probes), key=lambda x: x.f_thz)
             why = (f"every frequency below the threshold in the {name} spectrum is interpolated, and each dip "
@@ -437,8 +446,6 @@ def decide_stability(compute, supercells: list[tuple[int, int, int]], acoustic_g
                    + "; ".join(p.describe() for p in probes) + ")"
                    + ("; the exact long-wavelength limit is stable (relaxed-ion Born criteria hold)" if lw else ""))
             return StabilityDecision(True, sc, lowest, steps, why, Outcome.PASS, lw, probes), res
-        persisting = [m for m in step.below
-                      if all(any(q_distance(m.q, [b.q])[0] <= radius + 1e-9 for b in s.below) for s in steps[:-1])]
         if persisting:
             m = persisting[0]
 

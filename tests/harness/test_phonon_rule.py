@@ -248,3 +248,13 @@ def test_a_dip_too_costly_to_probe_leaves_the_old_rules():
     assert d.outcome is Outcome.INCONCLUSIVE and "not recomputed exactly" in d.reason
     d, _ = _decide_with_probes(SEVENNET_LIKE, {}, max_atoms=0)
     assert d.outcome is Outcome.INCONCLUSIVE and not d.exact_probes
+
+
+def test_a_persisting_dip_real_at_the_probe_next_to_it_is_inconclusive_not_a_pass():
+    """The interpolations agree on a dip, the exact probe next to it says real: conflicting
+    evidence (a narrow instability between the probe and the dip, or an artefact) is no pass."""
+    same = {n: {(0.125, 0.125, 0): -0.2} for n in (2, 3, 4)}
+    d, _ = _decide_with_probes(same, {})
+    assert d.outcome is Outcome.INCONCLUSIVE and "CONFLICTING" in d.reason and d.exact_probes
+    d, _ = _decide_with_probes(same, {}, max_atoms=0)  # without probes the persistence rule fails it
+    assert d.outcome is Outcome.FAIL
