@@ -69,34 +69,27 @@ def plot_errors_vs_temperature(rows: list[dict[str, Any]], path: str | Path, tit
     rows = sorted(rows, key=lambda r: r["temperature_K"])
     t = [r["temperature_K"] for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
-    ax = axes[0]
-    ax.errorbar(t, [r["force_rmse_eV_A"] for r in rows], yerr=[r["force_rmse_se_eV_A"] for r in rows],
-                marker="o", label="force RMSE")
-    ax.plot(t, [r["force_mae_eV_A"] for r in rows], "s--", label="force MAE")
-    ax.plot(t, [r["dft_force_rms_eV_A"] for r in rows], "k:", marker="^", label="DFT force rms")
+    def panel(ax, key: str, label: str, second: str, second_label: str, unit: str, limit: float | None) -> None:
+        """One metric with its standard error, a second curve dashed, and the verdict's limit."""
+        ax.errorbar(t, [r[key] for r in rows], yerr=[r[key.replace("rmse", "rmse_se")] for r in rows],
+                    marker="o", label=label)
+        ax.plot(t, [r[second] for r in rows], "s--", label=second_label)
+        if limit is not None:
+            ax.axhline(limit, color="r", ls="--", label="limit")
+        ax.set_ylabel(unit)
+
+    panel(axes[0], "force_rmse_eV_A", "force RMSE", "force_mae_eV_A", "force MAE", "eV/Å", None)
+    axes[0].plot(t, [r["dft_force_rms_eV_A"] for r in rows], "k:", marker="^", label="DFT force rms")
     if "force_ratio" in limits:
-        ax.plot(t, [limits["force_ratio"] * r["dft_force_rms_eV_A"] for r in rows], "r--",
-                label=f"limit ({limits['force_ratio']} x DFT rms)")
-    ax.set_ylabel("eV/Å")
-    ax.legend(fontsize=8)
-    ax = axes[1]
-    ax.errorbar(t, [r["energy_rmse_meV_atom"] for r in rows], yerr=[r["energy_rmse_se_meV_atom"] for r in rows],
-                marker="o", label="relative energy RMSE")
-    ax.plot(t, [r["energy_mae_meV_atom"] for r in rows], "s--", label="MAE")
-    if "energy_meV_atom" in limits:
-        ax.axhline(limits["energy_meV_atom"], color="r", ls="--", label="limit")
-    ax.set_ylabel("meV/atom")
-    ax.legend(fontsize=8)
-    ax = axes[2]
-    ax.errorbar(t, [r["stress_rmse_GPa"] for r in rows], yerr=[r["stress_rmse_se_GPa"] for r in rows],
-                marker="o", label="stress RMSE")
-    ax.plot(t, [r["stress_rmse_after_offset_GPa"] for r in rows], "s--", label="RMSE without mean pressure offset")
-    if "stress_GPa" in limits:
-        ax.axhline(limits["stress_GPa"], color="r", ls="--", label="limit")
-    ax.set_ylabel("GPa")
-    ax.legend(fontsize=8)
+        axes[0].plot(t, [limits["force_ratio"] * r["dft_force_rms_eV_A"] for r in rows], "r--",
+                     label=f"limit ({limits['force_ratio']} x DFT rms)")
+    panel(axes[1], "energy_rmse_meV_atom", "relative energy RMSE", "energy_mae_meV_atom", "MAE", "meV/atom",
+          limits.get("energy_meV_atom"))
+    panel(axes[2], "stress_rmse_GPa", "stress RMSE", "stress_rmse_after_offset_GPa",
+          "RMSE without mean pressure offset", "GPa", limits.get("stress_GPa"))
     for ax in axes:
         ax.set_xlabel("AIMD temperature (K)")
+        ax.legend(fontsize=8)
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
