@@ -2,6 +2,13 @@
 
 import pytest
 
+# Imported before any test: pytester restores sys.modules after each test that uses it, so a
+# module first imported inside such a test is dropped and imported afresh by the next one.
+# PyYAML's C extension cannot be imported afresh: it keeps the first yaml.nodes classes, the fresh
+# resolver compares against the new ones, and CSafeLoader fails on every mapping ("could not
+# determine a constructor for the tag None"), seen when a pytester test ran phonopy first.
+import yaml  # noqa: F401
+
 
 def pytest_collection_modifyitems(config, items):
     for item in items:

@@ -100,11 +100,11 @@ def test_zone_unstable_fails_exact_in_the_first_supercell(run_checks):
     assert ph.force_constants is not None and ph.force_constants.shape[1] == 40  # 2x2x2 x 5 atoms
 
 
-def test_weak_instability_near_gamma_fails_and_an_exclusion_rule_would_have_hidden_it(run_checks):
+def test_weak_instability_near_gamma_is_what_an_exclusion_rule_would_hide():
     """ORB-like (the study: imaginary modes below 20 cm^-1 near, not at, Gamma): every mode below
     zero is in the lowest (acoustic) branch, weak (-0.11 THz), at q the 2x2x2 and 3x3x3 supercells
     only interpolate; Gamma and the zone boundary are real.  The old rule (three lowest branches
-    excluded by value) passes it; the harness escalates to 4x4x4, where q = 1/4 is exact, and fails."""
+    excluded by value) passes it (the next test: the harness fails it)."""
     from pto_checks import phonons, structures
     from pto_checks.models.synthetic import make
 
@@ -114,6 +114,10 @@ def test_weak_instability_near_gamma_fails_and_an_exclusion_rule_would_have_hidd
     assert {m.branch for m in step.below} == {0}
     _, f = res.all_q_and_freq()
     assert np.sort(f, axis=1)[:, 3:].min() > 0  # the old exclusion rule: "no imaginary modes"
+
+
+def test_weak_instability_near_gamma_fails(run_checks):
+    """The harness escalates to 4x4x4, where q = 1/4 is exact, and fails."""
     _, checks, data = run_checks("synthetic:soft_shear", "phonon")
     msg = checks["test_no_imaginary_modes"]["message"]
     assert "IMAGINARY MODE" in msg and "decided by the 4x4x4 supercell" in msg and "exact" in msg, msg
