@@ -19,6 +19,16 @@ def _plt():
     return plt
 
 
+def _save(plt, fig, path: str | Path, title: str) -> Path:
+    """Title, tight layout, write ``path`` (PNG, 100 dpi), close the figure."""
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return Path(path)
+
+
 def plot_parity(results: list[Any], path: str | Path, title: str = "", max_points: int = 20000) -> Path:
     """Model vs DFT force components (eV/A), one panel per species, colour = temperature.
 
@@ -49,12 +59,7 @@ def plot_parity(results: list[Any], path: str | Path, title: str = "", max_point
         ax.set_xlabel("DFT force component (eV/Å)")
         ax.set_ylabel("model force component (eV/Å)")
         ax.legend(fontsize=7, markerscale=4, loc="upper left")
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, path, title)
 
 
 def plot_errors_vs_temperature(rows: list[dict[str, Any]], path: str | Path, title: str = "",
@@ -90,9 +95,4 @@ def plot_errors_vs_temperature(rows: list[dict[str, Any]], path: str | Path, tit
     for ax in axes:
         ax.set_xlabel("AIMD temperature (K)")
         ax.legend(fontsize=8)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return Path(path)
+    return _save(plt, fig, path, title)
