@@ -103,6 +103,11 @@ class Cache:
     def entry(self, stage: str, key: str) -> Path:
         return self.root / stage / key
 
+    def looks_finished(self, stage: str, key: str) -> bool:
+        """Whether a finished entry is there (its ``meta.json``), without a lock or validation: for
+        planning and messages only; reads go through :meth:`claim` / :meth:`read_entry`."""
+        return (self.entry(stage, key) / "meta.json").exists()
+
     @contextlib.contextmanager
     def lock(self, stage: str, key: str, blocking: bool = True) -> Iterator[bool]:
         """Exclusive lock for one entry (``filelock``: portable, lock files never followed through

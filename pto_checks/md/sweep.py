@@ -188,7 +188,7 @@ def md_sweep(model: Any, protocol: Any, cache: Cache, ensemble: str, integrator:
     clock = None if parallel or not plan else _clock(model, protocol, ensemble, plan, batch)
     prog = Progress(f"{model.name}", 0, enabled=progress, write=write, clock=clock)
     if progress and clock is not None:
-        todo = [t for t, e in plan if not (cache.entry("md", md_key(model, t, e, protocol)[0]) / "meta.json").exists()]
+        todo = [t for t, e in plan if not cache.looks_finished("md", md_key(model, t, e, protocol)[0])]
         if todo:  # said before the first step, so that a long sweep is never silent
             t0 = todo[0]
             prog.write(f"[pto-checks] {clock.label}: {len(todo)} of {len(plan)} run(s) to compute, {t0.steps} steps "
