@@ -333,15 +333,15 @@ class ExactProbe:
                 "mode": self.mode.to_dict()}
 
 
-def dip_targets(steps: list[StabilityStep], radius: float, most: int = 8) -> list[Mode]:
+def dip_targets(steps: list[StabilityStep], radius: float) -> list[Mode]:
     """The places to probe exactly: the worst dip of each cluster (modes within ``radius`` of each
     other, :func:`q_distance`) of the last supercell, then the worst dip of each earlier supercell
-    that lies in none of them; at most ``most``."""
+    that lies in none of them (every one: a dip left out could hide an instability)."""
     out: list[Mode] = []
     for m in list(steps[-1].below) + [s.worst for s in steps[:-1] if s.worst is not None]:
         if all(q_distance(t.q, [m.q])[0] > radius + 1e-9 for t in out):
             out.append(m)
-    return out[:most]
+    return out
 
 
 def _exact_at(result: PhononResult, q) -> Mode:

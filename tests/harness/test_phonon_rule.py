@@ -258,3 +258,11 @@ def test_a_persisting_dip_real_at_the_probe_next_to_it_is_inconclusive_not_a_pas
     assert d.outcome is Outcome.INCONCLUSIVE and "CONFLICTING" in d.reason and d.exact_probes
     d, _ = _decide_with_probes(same, {}, max_atoms=0)  # without probes the persistence rule fails it
     assert d.outcome is Outcome.FAIL
+
+
+def test_every_dip_cluster_is_a_probe_target():
+    """No cap on the number of places probed: a pass needs every dip recomputed exactly."""
+    qs = [(x, 0.0, z) for x in (0.0, 0.25, 0.5) for z in (0.15, 0.3, 0.45)] + [(0.25, 0.25, 0.15)]  # 10 places
+    below = [phonons.Mode(-0.1, q, 0, False, (4, 4, 4)) for q in qs]
+    step = phonons.StabilityStep((4, 4, 4), below[0], len(below), below[0], None, None, below)
+    assert len(phonons.dip_targets([step], 0.5 / 4)) == 10
