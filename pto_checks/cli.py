@@ -93,19 +93,14 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def checks_dir() -> Path:
-    """Folder of the physical check files: shipped in the wheel, or ``tests/`` of a checkout."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "checks", here.parent / "tests"):
-        if (candidate / "test_static.py").is_file():
-            return candidate
-    raise FileNotFoundError("pto-checks' check files are missing: reinstall pto-checks")
+    """Folder of the physical check files: the package :mod:`pto_checks.checks`."""
+    return Path(__file__).resolve().parent / "checks"
 
 
 def _pytest_cmd(python: str, cache: str, extra: list[str]) -> list[str]:
     folder = checks_dir()
-    ignore = ["--ignore", str(folder / "harness")] if (folder / "harness").is_dir() else []
     return [python, "-m", "pytest", str(folder), "--rootdir", str(folder), "-p", "no:cacheprovider",
-            *ignore, "--pto-cache", str(Path(cache).resolve()), *extra]
+            "--pto-cache", str(Path(cache).resolve()), *extra]
 
 
 def _split_models(extra: list[str]) -> tuple[list[str], list[str], str | None, list[str]]:
@@ -139,9 +134,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"pto-checks run: --env {kv}=...: unknown environment; known: {', '.join(envs.LAYOUT)}",
                   file=sys.stderr)
             return 4
-    for f in model_files:
-        models.load_model_file(f)
-    explicit = [n.strip() for raw in (names or ["chgnet"]) for n in raw.split(",") if n.strip()]
+    file_models = [s.name for f in model_files for s in models.load_model_file(f)]
+    explicit = [n.strip() for raw in (names or file_models or ["chgnet"]) for n in raw.split(",") if n.strip()]
     groups: dict[str, list[str]] = {}
     missing: list[tuple[str, str, bool]] = []
     pythons: dict[str, Path] = {}

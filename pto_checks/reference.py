@@ -1,4 +1,4 @@
-"""Reference data (DFT, experiment, tolerances) read from ``reference_data/*.toml``.
+"""Reference data (DFT, experiment, tolerances) read from ``pto_checks/reference_data/*.toml``.
 
 Every number used by a check lives there with a ``source``; nothing here invents values.
 """
@@ -16,15 +16,11 @@ except ModuleNotFoundError:  # pragma: no cover
 
 
 def reference_dir() -> Path:
-    """Directory holding the reference TOML files (in the wheel, or the source checkout)."""
-    here = Path(__file__).resolve().parent
-    for candidate in (here / "reference_data", here.parent / "reference_data"):
-        if candidate.is_dir():
-            return candidate
-    raise FileNotFoundError(
-        "pto-checks reference data not found: expected pto_checks/reference_data/ (installed "
-        "wheel) or reference_data/ beside the package (source checkout). Reinstall pto-checks."
-    )
+    """Directory holding the reference TOML files: ``pto_checks/reference_data`` (package data)."""
+    folder = Path(__file__).resolve().parent / "reference_data"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"pto-checks reference data not found in {folder}: reinstall pto-checks")
+    return folder
 
 
 @functools.cache

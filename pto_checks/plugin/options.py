@@ -15,9 +15,11 @@ def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup("pto-checks", "PbTiO3 model validation")
     group.addoption("--model", action="append", default=[], metavar="NAME",
                     help="model(s) to check: registered names, comma lists, 'all' (every model "
-                         "that loads here; others skipped), or FAMILY:PATH forms. Default: chgnet")
+                         "that loads here; others skipped), or FAMILY:PATH forms. Default: the models of "
+                         "--model-file, else chgnet")
     group.addoption("--model-file", action="append", default=[], metavar="TOML",
-                    help="register models from a TOML file ([models.NAME] tables)")
+                    help="register models from a TOML file ([models.NAME] tables); without --model, "
+                         "check them")
     group.addoption("--device", default="auto", choices=["auto", "cpu", "cuda"],
                     help="device for the models (default: auto = cuda if available)")
     group.addoption("--protocol", default="paper", help="protocol: paper, quick or smoke (default paper)")

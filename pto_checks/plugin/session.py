@@ -105,9 +105,10 @@ def parts_dir(config: pytest.Config) -> Path | None:
 
 def configure(config: pytest.Config) -> PtoSession:
     """Read the options, load model files and the baseline, and create the session state."""
+    file_models: list[str] = []  # checked when no --model is given
     for f in config.getoption("--model-file") or []:
         try:
-            registry.load_model_file(f)
+            file_models += [s.name for s in registry.load_model_file(f)]
         except (OSError, KeyError, ValueError) as exc:
             raise pytest.UsageError(f"--model-file {f}: {type(exc).__name__}: {exc}") from None
     try:
@@ -115,7 +116,7 @@ def configure(config: pytest.Config) -> PtoSession:
         protocol = apply_overrides(protocol, config.getoption("--protocol-set") or [])
     except ValueError as exc:
         raise pytest.UsageError(str(exc)) from None
-    requested = config.getoption("--model") or [DEFAULT_MODEL]
+    requested = config.getoption("--model") or file_models or [DEFAULT_MODEL]
     try:
         specs = registry.specs_for(requested)
     except registry.ModelUnavailable as exc:

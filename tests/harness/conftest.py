@@ -9,6 +9,8 @@ import pytest
 # determine a constructor for the tag None"), seen when a pytester test ran phonopy first.
 import yaml  # noqa: F401
 
+from pto_checks.cli import checks_dir
+
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
@@ -28,3 +30,17 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(n)
+
+
+@pytest.fixture
+def check_files(pytester):
+    """``check_files("test_static.py", ...)`` copies shipped check files (:mod:`pto_checks.checks`)
+    into the pytester folder and returns the pytester, so a test runs the real checks, as installed,
+    against the models and options it chooses."""
+
+    def copy(*names: str) -> pytest.Pytester:
+        for name in names:
+            pytester.makepyfile(**{name.removesuffix(".py"): (checks_dir() / name).read_text()})
+        return pytester
+
+    return copy

@@ -18,8 +18,6 @@ from pto_checks.accuracy.metrics import Predictions, errors, predict
 from pto_checks.accuracy.stage import evaluate
 from pto_checks.cache import Cache
 
-ROOT = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
 def local_data(tmp_path_factory):
@@ -138,8 +136,8 @@ def test_no_data_and_no_network_is_one_line_naming_the_fix(tmp_path, monkeypatch
     assert not (tmp_path / "cache" / data.DATASET).exists()
 
 
-def test_tier_skips_without_data_with_the_fix(pytester, tmp_path):
-    pytester.makepyfile(test_accuracy=(ROOT / "tests" / "test_accuracy.py").read_text())
+def test_tier_skips_without_data_with_the_fix(pytester, check_files, tmp_path):
+    check_files("test_accuracy.py")
     pytester.makeconftest(f"""
 import os
 from pathlib import Path
@@ -219,8 +217,8 @@ def test_chgnet_force_rmse_matches_an_independent_computation(local_data):
 
 
 @pytest.fixture
-def run_tier(pytester, local_data):
-    pytester.makepyfile(test_accuracy=(ROOT / "tests" / "test_accuracy.py").read_text())
+def run_tier(pytester, check_files, local_data):
+    check_files("test_accuracy.py")
 
     def run(models: str):
         out = pytester.path / "out"

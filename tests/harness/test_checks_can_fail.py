@@ -1,6 +1,6 @@
 """Each physical check passes on a sound model and FAILS on a model that is wrong in that way.
 
-The real check files (tests/test_*.py) run under pytester against the synthetic calculators
+The real check files (pto_checks/checks/test_*.py) run under pytester against the synthetic calculators
 (:mod:`pto_checks.models.synthetic`); results.json must record a failed verdict (``fail``), never
 an ``error``.
 """
@@ -13,14 +13,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
 CHECK_FILES = ("test_static.py", "test_phonons.py", "test_sanity.py")
 
 
 @pytest.fixture
-def run_checks(pytester):
-    for f in CHECK_FILES:
-        pytester.makepyfile(**{f[:-3]: (ROOT / "tests" / f).read_text()})
+def run_checks(pytester, check_files):
+    check_files(*CHECK_FILES)
 
     def run(model: str, marker: str = "sanity or static or phonon", *args: str):
         report = pytester.path / "out"

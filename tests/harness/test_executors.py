@@ -266,10 +266,10 @@ def test_pytest_options_reject_dask_with_xdist(pytester):
 
 
 @pytest.mark.slow
-def test_pytest_run_on_dask_records_the_in_process_results(pytester):
+def test_pytest_run_on_dask_records_the_in_process_results(pytester, check_files):
     """The real check file under ``--executor dask --workers 2``: the same MD rows, verdicts and
     results.json as the default (the executor only changes where the tasks run)."""
-    pytester.makepyfile(test_dynamic=(ROOT / "tests" / "test_dynamic.py").read_text())
+    check_files("test_dynamic.py")
 
     def run(name: str, *args: str) -> dict:
         report = pytester.path / name

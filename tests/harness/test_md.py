@@ -249,8 +249,8 @@ def test_sigkill_during_md_then_resume(tmp_path, engine):
 # --- each dynamic check fails on a model wrong in that way (the real check file) ---------------
 
 @pytest.fixture
-def run_dynamic(pytester):
-    pytester.makepyfile(test_dynamic=(ROOT / "tests" / "test_dynamic.py").read_text())
+def run_dynamic(pytester, check_files):
+    check_files("test_dynamic.py")
 
     def run(model: str, *args: str):
         report = pytester.path / "out"

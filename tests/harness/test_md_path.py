@@ -28,10 +28,8 @@ synthetic.ElasticNetworkCalculator.calculate = _counting
 
 
 @pytest.fixture
-def checks_dir(pytester):
-    pytester.makepyfile(test_dynamic=(ROOT / "tests" / "test_dynamic.py").read_text(),
-                        test_engines=(ROOT / "tests" / "test_engines.py").read_text())
-    return pytester
+def checks_dir(check_files):
+    return check_files("test_dynamic.py", "test_engines.py")
 
 
 def _run(pytester, *args: str):

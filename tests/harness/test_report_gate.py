@@ -20,9 +20,8 @@ CHECK_FILES = ("test_static.py", "test_phonons.py", "test_dynamic.py", "test_reg
 
 
 @pytest.fixture
-def checks(pytester):
-    for f in CHECK_FILES:
-        pytester.makepyfile(**{f[:-3]: (ROOT / "tests" / f).read_text()})
+def checks(pytester, check_files):
+    check_files(*CHECK_FILES)
 
     def run(*args: str):
         return pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--pto-cache={pytester.path / 'cache'}",

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from pto_checks import report
+from pto_checks.cli import checks_dir
 from pto_checks.results import Results, load, merge, validate
 from tests.harness.small_models import synthetic_model_file as _model_file
 
@@ -38,7 +39,7 @@ def runs(tmp_path_factory):
     into the same report folder; plus the dynamic run alone into another folder (MD from the cache)."""
     folder = tmp_path_factory.mktemp("accumulate")
     for f in CHECK_FILES:
-        shutil.copy(ROOT / "tests" / f, folder / f)
+        shutil.copy(checks_dir() / f, folder / f)
     out, dyn = folder / "out", folder / "dynamic_only"
     model = "--model=synthetic:md_polar"
     r1 = _pytest(folder, "-m", "static or phonon", model, f"--report={out}")
