@@ -17,9 +17,21 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:  # torch is absent from some environments (deepmd-tf): only for the annotations
     import numpy as np
+    import torch
 
     from pto_checks.models.base import Loaded, ModelSpec
-    from pto_checks.models.batched import BatchedPotential
+
+
+class BatchedPotential(Protocol):
+    """Energies, forces and stresses of a batch of replicas: positions ``[B, N, 3]`` and cells
+    ``[B, 3, 3]`` (rows are lattice vectors), Angstrom, to energies ``[B]`` (eV), forces ``[B, N, 3]``
+    (eV/A) and stresses ``[B, 3, 3]`` (eV/A^3, ASE's sign), float64 on :attr:`device`."""
+
+    name: str
+    device: torch.device
+
+    def __call__(self, positions: torch.Tensor, cells: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
 
 
 @runtime_checkable
@@ -41,8 +53,7 @@ class BatchedAdapter(Adapter, Protocol):
 
     def batched_potential(self, model: Any, numbers: np.ndarray, masses: np.ndarray,
                           device: str) -> BatchedPotential:
-        """Energies, forces and stresses of many replicas of ``model`` in one call (units:
-        :mod:`pto_checks.models.batched`)."""
+        """Energies, forces and stresses of many replicas of ``model`` in one call."""
         ...
 
 

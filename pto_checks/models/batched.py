@@ -16,22 +16,14 @@ calculator, one replica after another: correct, not faster).  Neighbor lists:
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
-from pto_checks.models.adapter import BatchedAdapter, batched_adapter
+from pto_checks.models.adapter import BatchedAdapter, BatchedPotential, batched_adapter
 
-
-class BatchedPotential(Protocol):
-    """Energies, forces and stresses of a batch of replicas (see module docstring for units)."""
-
-    name: str
-    device: torch.device
-
-    def __call__(self, positions: torch.Tensor, cells: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+__all__ = ["BatchedPotential", "CalculatorLoop", "batched_potential", "has_native_interface"]
 
 
 class CalculatorLoop:
