@@ -3,7 +3,9 @@
 Data flows structure -> model -> simulation -> observables -> verdict -> report:
 
 - :mod:`pto_checks.structures`  PTO cells and supercells (Angstrom)
-- :mod:`pto_checks.models`      registry of models; adapters return plain ASE calculators
+- :mod:`pto_checks.models`      registry of models; adapters return plain ASE calculators; one
+  record per family in :mod:`pto_checks.models.families`, the adapter interface in
+  :mod:`pto_checks.models.adapter`
 - :mod:`pto_checks.relax`       0 K variable-cell relaxation
 - :mod:`pto_checks.phonons`     phonopy finite-displacement phonons
 - :mod:`pto_checks.md`          MD engine interface and the ASE engine (NPT/NVT, checkpoints)
@@ -14,7 +16,8 @@ Data flows structure -> model -> simulation -> observables -> verdict -> report:
 - :mod:`pto_checks.cache`       on-disk, atomic, lock-protected cache of expensive stages
 - :mod:`pto_checks.results`     the ``results.json`` file
 - :mod:`pto_checks.report`      figures, HTML/Markdown reports, comparisons
-- :mod:`pto_checks.pytest_plugin` pytest options, fixtures and markers
+- :mod:`pto_checks.pytest_plugin` pytest options, fixtures and markers (:mod:`pto_checks.plugin`)
+- :mod:`pto_checks.checks`      the physical checks, pytest files (``pytest --pyargs pto_checks.checks``)
 - :mod:`pto_checks.cli`         the ``pto-checks`` command
 """
 

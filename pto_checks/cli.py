@@ -31,6 +31,7 @@ from collections import Counter
 from pathlib import Path
 
 from pto_checks import models
+from pto_checks.models import families
 from pto_checks.results import load
 
 
@@ -41,8 +42,7 @@ def _models(args: argparse.Namespace) -> int:
     for name in models.available_names(include_hidden=True):
         s = models.get_spec(name)
         print(f"{s.name:16s} {s.family:9s} {s.version:20s} {s.functional:10s} {s.weights_source}")
-    print("also: mace:PATH deepmd:PATH orb:PATH sevennet:PATH m3gnet:PATH gptff:PATH "
-          "ase:module:callable synthetic:VARIANT")
+    print("also: " + " ".join(families.forms()))
     return 0
 
 

@@ -18,29 +18,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from pto_checks.models.base import ModelSpec
+from pto_checks.models.families import ENVIRONMENTS, FAMILIES, environment_of, install_target
 
-# environment key -> (virtualenv folder of the install layout, install.sh family that builds it)
-LAYOUT: dict[str, tuple[str, str]] = {
-    "main": (".venv", "chgnet sevennet"),
-    "m3gnet": (".venv-m3gnet", "m3gnet"),
-    "gptff": (".venv-gptff", "gptff"),
-    "deepmd-tf": (".venv-deepmd-tf", "deepmd-tf"),
-}
-_FAMILY_KEY = {"m3gnet": "m3gnet", "gptff": "gptff"}
-_INSTALL_FAMILY = {"chgnet": "chgnet", "sevennet": "sevennet", "orb": "orb", "mace": "mace", "deepmd": "deepmd"}
+# environment key -> (virtualenv folder of the install layout, install.sh arguments that build it)
+LAYOUT: dict[str, tuple[str, str]] = {e.key: (e.folder, e.default_install) for e in ENVIRONMENTS.values()
+                                      if e.routed}
 
 
 def env_key(spec: ModelSpec) -> str:
-    """The environment a model runs in: its family's, or TensorFlow's for a frozen ``.pb`` DeePMD graph."""
-    if spec.family == "deepmd" and str(spec.options.get("path", "")).endswith(".pb"):
-        return "deepmd-tf"
-    return _FAMILY_KEY.get(spec.family, "main")
+    """The environment a model runs in: its family's, or another for some model files (a frozen ``.pb``
+    DeePMD graph runs in TensorFlow's)."""
+    return environment_of(spec.family, dict(spec.options))
 
 
 def install_command(spec: ModelSpec) -> str:
-    key = env_key(spec)
-    fam = LAYOUT[key][1] if key != "main" else _INSTALL_FAMILY.get(spec.family, "chgnet sevennet")
-    return f"bash scripts/install.sh {fam}"
+    return f"bash scripts/install.sh {install_target(spec.family, dict(spec.options))}"
 
 
 def _roots() -> list[Path]:
@@ -89,8 +81,8 @@ _DESCRIBE = (
     "print(json.dumps({'python': sys.executable, 'prefix': sys.prefix, 'python_version': sys.version.split()[0],"
     " 'packages': {d: x for d in names if (x := v(d)) is not None}}))\n"
 )
-PACKAGES = ["pto-checks", "torch", "ase", "numpy", "phonopy", "e3nn", "mace-torch", "chgnet", "sevenn",
-            "orb-models", "matgl", "dgl", "gptff", "deepmd-kit", "tensorflow-cpu", "tensorflow"]
+PACKAGES = list(dict.fromkeys(["pto-checks", "torch", "ase", "numpy", "phonopy",
+                               *(d for f in FAMILIES.values() for d in f.dists), "tensorflow-cpu", "tensorflow"]))
 
 
 @dataclass

@@ -20,8 +20,8 @@ from __future__ import annotations
 import pytest
 
 from pto_checks import models as registry
-from pto_checks.accuracy.fixture import accuracy_tier  # noqa: F401  (fixture of the accuracy tier)
 from pto_checks.plugin import session as _session
+from pto_checks.plugin.accuracy import accuracy_tier  # noqa: F401  (fixture of the accuracy tier)
 from pto_checks.plugin.fixtures import (  # noqa: F401  (fixtures are found in this module)
     check,
     engine_sweeps,

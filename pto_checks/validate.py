@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
+from pto_checks.models.families import FAMILIES
+
 #: families whose path option must name an existing local file (when given)
-FILE_OPTIONS = {"mace": "path", "deepmd": "path", "orb": "weights", "gptff": "path"}
+FILE_OPTIONS = {f.name: f.file_option for f in FAMILIES.values() if f.file_option}
 
 
 class OptionError(ValueError):

@@ -4,6 +4,7 @@
 #   bash scripts/install.sh [FAMILY ...]      FAMILY: chgnet sevennet orb mace deepmd m3gnet gptff
 #                                             deepmd-tf mace-legacy, or all (= every one but
 #                                             mace-legacy); default: chgnet sevennet
+# (the lists come from the family records: python3 pto_checks/models/families.py --install-plan)
 #
 # .venv              harness + chgnet, sevennet, orb, mace, deepmd (.pth) (one environment; see README)
 # .venv-m3gnet       harness + M3GNet on matgl's DGL backend (needs an older torch: its own environment)
@@ -14,17 +15,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+eval "$($PY pto_checks/models/families.py --install-plan)"  # TARGETS ALL MAIN MAIN_EXTRAS
 families=("$@")
 [ ${#families[@]} -eq 0 ] && families=(chgnet sevennet)
-[ "${families[*]}" = "all" ] && families=(chgnet sevennet orb mace deepmd m3gnet gptff deepmd-tf)
+[ "${families[*]}" = "all" ] && read -ra families <<< "$ALL"
+for f in "${families[@]}"; do
+  case " $TARGETS " in *" $f "*) ;; *) echo "install.sh: unknown family '$f'; known: $TARGETS, all" >&2; exit 2;; esac
+done
 has() { for f in "${families[@]}"; do [ "$f" = "$1" ] && return 0; done; return 1; }
+has_any() { for f in "$@"; do has "$f" && return 0; done; return 1; }
 t0=$(date +%s)
 took() { echo "[install.sh] $1: $(( $(date +%s) - t0 )) s, $(du -sh "$2" | cut -f1)"; t0=$(date +%s); }
 
 main_extras=test,cluster  # cluster: Dask + dask-jobqueue (--executor dask, --cluster)
-for f in chgnet sevennet orb; do has $f && main_extras="$main_extras,$f"; done
+for f in $MAIN_EXTRAS; do has "$f" && main_extras="$main_extras,$f"; done
 
-if has chgnet || has sevennet || has orb || has mace || has deepmd; then
+# shellcheck disable=SC2086
+if has_any $MAIN; then
   [ -d .venv ] || $PY -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/pip install -c constraints/cpu.txt -e ".[$main_extras]"

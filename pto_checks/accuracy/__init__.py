@@ -1,7 +1,8 @@
 """Accuracy tier: a model's energies, forces and stresses against PBEsol ab initio MD frames of PbTiO3.
 
 ``data`` finds, fetches (with SHA-256 checksums) and loads the frames; ``metrics`` computes the
-errors; ``stage`` caches them per model; ``figures`` draws them; ``fixture`` is the pytest fixture.
+errors; ``stage`` caches them per model; ``figures`` draws them (the pytest fixture is
+:mod:`pto_checks.plugin.accuracy`).
 """
 
 from pto_checks.accuracy.data import (

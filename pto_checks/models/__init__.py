@@ -11,9 +11,9 @@ Names
 ``orb``               orb-v2 (hub download)
 ``gptff``             GPTFF v2 (GPTFF's own package)
 
-Parametrised forms (not part of ``all``): ``mace:PATH``, ``deepmd:PATH``, ``orb:PATH``,
-``sevennet:PATH``, ``m3gnet:PATH``, ``gptff:PATH``, ``ase:module:callable`` and
-``synthetic:VARIANT`` (the harness's deliberately flawed calculators).
+Parametrised forms (not part of ``all``): one per family of :data:`.families.FAMILIES` (``mace:PATH``,
+``deepmd:PATH``, ``orb:PATH``, ``ase:module:callable``, ...) and ``synthetic:VARIANT`` (the harness's
+deliberately flawed calculators).
 
 More models come from a TOML file (``--model-file``, see :func:`load_model_file`) or from
 other packages through the entry-point group ``pto_checks.models``: each entry point names a
@@ -36,6 +36,7 @@ from pto_checks.models.base import (
     ModelUnavailable,
     package_version,
 )
+from pto_checks.models.families import FAMILIES, forms
 
 __all__ = [
     "Loaded",
@@ -64,54 +65,43 @@ def _lazy(module: str) -> Callable[[ModelSpec, str], Loaded]:
     return loader
 
 
+def _pretrained(name: str, family: str, version: str, functional: str, weights_source: str,
+                **kwargs: Any) -> ModelSpec:
+    """A built-in model: its loader and pip extra come from its family's record."""
+    fam = FAMILIES[family]
+    return ModelSpec(name, family, version, functional, weights_source, _lazy(fam.adapter), extra=fam.extra,
+                     **kwargs)
+
+
 _BUILTIN: list[ModelSpec] = [
-    ModelSpec("chgnet", "chgnet", "0.3.0", "PBE", "packaged with chgnet (pretrained/0.3.0)",
-              _lazy("chgnet"), extra="chgnet", energy_reference="mp2020",
-              options={"model_name": "0.3.0"}, description="CHGNet 0.3.0, MPtrj"),
-    ModelSpec("chgnet-0.2.0", "chgnet", "0.2.0", "PBE", "packaged with chgnet (pretrained/0.2.0)",
-              _lazy("chgnet"), extra="chgnet", energy_reference="mp2020",
-              options={"model_name": "0.2.0"}, description="CHGNet 0.2.0, MPtrj"),
-    ModelSpec("chgnet-r2scan", "chgnet", "r2scan", "r2SCAN", "packaged with chgnet (pretrained/r2scan)",
-              _lazy("chgnet"), extra="chgnet", options={"model_name": "r2scan"},
-              description="CHGNet transfer-learned to MP r2SCAN"),
+    _pretrained("chgnet", "chgnet", "0.3.0", "PBE", "packaged with chgnet (pretrained/0.3.0)",
+                energy_reference="mp2020", options={"model_name": "0.3.0"}, description="CHGNet 0.3.0, MPtrj"),
+    _pretrained("chgnet-0.2.0", "chgnet", "0.2.0", "PBE", "packaged with chgnet (pretrained/0.2.0)",
+                energy_reference="mp2020", options={"model_name": "0.2.0"}, description="CHGNet 0.2.0, MPtrj"),
+    _pretrained("chgnet-r2scan", "chgnet", "r2scan", "r2SCAN", "packaged with chgnet (pretrained/r2scan)",
+                options={"model_name": "r2scan"}, description="CHGNet transfer-learned to MP r2SCAN"),
     # SevenNet predicts uncorrected MPtrj energies (measured here: MgO -5.98, TiO2 -8.93 eV/atom for
     # l3i5, 7net-0 and 7net-mf-0; MP2020-corrected would be -6.32, -9.40)
-    ModelSpec("sevennet", "sevennet", "7net-l3i5", "PBE", "packaged with sevenn (SevenNet_l3i5)",
-              _lazy("sevennet"), extra="sevennet", energy_reference="mp-raw",
-              options={"model": "7net-l3i5"}, description="SevenNet l3i5, MPtrj"),
-    ModelSpec("sevennet-0", "sevennet", "7net-0", "PBE", "packaged with sevenn (SevenNet_0__11Jul2024)",
-              _lazy("sevennet"), extra="sevennet", energy_reference="mp-raw",
-              options={"model": "7net-0"}, description="SevenNet-0, MPtrj"),
-    ModelSpec("sevennet-mf-0", "sevennet", "7net-mf-0", "PBE", "packaged with sevenn (SevenNet_MF_0)",
-              _lazy("sevennet"), extra="sevennet", energy_reference="mp-raw",
-              options={"model": "7net-mf-0", "modal": "PBE"}, description="SevenNet multi-fidelity, PBE head"),
-    ModelSpec("m3gnet", "m3gnet", "MP-2021.2.8-PES", "PBE",
-              "matgl directory M3GNet-MP-2021.2.8-PES (models dir or matgl hub)",
-              _lazy("m3gnet"), extra="m3gnet", energy_reference="mp-raw",
-              options={"name": "M3GNet-MP-2021.2.8-PES"}, description="M3GNet universal potential, MPF 2021.2.8"),
+    _pretrained("sevennet", "sevennet", "7net-l3i5", "PBE", "packaged with sevenn (SevenNet_l3i5)",
+                energy_reference="mp-raw", options={"model": "7net-l3i5"}, description="SevenNet l3i5, MPtrj"),
+    _pretrained("sevennet-0", "sevennet", "7net-0", "PBE", "packaged with sevenn (SevenNet_0__11Jul2024)",
+                energy_reference="mp-raw", options={"model": "7net-0"}, description="SevenNet-0, MPtrj"),
+    _pretrained("sevennet-mf-0", "sevennet", "7net-mf-0", "PBE", "packaged with sevenn (SevenNet_MF_0)",
+                energy_reference="mp-raw", options={"model": "7net-mf-0", "modal": "PBE"},
+                description="SevenNet multi-fidelity, PBE head"),
+    _pretrained("m3gnet", "m3gnet", "MP-2021.2.8-PES", "PBE",
+                "matgl directory M3GNet-MP-2021.2.8-PES (models dir or matgl hub)", energy_reference="mp-raw",
+                options={"name": "M3GNet-MP-2021.2.8-PES"}, description="M3GNet universal potential, MPF 2021.2.8"),
     # energy scale not verified here (weights cannot be downloaded): reference energies skipped
-    ModelSpec("mace", "mace", "MACE-MP-0b-medium", "PBE", "MACE-MP hub download (medium-0b)",
-              _lazy("mace"), extra="mace",
-              options={"hub": "medium-0b"}, description="MACE-MP-0b medium, MPtrj"),
-    ModelSpec("orb", "orb", "orb-v2", "PBE", "orb-models hub download (orb-v2-20241011)",
-              _lazy("orb"), extra="orb", options={"pretrained": "orb_v2"},
-              description="ORB v2, MPtrj + Alexandria"),
+    _pretrained("mace", "mace", "MACE-MP-0b-medium", "PBE", "MACE-MP hub download (medium-0b)",
+                options={"hub": "medium-0b"}, description="MACE-MP-0b medium, MPtrj"),
+    _pretrained("orb", "orb", "orb-v2", "PBE", "orb-models hub download (orb-v2-20241011)",
+                options={"pretrained": "orb_v2"}, description="ORB v2, MPtrj + Alexandria"),
     # GPTFF is trained on Atomly's PBE database, whose absolute energies are not Materials Project's:
     # its sanity energies are judged on energy differences (bulk moduli; reference_data/sanity.toml)
-    ModelSpec("gptff", "gptff", "v2", "PBE", "gptff_v2.pth (models dir)", _lazy("gptff"),
-              energy_reference="relative", description="GPTFF v2, Atomly (PBE)"),
+    _pretrained("gptff", "gptff", "v2", "PBE", "gptff_v2.pth (models dir)",
+                energy_reference="relative", description="GPTFF v2, Atomly (PBE)"),
 ]
-
-# family -> (loader, option key for the PATH of 'family:PATH', defaults)
-_PARAMETRISED: dict[str, tuple[str, str, dict[str, Any]]] = {
-    "mace": ("mace", "path", {"functional": "unknown", "extra": "mace"}),
-    "deepmd": ("deepmd", "path", {"functional": "unknown", "extra": "deepmd"}),
-    "orb": ("orb", "weights", {"functional": "unknown", "extra": "orb"}),
-    "sevennet": ("sevennet", "model", {"functional": "unknown", "extra": "sevennet"}),
-    "m3gnet": ("m3gnet", "path", {"functional": "PBE", "extra": "m3gnet"}),
-    "gptff": ("gptff", "path", {"functional": "PBE", "energy_reference": "relative"}),
-    "chgnet": ("chgnet", "model_name", {"functional": "PBE", "extra": "chgnet"}),
-}
 
 _registry: dict[str, ModelSpec] = {s.name: s for s in _BUILTIN}
 _entry_points_loaded = False
@@ -154,10 +144,10 @@ def load_model_file(path: str | os.PathLike[str]) -> list[ModelSpec]:
     specs = []
     for name, entry in data.get("models", {}).items():
         family = entry.get("family") if isinstance(entry, dict) else None
-        if family != "ase" and family not in _PARAMETRISED:
+        if family not in FAMILIES:
             raise ValueError(f"[models.{name}] family = {family!r}: unknown model family; known: "
-                             f"{', '.join(['ase', *_PARAMETRISED])}")
-        module = "generic" if family == "ase" else family
+                             f"{', '.join(FAMILIES)}")
+        module = FAMILIES[family].adapter
         options = dict(entry.get("options", {}))
         for key in ("path", "weights"):
             if key in options and not Path(options[key]).is_absolute() and "://" not in str(options[key]):
@@ -169,7 +159,7 @@ def load_model_file(path: str | os.PathLike[str]) -> list[ModelSpec]:
             functional=entry.get("functional", "unknown"),
             weights_source=str(options.get("path") or options.get("weights") or options.get("factory") or path),
             loader=_lazy(module),
-            extra=entry.get("extra"),
+            extra=entry.get("extra", FAMILIES[family].extra),
             description=entry.get("description", f"from {path.name}"),
             energy_reference=entry.get("energy_reference"),
             options=options,
@@ -205,19 +195,14 @@ def get_spec(name: str) -> ModelSpec:
                          _synthetic_loader, options={"variant": arg}, in_all=False,
                          energy_reference="synthetic",
                          description="deliberately flawed test calculator: " + arg)
-    if sep and family == "ase":
-        return ModelSpec(name, "ase", "custom", "unknown", arg, _lazy("generic"),
-                         options={"factory": arg}, in_all=False)
-    if sep and family in _PARAMETRISED:
-        module, key, defaults = _PARAMETRISED[family]
-        return ModelSpec(name, family, "custom", defaults["functional"], arg, _lazy(module),
-                         extra=defaults.get("extra"), options={key: arg}, in_all=False,
-                         energy_reference=defaults.get("energy_reference"))
+    if sep and family in FAMILIES:
+        fam = FAMILIES[family]
+        return ModelSpec(name, family, "custom", fam.functional, arg, _lazy(fam.adapter), extra=fam.extra,
+                         options={fam.path_option: arg}, in_all=False, energy_reference=fam.energy_reference)
     known = ", ".join(sorted(_registry))
     raise ModelUnavailable(
         name, "unknown",
-        f"no such model. Registered: {known}. Or use one of the forms "
-        f"{', '.join(f'{f}:PATH' for f in _PARAMETRISED)}, ase:module:callable, synthetic:VARIANT, "
+        f"no such model. Registered: {known}. Or use one of the forms {', '.join(forms())}, "
         "or register models with --model-file FILE.toml",
     )
 
@@ -247,24 +232,14 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
-_FAMILY_DISTS = {
-    "chgnet": ["chgnet"],
-    "sevennet": ["sevenn"],
-    "m3gnet": ["matgl", "dgl"],
-    "mace": ["mace-torch", "e3nn"],
-    "orb": ["orb-models"],
-    "deepmd": ["deepmd-kit"],
-    "gptff": ["gptff"],
-}
-
-
 def load_model(name: str | ModelSpec, device: str = "auto") -> LoadedModel:
     """Load a model by name (or spec) on ``device``; raises :class:`ModelUnavailable` with a fix."""
     spec = get_spec(name) if isinstance(name, str) else name
     dev = resolve_device(device)
     t0 = time.perf_counter()
     loaded = spec.loader(spec, dev)
-    versions = {d: v for d in ["torch", "ase", *_FAMILY_DISTS.get(spec.family, [])]
+    dists = FAMILIES[spec.family].dists if spec.family in FAMILIES else ()
+    versions = {d: v for d in ["torch", "ase", *dists]
                 if (v := package_version(d)) is not None}
     details = dict(loaded.details)
     details["load_seconds"] = round(time.perf_counter() - t0, 3)

@@ -5,31 +5,25 @@ A :class:`BatchedPotential` maps positions ``[B, N, 3]`` (Angstrom) and cells ``
 ``[B]`` (eV), forces ``[B, N, 3]`` (eV/A) and stresses ``[B, 3, 3]`` (eV/A^3, ASE's sign:
 positive is tensile), all as float64 tensors on the potential's device.
 
-Each family adapter owns its device-side interface: ``pto_checks/models/<family>.py`` defines
-``batched_potential(model, numbers, masses, device)`` (and, when it needs an optional package,
-``batched_available()``).  :func:`batched_potential` dispatches on ``model.spec.family``; a family
-without one runs through :class:`CalculatorLoop` (its ASE calculator, one replica after another:
-correct, not faster).  Neighbor lists: :func:`pto_checks.neighbors.neighbor_list` (vesin).
+Each family adapter owns its device-side interface: a family whose record says ``batched=True``
+(:mod:`pto_checks.models.families`) has an adapter that is a
+:class:`~pto_checks.models.adapter.BatchedAdapter` (``batched_available()``,
+``batched_potential(model, numbers, masses, device)``).  :func:`batched_potential` dispatches on
+``model.spec.family``; a family without one runs through :class:`CalculatorLoop` (its ASE
+calculator, one replica after another: correct, not faster).  Neighbor lists:
+:func:`pto_checks.neighbors.neighbor_list` (vesin).
 """
 
 from __future__ import annotations
 
-import importlib
-from types import ModuleType
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
+from pto_checks.models.adapter import BatchedAdapter, BatchedPotential, batched_adapter
 
-class BatchedPotential(Protocol):
-    """Energies, forces and stresses of a batch of replicas (see module docstring for units)."""
-
-    name: str
-    device: torch.device
-
-    def __call__(self, positions: torch.Tensor, cells: torch.Tensor
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]: ...
+__all__ = ["BatchedPotential", "CalculatorLoop", "batched_potential", "has_native_interface"]
 
 
 class CalculatorLoop:
@@ -63,19 +57,11 @@ class CalculatorLoop:
         return t(es), t(fs), t(ss)
 
 
-def _adapter(model: Any) -> ModuleType | None:
-    """The family adapter module of a LoadedModel when it has a device-side batched interface."""
-    spec = getattr(model, "spec", None)
-    if spec is None or not spec.family.isidentifier():
-        return None
-    try:
-        mod = importlib.import_module(f"pto_checks.models.{spec.family}")
-    except ImportError:
-        return None
-    if not hasattr(mod, "batched_potential"):
-        return None
-    available = getattr(mod, "batched_available", None)
-    return mod if available is None or available() else None
+def _adapter(model: Any) -> BatchedAdapter | None:
+    """The family's batched adapter for a LoadedModel (None for a bare ASE calculator)."""
+    from pto_checks.models.base import LoadedModel
+
+    return batched_adapter(model.spec.family) if isinstance(model, LoadedModel) else None
 
 
 def has_native_interface(model: Any) -> bool:

@@ -33,6 +33,12 @@ def load(spec: ModelSpec, device: str) -> Loaded:
 # batched_potential(model, numbers, masses, device) -> BatchedPotential.
 
 
+def batched_available() -> bool:
+    """Always: beyond the family's package it needs a neighbor list, vesin's or, where vesin-torch
+    is absent, the brute-force one (:mod:`pto_checks.neighbors`)."""
+    return True
+
+
 def batched_potential(model, numbers, masses, device):
     """CHGNet on device-built graphs, all replicas in one ``CHGNet.forward`` call."""
     return CHGNetBatched(model.calculator.model, numbers, device)

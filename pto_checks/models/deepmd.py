@@ -46,6 +46,11 @@ def load(spec: ModelSpec, device: str) -> Loaded:
 # batched_potential(model, numbers, masses, device) -> BatchedPotential.
 
 
+def batched_available() -> bool:
+    """Always: the interface is DeePMD's own evaluation of many frames."""
+    return True
+
+
 def batched_potential(model, numbers, masses, device):
     """DeePMD's ``DeepPot.eval`` with the replicas as frames of one call."""
     return DeePMDBatched(model.calculator, numbers, device)

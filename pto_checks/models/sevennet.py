@@ -56,6 +56,12 @@ def load(spec: ModelSpec, device: str) -> Loaded:
 # batched_potential(model, numbers, masses, device) -> BatchedPotential.
 
 
+def batched_available() -> bool:
+    """Always: beyond the family's package it needs a neighbor list, vesin's or, where vesin-torch
+    is absent, the brute-force one (:mod:`pto_checks.neighbors`)."""
+    return True
+
+
 def batched_potential(model, numbers, masses, device):
     """SevenNet's own model on a torch_geometric batch of device-built edges."""
     return SevenNetBatched(model.calculator, numbers, device)

@@ -149,14 +149,16 @@ def phonon_bands(request: pytest.FixtureRequest, model: registry.LoadedModel,
     results.quantity(model.name, "phonons", "decision", dec, "THz")
     report = request.config.getoption("--report")
     if report:
-        from pto_checks import verdicts
-
         out = Path(report) / "phonons" / model.name
         out.mkdir(parents=True, exist_ok=True)
         shutil.copy(folder / "band.yaml", out / "band.yaml")
         shutil.copy(folder / "phonopy_params.yaml", out / "phonopy_params.yaml")
-        v = verdicts.no_imaginary_modes(data, model.spec.functional)
-        caption = v.outcome.value.upper() + ": " + v.message.split(". ")[0]  # the head; the reason is in results.json
+        # the stage's decision (its outcome and the mode that decided), not the check's verdict: the
+        # check computes that; the full reasoning is in results.json
+        m = dec["mode"]
+        caption = (f"{dec.get('outcome', 'pass' if dec['stable'] else 'fail').upper()}: lowest frequency "
+                   f"{m['f_thz']:.3f} THz at q = ({', '.join(f'{x:.3f}' for x in m['q'])}), decided by the "
+                   f"{'x'.join(map(str, dec['decided_by']))} supercell")
         for suffix in ("png", "svg"):
             phonons.plot_bands(res, out / f"bands.{suffix}",
                                title=f"{model.name}: PbTiO3 P4mm (symprec {data['symprec']} Å)",

@@ -11,11 +11,28 @@ import yaml  # noqa: F401
 
 from pto_checks.cli import checks_dir
 
+#: Modules whose every test runs the harness end to end: pytest in a subprocess or pytester, the CLI,
+#: Dask, a browser, real models or MD sweeps.  Tests elsewhere are end-to-end when they use pytester
+#: (directly or through a fixture) or are listed in E2E_TESTS; every other test is a unit test.
+E2E_MODULES = {"test_adapters", "test_batched", "test_checks_can_fail", "test_environments", "test_executors",
+               "test_inconclusive", "test_md_path", "test_package", "test_report_gate", "test_reports"}
+E2E_TESTS: set[str] = set()
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "unit: harness tests of pure functions (fast; no pytester, models or MD)")
+    config.addinivalue_line("markers", "e2e: harness tests end to end (pytester, CLI, MD sweeps, Dask, browser)")
+
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if "tests/harness/" in item.nodeid.replace("\\", "/"):
-            item.add_marker(pytest.mark.harness)
+        if "tests/harness/" not in item.nodeid.replace("\\", "/"):
+            continue
+        item.add_marker(pytest.mark.harness)
+        module = item.path.stem
+        e2e = (module in E2E_MODULES or getattr(item, "originalname", item.name) in E2E_TESTS
+               or "pytester" in getattr(item, "fixturenames", ()))
+        item.add_marker(pytest.mark.e2e if e2e else pytest.mark.unit)
 
 
 @pytest.fixture(autouse=True)

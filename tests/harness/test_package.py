@@ -47,3 +47,23 @@ def test_model_file_alone_checks_the_models_of_the_file(tmp_path):
                    "--model-file", str(models))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "[my-model]" in r.stdout and "[chgnet]" not in r.stdout
+
+
+def test_library_modules_never_import_the_pytest_layer():
+    """pytest, the plugin and the checks are imported only by the pytest layer itself (the plugin,
+    the checks); the library (stages, verdicts, reports, adapters...) runs without pytest."""
+    import ast
+
+    package = ROOT / "pto_checks"
+    layer = ("pto_checks.plugin", "pto_checks.pytest_plugin", "pto_checks.checks")
+    offenders = []
+    for path in sorted(package.rglob("*.py")):
+        module = ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+        if module.startswith(layer):
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{module} imports {n}" for n in names if n.split(".")[0] in ("pytest", "_pytest")
+                          or n.startswith(layer)]
+    assert not offenders, offenders
