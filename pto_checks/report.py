@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from pto_checks.results import comparable_quantities, finite_or_zero, movement_limit, protocol_label
+from pto_checks.safe_files import KEEP_NEWEST, UnsafePath, claim_report_dir, copy_file, prune, shared_mode, write_text
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision
 # deficiency.  Yellow last (weak on white); beyond eight models the line style changes too.
@@ -305,7 +306,9 @@ class Figure:
 
 
 def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    from pto_checks.safe_files import safe_name
+
+    return safe_name(name)
 
 
 def make_figures(data: dict[str, Any], figdir: Path) -> list[Figure]:
@@ -378,11 +381,17 @@ def make_figures(data: dict[str, Any], figdir: Path) -> list[Figure]:
             continue
         base = figdir / f"phonons_{_safe(n)}"
         png = base.with_suffix(".png")
-        shutil.copy(plot, png)
+        try:
+            copy_file(plot, png)
+        except UnsafePath:
+            continue
         svg = None
         if files.get("plot_svg") and Path(files["plot_svg"]).is_file():
             svg = base.with_suffix(".svg")
-            shutil.copy(files["plot_svg"], svg)
+            try:
+                copy_file(files["plot_svg"], svg)
+            except UnsafePath:
+                svg = None
         lab = protocol_label(ph.get("f_min"), data)
         sc = (data.get("protocols", {}).get(lab) or {}).get("phonon", {}).get("supercell")
         bits = [f"{n}: harmonic phonon bands of the model's relaxed P4mm cell (phonopy finite displacements"
@@ -411,7 +420,10 @@ def make_figures(data: dict[str, Any], figdir: Path) -> list[Figure]:
                 continue
             base = figdir / f"accuracy_{_safe(n)}_{key}"
             png = base.with_suffix(".png")
-            shutil.copy(src, png)
+            try:
+                copy_file(src, png)
+            except UnsafePath:
+                continue
             lab = protocol_label(acc["files"], data)
             caption = (f"{n} (trained on {functional}) against PbTiO3 PBEsol ab initio MD frames: {what}; "
                        f"{protocol_text(lab, data)}" + (f"; frames: {sub}" if sub else "")
@@ -446,27 +458,22 @@ def _engine_text(data: dict[str, Any]) -> str:
 
 def export_md_files(rows: list[dict[str, Any]], report_dir: str | Path, model: str, sweep: str) -> list[dict[str, str]]:
     """Copy each temperature's ``trajectory.extxyz`` and ``samples.csv`` from its cache folder
-    (``row["folder"]``) into ``report_dir/md/<model>/<sweep>/<T>K_*`` (hard link when the cache is on
-    the same file system, else an atomic copy); return per row ``{"trajectory": ..., "samples": ...}``,
-    paths relative to ``report_dir`` (what results.json links)."""
+    (``row["folder"]``) into ``report_dir/md/<model>/<sweep>/<T>K_*`` (an atomic copy, a new file:
+    never a hard link, so editing the report's copy never edits the cache; a link in the entry is
+    not followed, a link at the destination is replaced); return per row
+    ``{"trajectory": ..., "samples": ...}``, paths relative to ``report_dir`` (what results.json links)."""
     report_dir = Path(report_dir)
-    dst_dir = report_dir / "md" / _safe(model) / sweep
+    dst_dir = report_dir / "md" / _safe(model) / _safe(sweep)
     out = []
     for r in rows:
         files: dict[str, str] = {}
         folder = Path(r["folder"]) if r.get("folder") else None
         for name, key in (("trajectory.extxyz", "trajectory"), ("samples.csv", "samples")):
             src = folder / name if folder else None
-            if src is None or not src.is_file():
+            if src is None or src.is_symlink() or not src.is_file():
                 continue
-            dst_dir.mkdir(parents=True, exist_ok=True)
             dst = dst_dir / f"{_num(r.get('T_K')):04.0f}K_{name}"
-            tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-            try:
-                os.link(src, tmp)
-            except OSError:
-                shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
+            copy_file(src, dst)
             files[key] = dst.relative_to(report_dir).as_posix()
         out.append(files)
     return out
@@ -722,7 +729,7 @@ def write_markdown(data: dict[str, Any], figs: list[Figure], changes: list[dict[
             rel = f.png.relative_to(path.parent).as_posix()
             svg = f" ([SVG]({f.svg.relative_to(path.parent).as_posix()}))" if f.svg else ""
             lines += [f"![{f.name}]({rel})", "", f"*{f.caption}*{svg}", ""]
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 CSS = """
@@ -822,31 +829,41 @@ window.addEventListener('load', function () {{
 </script>
 </body></html>
 """
-    path.write_text(page)
+    write_text(path, page)
+
+
+#: lists the files of ``figures/`` that pto-checks wrote (anything else there is kept)
+FIGURES_MANIFEST = ".pto-checks-figures"
 
 
 def build_report(data: dict[str, Any], out: str | Path, previous: dict[str, Any] | None = None) -> Path:
     """Write ``out/report.html``, ``out/report.md`` and ``out/figures`` (rebuilt whole from
-    ``data`` into a fresh folder that then replaces the old one: no stale figure survives);
-    return the HTML path."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    ``data`` into a fresh folder that then replaces the old one: no stale figure of pto-checks
+    survives; a file pto-checks did not write there is moved into the new folder, never deleted);
+    return the HTML path.  ``out`` must be a report folder (:func:`~pto_checks.safe_files.claim_report_dir`:
+    new, empty or marked); every file is written atomically, never through a link."""
+    out = claim_report_dir(out)
     fresh = Path(tempfile.mkdtemp(prefix=".figures-new-", dir=out))
-    fresh.chmod(0o755)  # mkdtemp makes it private; the report folder is meant to be shared
+    fresh.chmod(shared_mode(executable=True))  # mkdtemp makes it private; the report folder is meant to be shared
     try:
         figs = make_figures(data, fresh)
+        write_text(fresh / FIGURES_MANIFEST, "".join(f"{p.name}\n" for p in sorted(fresh.iterdir())))
     except BaseException:
         shutil.rmtree(fresh, ignore_errors=True)
         raise
     final = out / "figures"
     old = None
-    if final.exists():
-        old = out / f".figures-old-{os.getpid()}"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
+    if final.is_symlink():
+        final.unlink()  # a link in our folder: replaced, its target untouched
+    elif final.exists():
+        _keep_foreign_files(final, fresh)
+        old = Path(tempfile.mkdtemp(prefix=".figures-old-", dir=out))
+        os.replace(final, old / "figures")
     os.replace(fresh, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+    for pattern in (".figures-new-*", ".figures-old-*"):  # left by interrupted runs
+        prune(out, pattern, KEEP_NEWEST)
     for f in figs:
         f.png = final / f.png.name
         f.svg = final / f.svg.name if f.svg else None
@@ -854,6 +871,22 @@ def build_report(data: dict[str, Any], out: str | Path, previous: dict[str, Any]
     write_markdown(data, figs, changes, out / "report.md")
     write_html(data, figs, changes, out / "report.html")
     return out / "report.html"
+
+
+def _keep_foreign_files(old: Path, fresh: Path) -> None:
+    """Move every entry of ``old`` (the previous ``figures/``) that its manifest does not list
+    into ``fresh`` (unless ``fresh`` has that name): files of the user are never deleted."""
+    manifest = old / FIGURES_MANIFEST
+    ours: set[str] = set()
+    if manifest.is_file() and not manifest.is_symlink():
+        ours = set(manifest.read_text().split("\n")) | {FIGURES_MANIFEST}
+    for p in old.iterdir():
+        if p.name in ours:
+            continue
+        dest = fresh / p.name
+        if dest.exists() or dest.is_symlink():
+            dest = fresh / f"{p.stem}.kept{p.suffix}"
+        os.replace(p, dest)
 
 
 def _cap(text: str) -> str:

@@ -38,6 +38,19 @@ def writable_dir(option: str, value: str | os.PathLike[str]) -> Path:
     return path
 
 
+def report_dir(option: str, value: str | os.PathLike[str]) -> Path:
+    """``value`` is a writable folder that is new, empty or a pto-checks report folder (its marker
+    file, :data:`pto_checks.safe_files.REPORT_MARKER`, is written now): a folder of the user's
+    files is refused before any work, since the report replaces files there."""
+    from pto_checks.safe_files import UnsafePath, claim_report_dir
+
+    writable_dir(option, value)
+    try:
+        return claim_report_dir(value)
+    except UnsafePath as exc:
+        raise OptionError(f"{option} {exc}") from None
+
+
 def results_file(option: str, value: str | os.PathLike[str]) -> dict[str, Any]:
     """``value`` is a readable pto-checks results file of the current schema; returns it."""
     from pto_checks.results import SCHEMA_VERSION, load
@@ -83,7 +96,7 @@ def check_startup(get: Callable[[str], Any], specs: Iterable[Any]) -> dict[str, 
     raise :class:`OptionError` on the first problem.  Returns what was read: ``baseline``, ``compare``."""
     out: dict[str, Any] = {"baseline": None, "compare": None}
     if get("--report"):
-        writable_dir("--report", get("--report"))
+        report_dir("--report", get("--report"))
     if get("--pto-cache"):
         writable_dir("--pto-cache", get("--pto-cache"))
     if get("--compare"):
