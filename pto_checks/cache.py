@@ -72,6 +72,32 @@ def check_file(folder: Path, name: str, read: Callable[[Path], Any]) -> Any:
         raise CorruptEntry(path, f"unreadable ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
+def file_hashes(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``folder`` but ``meta.json``, by path relative to it (what an
+    entry records at commit and checks on every read: an edit through a hard link, a copy cut
+    short or a swapped file is found)."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and not p.is_symlink() and p.relative_to(folder).as_posix() != "meta.json":
+            h = hashlib.sha256()
+            with p.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            out[p.relative_to(folder).as_posix()] = h.hexdigest()
+    return out
+
+
+def check_no_links(folder: Path) -> None:
+    """Raise :class:`CorruptEntry` naming the first symlink (or other non-regular file) in
+    ``folder``: pto-checks never writes one, so a read or a write would follow a planted one."""
+    from pto_checks.safe_files import links_in
+
+    bad = links_in(folder)
+    if bad:
+        target = os.readlink(bad[0]) if bad[0].is_symlink() else "not a regular file"
+        raise CorruptEntry(bad[0], f"a link or special file ({target}), not written by pto-checks; not followed")
+
+
 def _normal(obj: Any) -> Any:
     """``obj`` as it reads back from JSON (tuples -> lists, numpy -> Python), for comparisons."""
     return json.loads(json.dumps(obj, sort_keys=True, default=_default))
@@ -83,7 +109,12 @@ def quarantine(path: Path, reason: str) -> Path:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"{time.time_ns() % 10**9:09d}"
     dest = path.with_name(f"{path.name}.corrupt-{stamp}")
     os.replace(path, dest)
-    warnings.warn(CacheWarning(f"pto-checks cache: {reason}; moved aside to {dest.name}, recomputing"),
+    from pto_checks.safe_files import KEEP_NEWEST, prune
+
+    pruned = prune(path.parent, "*.corrupt-*", KEEP_NEWEST)  # kept for inspection, not forever
+    warnings.warn(CacheWarning(f"pto-checks cache: {reason}; moved aside to {dest.name}, recomputing"
+                               + (f" ({len(pruned)} older quarantined folder(s) removed: the {KEEP_NEWEST} newest are "
+                                  "kept)" if pruned else "")),
                   stacklevel=3)
     return dest
 
@@ -169,6 +200,11 @@ class Cache:
                 work = final.parent / f"{key}.partial"
                 if not self.enabled:
                     shutil.rmtree(work, ignore_errors=True)
+                try:
+                    if work.exists() or work.is_symlink():
+                        check_no_links(work)
+                except CorruptEntry as exc:  # never write through a planted link
+                    quarantine(work, str(exc))
                 work.mkdir(exist_ok=True)
             else:
                 work = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
@@ -194,6 +230,7 @@ class Cache:
         try:
             if not final.is_dir() or final.is_symlink():
                 raise CorruptEntry(final, "not a folder")
+            check_no_links(final)
             if not meta_path.exists():
                 raise CorruptEntry(meta_path, "missing (an entry without it is incomplete)")
             stored = check_file(final, "meta.json", lambda p: json.loads(p.read_text()))
@@ -206,6 +243,7 @@ class Cache:
                 raise CorruptEntry(meta_path, "its stored inputs differ from the ones asked for")
             if validate is not None:
                 validate(final, stored["data"])
+            _check_hashes(final, stored.get("files"))  # what the validator cannot see: an edited value
         except Exception as exc:
             reason = str(exc) if isinstance(exc, CorruptEntry) else f"{final}: {type(exc).__name__}: {exc}"
             quarantine(final, reason)
@@ -244,6 +282,26 @@ class Cache:
             return claim.folder, claim.data, False
 
 
+def _check_hashes(folder: Path, recorded: Any) -> None:
+    """The entry's files are the ones committed (SHA-256 recorded in ``meta.json``).  An entry of an
+    older version records none: then a file with another hard link (a report folder that linked it)
+    is refused, since it may have been edited through that link."""
+    if recorded is None:
+        for p in folder.rglob("*"):
+            if p.is_file() and p.stat().st_nlink > 1:
+                raise CorruptEntry(p, f"shares its inode with {p.stat().st_nlink - 1} other link(s) (it may have "
+                                      "been edited through one) and the entry records no checksum")
+        return
+    if not isinstance(recorded, dict):
+        raise CorruptEntry(folder / "meta.json", "'files' malformed")
+    now = file_hashes(folder)
+    for name, sha in recorded.items():
+        if name not in now:
+            raise CorruptEntry(folder / name, "missing")
+        if now[name] != sha:
+            raise CorruptEntry(folder / name, "changed since it was written (SHA-256 differs from meta.json)")
+
+
 class Claim:
     """An entry held by :meth:`Cache.claim`: ``hit`` with ``data``, or ``work`` to fill and commit."""
 
@@ -254,11 +312,15 @@ class Claim:
         self.committed = hit
 
     def commit(self, data: dict[str, Any], meta: dict[str, Any] | None = None) -> None:
-        """Write ``meta.json`` (with the key and inputs) and move the work folder into place (atomically)."""
+        """Write ``meta.json`` (with the key, the inputs and the SHA-256 of every file) and move the
+        work folder into place (atomically).  A work folder holding a link is refused."""
+        check_no_links(self.work)
         write_json_atomic(self.work / "meta.json", {"stage": self.stage, "key": self.key,
                                                     "inputs": _normal(self.inputs), "meta": meta or {},
-                                                    "data": data})
-        if self.folder.exists():
+                                                    "files": file_hashes(self.work), "data": data})
+        if self.folder.is_symlink():
+            self.folder.unlink()
+        elif self.folder.exists():
             shutil.rmtree(self.folder)
         os.replace(self.work, self.folder)
         self.data, self.committed = _normal(data), True
