@@ -361,12 +361,18 @@ def describe_holder(holder: Path) -> str:
             f"({age:.0f} s){alive}; stop that process to release it")
 
 
-def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write JSON to ``path`` via a temporary file in the same folder and ``os.replace``."""
+def write_json_atomic(path: str | os.PathLike[str], obj: Any, shared: bool = False) -> None:
+    """Write JSON to ``path`` via a temporary file in the same folder and ``os.replace`` (a link at
+    ``path`` is replaced, never written through).  ``shared``: readable by others as the umask
+    allows (a report's results.json, a baseline); else private to this user (the cache)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        if shared:
+            from pto_checks.safe_files import shared_mode
+
+            os.fchmod(fd, shared_mode())
         with os.fdopen(fd, "w") as fh:
             json.dump(obj, fh, indent=2, sort_keys=False, default=_default)
             fh.write("\n")

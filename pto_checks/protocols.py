@@ -364,3 +364,37 @@ def apply_overrides(protocol: Protocol, overrides: list[str]) -> Protocol:
         sections.setdefault(section, {})[fld] = value
     new = protocol.with_overrides(**sections)
     return replace(new, name=f"{protocol.name}+custom", reduced=True, overrides=tuple(overrides)).validate()
+
+
+#: the parts of a recorded protocol that decide what a run computes and how its checks count
+#: (``name``, ``reduced`` and ``overrides`` follow from them)
+COMPARED_PARTS = ("static", "phonon", "md", "accuracy", "inconclusive")
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def protocol_differences(recorded: Any, current: dict[str, Any]) -> list[str]:
+    """The fields in which protocol ``current`` (:meth:`Protocol.to_dict`) differs from ``recorded``
+    (a protocol as a results file or baseline holds it), as ``section.field: old -> new`` (``missing``
+    where one side has no such field)."""
+    import json
+
+    def norm(p: Any) -> dict[str, Any]:
+        p = json.loads(json.dumps(p if isinstance(p, dict) else {}, default=str))
+        return _flat({k: p.get(k) for k in COMPARED_PARTS})
+
+    old, new = norm(recorded), norm(current)
+    out = []
+    for k in sorted(set(old) | set(new)):
+        if old.get(k, "missing") != new.get(k, "missing"):
+            show = [_show(tuple(v)) if isinstance(v, list) else str(v) for v in (old.get(k, "missing"),
+                                                                                new.get(k, "missing"))]
+            out.append(f"{k}: {show[0]} -> {show[1]}")
+    return out

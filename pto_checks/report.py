@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pto_checks.results import comparable_quantities, finite_or_zero, movement_limit, protocol_label
+from pto_checks.results import (
+    comparable_quantities,
+    finite_or_zero,
+    is_finite_number,
+    movement_limit,
+    protocol_label,
+    status_of,
+)
 from pto_checks.safe_files import KEEP_NEWEST, UnsafePath, claim_report_dir, copy_file, prune, shared_mode, write_text
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision
@@ -250,6 +257,8 @@ def protocol_text(label: str, data: dict[str, Any], md: bool = False) -> str:
     temperature)`` from the protocol recorded under ``label``."""
     proto = data.get("protocols", {}).get(label) or {}
     bits = []
+    if proto.get("overrides"):  # a loosened protocol is never shown as the named one alone
+        bits.append("overrides " + ", ".join(map(str, proto["overrides"])))
     if md and proto.get("reduced"):  # 0 K and phonon settings are the same in every named protocol
         bits.append("reduced: qualitative only")
     m = proto.get("md") or {}
@@ -278,7 +287,7 @@ def _verdict_summary(entry: dict[str, Any], tids: list[str]) -> str:
         return "no verdict recorded"
     by: dict[str, list[str]] = {}
     for t in tids:
-        by.setdefault(entry["checks"][t]["status"], []).append(_short(t))
+        by.setdefault(status_of(entry["checks"][t]), []).append(_short(t))
     npass = len(by.pop("pass", []))
     if not by:
         return f"all {npass} checks pass"
@@ -508,8 +517,23 @@ def matrix_groups(data: dict[str, Any]) -> list[tuple[str, list[str]]]:
 
 
 def _group_protocols(entry: dict[str, Any], tids: list[str], data: dict[str, Any]) -> str:
+    """The protocol label(s) of a group of checks, each with its overrides (``smoke+custom
+    (static.fmax=1.0)``)."""
     labels = sorted({protocol_label(entry["checks"][t], data) for t in tids if t in entry.get("checks", {})})
-    return ", ".join(labels)
+    out = []
+    for lab in labels:
+        over = (data.get("protocols", {}).get(lab) or {}).get("overrides") or []
+        out.append(f"{lab} ({', '.join(map(str, over))})" if over else lab)
+    return ", ".join(out)
+
+
+def gate_text(data: dict[str, Any]) -> str | None:
+    """The header line of a gate run that differed from its baseline's protocol (``--allow-protocol-change``)."""
+    gate = data.get("harness", {}).get("gate") or {}
+    if not gate.get("protocol_change"):
+        return None
+    return (f"Gate against {gate.get('baseline')} with --allow-protocol-change: this run's protocol differs from "
+            f"the baseline's in {'; '.join(map(str, gate['protocol_change']))}")
 
 
 def _chunks(names: list[str], n: int) -> list[list[str]]:
@@ -585,8 +609,8 @@ def matrix_markdown(data: dict[str, Any], per_table: int = 8) -> list[str]:
                     if chk is None:
                         cells.append("")
                         continue
-                    cell = _symbol(chk["status"])
-                    if chk["status"] != "pass" and chk.get("message"):
+                    cell = _symbol(status_of(chk))
+                    if status_of(chk) != "pass" and chk.get("message"):
                         if (n, tid) not in note_of:
                             notes.append(f"[{len(notes) + 1}] {n}, {tid}: {chk['message'].splitlines()[0]}")
                             note_of[(n, tid)] = len(notes)
@@ -621,7 +645,7 @@ def matrix_html(data: dict[str, Any], per_table: int = MATRIX_MODELS_PER_TABLE) 
                     if chk is None:
                         cells.append("<td class='none'></td>")
                         continue
-                    st = str(chk["status"])
+                    st = status_of(chk)
                     ref = ""
                     if st != "pass" and chk.get("message"):
                         if (n, tid) not in note_of:
@@ -659,13 +683,18 @@ def compare(new: dict[str, Any], old: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         for tid, chk in m.get("checks", {}).items():
             prev = o.get("checks", {}).get(tid)
-            if prev and prev["status"] != chk["status"]:
-                changes.append({"kind": "verdict", "model": name, "what": tid, "old": prev["status"],
-                                "new": chk["status"],
-                                "worse": STATUS_RANK.get(chk["status"], 1.5) > STATUS_RANK.get(prev["status"], 1.5)})
+            if prev and status_of(prev) != status_of(chk):
+                changes.append({"kind": "verdict", "model": name, "what": tid, "old": status_of(prev),
+                                "new": status_of(chk),
+                                "worse": STATUS_RANK.get(status_of(chk), 1.5) > STATUS_RANK.get(status_of(prev), 1.5)})
         qn, qo = comparable_quantities(m), comparable_quantities(o)
         for k in sorted(set(qn) & set(qo)):
             (vn, en), (vo, eo) = qn[k], qo[k]
+            if not (is_finite_number(vn) and is_finite_number(vo)):
+                if vn != vo:
+                    changes.append({"kind": "quantity", "model": name, "what": k, "old": vo, "new": vn,
+                                    "limit": math.nan, "worse": False})
+                continue
             limit = movement_limit(k, en, eo)
             if abs(vn - vo) > limit:
                 changes.append({"kind": "quantity", "model": name, "what": k, "old": vo, "new": vn,
@@ -677,6 +706,8 @@ def _change_text(c: dict[str, Any]) -> str:
     if c["kind"] == "verdict":
         return f"{c['model']}: {c['what']} {c['old']} -> {c['new']}" + (" (WORSE)" if c["worse"] else "")
     if c["kind"] == "quantity":
+        if not (is_finite_number(c["old"]) and is_finite_number(c["new"])):
+            return f"{c['model']}: {c['what']} {c['old']!r} -> {c['new']!r} (not a finite number)"
         return f"{c['model']}: {c['what']} moved {c['old']:.4g} -> {c['new']:.4g} (limit {c['limit']:.3g})"
     return f"{c['model']}: {c['what']}"
 
@@ -710,7 +741,10 @@ def write_markdown(data: dict[str, Any], figs: list[Figure], changes: list[dict[
     """Markdown summary: protocols, verdict matrix with numbered notes, changes, models, figures."""
     lines = ["# pto-checks report", "",
              f"Harness {data['harness']['version']}, last run {data['harness']['created']}; {_engine_text(data)}; "
-             f"{len(data.get('runs', []))} run(s) accumulated in these results.", "", "## Protocols", ""]
+             f"{len(data.get('runs', []))} run(s) accumulated in these results.", ""]
+    if gate_text(data):
+        lines += [f"**{gate_text(data)}.**", ""]
+    lines += ["## Protocols", ""]
     lines += [f"- **{lab}**: {text}" for lab, text in _protocol_summary(data)] + [""]
     if changes is not None:
         lines += ["## Changes since the previous results", ""]
@@ -805,6 +839,7 @@ def write_html(data: dict[str, Any], figs: list[Figure], changes: list[dict[str,
 <h1>pto-checks report</h1>
 <p>Harness {esc(str(data['harness']['version']))}, last run {esc(str(data['harness']['created']))};
 {esc(_engine_text(data))}; {len(data.get('runs', []))} run(s) accumulated in these results.</p>
+{f'<p class="gate"><b>{esc(gate_text(data) or "")}.</b></p>' if gate_text(data) else ''}
 <h2>Protocols</h2><ul id="protocols">{protos}</ul>
 {change_html}
 <h2>Verdicts</h2>

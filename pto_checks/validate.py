@@ -53,7 +53,7 @@ def report_dir(option: str, value: str | os.PathLike[str]) -> Path:
 
 def results_file(option: str, value: str | os.PathLike[str]) -> dict[str, Any]:
     """``value`` is a readable pto-checks results file of the current schema; returns it."""
-    from pto_checks.results import SCHEMA_VERSION, load
+    from pto_checks.results import SCHEMA_VERSION, ResultsError, load
 
     try:
         data = load(value)
@@ -61,6 +61,8 @@ def results_file(option: str, value: str | os.PathLike[str]) -> dict[str, Any]:
         raise OptionError(f"{option} {value}: no such file") from None
     except OSError as exc:
         raise OptionError(f"{option} {value}: unreadable ({exc.strerror or exc})") from None
+    except ResultsError as exc:  # a check that is no object, a status its verdict does not give, ...
+        raise OptionError(f"{option} {exc}") from None
     except (ValueError, AttributeError) as exc:  # JSONDecodeError is a ValueError; a list has no .get
         msg = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise OptionError(f"{option} {value}: not a pto-checks results file of schema_version "
