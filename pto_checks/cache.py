@@ -129,6 +129,9 @@ class Cache:
         #: recomputes each entry once per session, not once per reader)
         self.fresh: set[tuple[str, str]] = set()
         self.report_every_s = 30.0  #: how often a process waiting for a lock says who holds it
+        #: a holder on this host seen stopped (SIGSTOP, a debugger) this long is reported as stopped
+        self.stopped_after_s = STOPPED_AFTER_S
+        #: where waiting is said (the pytest plugin: the terminal, past pytest's output capture)
         self.notify: Callable[[str], None] = _stderr_line
 
     def entry(self, stage: str, key: str) -> Path:
@@ -153,6 +156,7 @@ class Cache:
         lock = filelock.FileLock(d / f"{key}.lock", is_singleton=False)
         holder = d / f"{key}.lock.holder"
         waited = 0.0
+        stopped_since: float | None = None
         while True:
             try:
                 lock.acquire(timeout=self.report_every_s if blocking else 0)
@@ -162,8 +166,17 @@ class Cache:
                     yield False
                     return
                 waited += self.report_every_s
-                self.notify(f"[pto-checks] waiting {waited:.0f} s for cache entry {stage}/{key}: "
-                            f"{describe_holder(holder)}")
+                line = f"[pto-checks] waiting {waited:.0f} s for cache entry {stage}/{key}: {describe_holder(holder)}"
+                if holder_stopped(holder):
+                    stopped_since = waited if stopped_since is None else stopped_since
+                    if waited - stopped_since + self.report_every_s >= self.stopped_after_s:
+                        pid = _holder_record(holder).get("pid")
+                        line += (f"; PID {pid} is STOPPED (SIGSTOP or a debugger; seen stopped for "
+                                 f"{waited - stopped_since + self.report_every_s:.0f} s): it will not release the "
+                                 f"entry until continued (kill -CONT {pid}) or ended")
+                else:
+                    stopped_since = None
+                self.notify(line)
         try:
             write_json_atomic(holder, {"host": socket.gethostname(), "pid": os.getpid(), "start": time.time(),
                                        "start_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
@@ -340,6 +353,33 @@ class Claim:
 def _stderr_line(line: str) -> None:
     sys.__stderr__.write(line + "\n")
     sys.__stderr__.flush()
+
+
+#: seconds a lock holder on this host must be seen stopped before a waiter reports it as stopped
+STOPPED_AFTER_S = 60.0
+
+
+def _holder_record(holder: Path) -> dict[str, Any]:
+    try:
+        h = json.loads(holder.read_text())
+    except (OSError, ValueError):
+        return {}
+    return h if isinstance(h, dict) else {}
+
+
+def holder_stopped(holder: Path) -> bool:
+    """Whether the lock holder (its ``.holder`` record) is a process on this host that is alive but
+    stopped (state T or t in ``/proc/PID/stat``: SIGSTOP, Ctrl-Z, a debugger).  False where that
+    cannot be told (another host, no ``/proc``)."""
+    h = _holder_record(holder)
+    if h.get("host") != socket.gethostname():
+        return False
+    try:
+        stat = Path(f"/proc/{int(h['pid'])}/stat").read_text()
+    except (OSError, KeyError, ValueError, TypeError):
+        return False
+    state = stat.rpartition(")")[2].split()[:1]  # the name in parentheses may hold spaces
+    return state in (["T"], ["t"])
 
 
 def describe_holder(holder: Path) -> str:

@@ -37,9 +37,20 @@ from pto_checks import models
 from pto_checks.results import load, status_of
 
 
+def _model_files(files: list[str], command: str) -> bool:
+    """Register the models of ``files``; False (after one line naming the file) when one is malformed."""
+    for f in files or []:
+        try:
+            models.load_model_file(f)
+        except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
+            print(f"pto-checks {command}: --model-file {f}: {_one_line(exc)}", file=sys.stderr)
+            return False
+    return True
+
+
 def _models(args: argparse.Namespace) -> int:
-    for f in args.model_file or []:
-        models.load_model_file(f)
+    if not _model_files(args.model_file, "models"):
+        return EXIT_BAD_INPUT
     print(f"{'name':16s} {'family':9s} {'version':20s} {'trained on':10s} weights")
     for name in models.available_names(include_hidden=True):
         s = models.get_spec(name)
@@ -159,8 +170,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"pto-checks run: --env {kv}=...: unknown environment; known: {', '.join(envs.LAYOUT)}",
                   file=sys.stderr)
             return 4
-    for f in model_files:
-        models.load_model_file(f)
+    if not _model_files(model_files, "run"):
+        return EXIT_BAD_INPUT
     explicit = [n.strip() for raw in (names or ["chgnet"]) for n in raw.split(",") if n.strip()]
     groups: dict[str, list[str]] = {}
     missing: list[tuple[str, str, bool]] = []

@@ -3,6 +3,7 @@ and registered as a plugin so that its own hooks see every report, also from xdi
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -112,7 +113,8 @@ def configure(config: pytest.Config) -> PtoSession:
         try:
             registry.load_model_file(f)
         except (OSError, KeyError, ValueError) as exc:
-            raise pytest.UsageError(f"--model-file {f}: {type(exc).__name__}: {exc}") from None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise pytest.UsageError(f"--model-file {f}: {type(exc).__name__}: {first}") from None
     try:
         protocol = get_protocol(config.getoption("--protocol"))
         protocol = apply_overrides(protocol, config.getoption("--protocol-set") or [])
@@ -152,12 +154,33 @@ def configure(config: pytest.Config) -> PtoSession:
                     cache=Cache(cache_root, enabled=not config.getoption("--recompute")),
                     results=Results(protocol.to_dict()), baseline=baseline, inconclusive_policy=policy,
                     executor_settings=_executor_settings(config))
+    st.cache.notify = visible_line(config)
     st.results.data["harness"]["inconclusive_policy"] = policy.value
     if gate:
         st.results.data["harness"]["gate"] = gate
     config.stash[STATE_KEY] = st
     config.pluginmanager.register(st, "pto-checks-session")
     return st
+
+
+def visible_line(config: pytest.Config):
+    """A function that prints one line on the terminal past pytest's output capture (a waiting
+    process's messages must be seen while it waits, not in the captured output of a test): through
+    the terminal reporter in the controlling process, to the real stderr in an xdist worker."""
+    import sys
+
+    def write(line: str) -> None:
+        capman = config.pluginmanager.getplugin("capturemanager")
+        tr = config.pluginmanager.getplugin("terminalreporter")
+        ctx = capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
+        with ctx:
+            if tr is not None and xdist_worker(config) is None:
+                tr.write_line(line, yellow=True)
+            else:
+                sys.stderr.write(line + "\n")
+                sys.stderr.flush()
+
+    return write
 
 
 def _protocol_change(config: pytest.Config, bpath: str, baseline: dict[str, Any], protocol: Protocol) -> list[str]:
