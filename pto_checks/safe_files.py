@@ -42,12 +42,13 @@ class UnsafePath(OSError):
 def safe_name(name: str) -> str:
     """``name`` as one path component: letters, digits, ``-``, ``_`` and ``.`` kept, anything else
     (``/``, ``\\``, ``:``, spaces, control characters) replaced by ``_``; no leading dot (so never
-    ``.`` or ``..``).  When anything was replaced, 8 hex digits of the name's SHA-256 are appended,
-    so two names that differ only in replaced characters never share a folder."""
+    ``.`` or ``..``).  A name that looked like a path (a separator, a leading dot) or was cut gets 8
+    hex digits of its SHA-256 appended, so ``a/b`` and ``a_b`` never share a folder; the common
+    ``family:variant`` names stay readable (``synthetic:good`` -> ``synthetic_good``)."""
     cleaned = "".join(c if (c.isascii() and c.isalnum()) or c in "-_." else "_" for c in name)
     cleaned = cleaned.lstrip(".") or "_"
-    if cleaned != name:
-        cleaned = f"{cleaned[:80]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
+    if any(sep in name for sep in "/\\") or name.startswith(".") or len(cleaned) > 120 or not name:
+        cleaned = f"{cleaned[:120]}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
     return cleaned
 
 
