@@ -38,9 +38,8 @@ def _model_file(folder: Path, variant: str, name: str = "my-model") -> Path:
 
 
 @pytest.fixture
-def checks(pytester):
-    for f in CHECK_FILES:
-        pytester.makepyfile(**{f[:-3]: (ROOT / "tests" / f).read_text()})
+def checks(pytester, check_files):
+    check_files(*CHECK_FILES)
 
     def run(*args: str):
         return pytester.runpytest_subprocess("-p", "no:cacheprovider", f"--pto-cache={pytester.path / 'cache'}",
