@@ -24,6 +24,7 @@ Limits and their reasoning: ``reference_data/pto.toml [tolerances.conservation_*
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -270,7 +271,8 @@ class Step:
 
     def describe(self) -> str:
         where = f"{self.scan} at {self.coordinate} {self.x_from:.4f} -> {self.x_to:.4f}"
-        why = ("; " + "; ".join(self.crossings)) if self.crossings else "; no pair distance crosses a known cutoff there"
+        why = ("; " + "; ".join(self.crossings) if self.crossings
+               else "; no pair distance crosses a known cutoff there")
         return f"step of {self.size_meV_per_fu:+.2f} meV/f.u. along {where}{why}"
 
     def to_dict(self) -> dict[str, Any]:
@@ -543,10 +545,8 @@ def nve_simulate(calc: Calculator, atoms: Atoms, target_K: float, timestep_fs: f
 
     dyn = VelocityVerlet(work, timestep=timestep_fs * units.fs)
     dyn.attach(record, interval=1)
-    try:
+    with contextlib.suppress(Stop):  # a non-finite energy ends the run; finite=False below
         dyn.run(steps)
-    except Stop:
-        pass
     finite = len(etot) == steps + 1 and bool(np.all(np.isfinite(etot)))
     return NVETrajectory(float(target_K), float(timestep_fs), int(steps), len(work), etot, tkin, finite)
 
@@ -617,8 +617,8 @@ def stress_verdict(cells: Sequence[StressConsistency], functional: str):
             bad.append(c.cell)
         big = np.abs(n) > 1.0
         ratios.extend((m[big] / n[big]).tolist())
-        rows.append(f"{c.cell}: max |error| {c.max_abs_error_GPa:.3f} GPa (largest |stress| {np.max(np.abs(n)):.2f} GPa)"
-                    + ("" if ok else " TOO LARGE"))
+        rows.append(f"{c.cell}: max |error| {c.max_abs_error_GPa:.3f} GPa (largest |stress| "
+                    f"{np.max(np.abs(n)):.2f} GPa)" + ("" if ok else " TOO LARGE"))
     ratio = float(np.median(ratios)) if ratios else math.nan
     hint = ""
     if bad and math.isfinite(ratio):
