@@ -412,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dir")
     p.add_argument("--protocol", default="quick")
     p.add_argument("--model", action="append", default=[], help="default: all")
-    p.add_argument("-m", dest="marker", default="sanity or static or phonon or dynamic")
+    p.add_argument("-m", dest="marker", default="sanity or conservation or static or phonon or dynamic")
     p.add_argument("-n", dest="workers", type=int, default=0, help="pytest-xdist workers")
     p.add_argument("--model-file", action="append", default=[], help="register models from a TOML file")
     p.add_argument("--baseline", help="accepted results: a check that passed there and fails now, or a "

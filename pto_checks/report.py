@@ -39,7 +39,8 @@ STATUS_SYMBOL = {"pass": "✔ pass", "fail": "✘ fail", "inconclusive": "? inco
                  "error": "⚠ error"}
 KNOWN_STATUSES = tuple(STATUS_SYMBOL)
 # verdict-matrix groups, in the order of the study; a check belongs to the first marker it carries
-GROUPS = ("sanity", "static", "phonon", "accuracy", "npt", "nvt", "equivalence", "regression", "benchmark")
+GROUPS = ("sanity", "conservation", "static", "phonon", "accuracy", "npt", "nvt", "equivalence", "regression",
+          "benchmark")
 MATRIX_MODELS_PER_TABLE = 10  # wider sweeps wrap into further tables
 
 
