@@ -180,6 +180,15 @@ def no_imaginary_modes(phonon: dict[str, Any], functional: str) -> Verdict:
                                                  "elsewhere_thz": tol["imaginary_threshold_thz"]},
                 "THz", tol["source"], outcome=outcome)
     v.details = {"decision": d}
+    lw = d.get("long_wavelength")
+    if lw:
+        # Born's criteria (a positive-definite stiffness) answer another question than the acoustic
+        # branches' sign: reported beside the verdict, never deciding it
+        v.details["born_criteria"] = {"hold": bool(lw.get("born_stable", not lw.get("violations"))),
+                                      "violations": list(lw.get("violations", []))}
+        v.message += ("\nBorn criteria (stability of the cell against a homogeneous strain; an observation, not "
+                      "this check's rule): " + ("hold" if v.details["born_criteria"]["hold"] else
+                                               "VIOLATED: " + "; ".join(v.details["born_criteria"]["violations"])))
     return v
 
 
