@@ -768,39 +768,68 @@ def _accuracy_context(functional: str, data_functional: str, subsample: str, red
     return f"{red}{_trained_on(functional)}, frames {data_functional} AIMD{gap}"
 
 
+def t_quantile(level: float, dof: float) -> float:
+    """Two-sided Student-t quantile at ``level`` with ``dof`` (>= 1) degrees of freedom."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.5 + level / 2.0, max(float(dof), 1.0)))
+
+
 def accuracy_bound(check: str, rows: list[dict[str, Any]], key: str, se_key: str, limit: dict[int, float] | float,
                    unit: str, what: str, functional: str, data_functional: str, subsample: str,
-                   reduced: bool, scale_key: str | None = None, source: str = "") -> Verdict:
+                   reduced: bool, scale_key: str | None = None, source: str = "",
+                   n_eff_key: str | None = None) -> Verdict:
     """Every temperature's ``rows[i][key]`` (an error) is at most its limit (a number, or per temperature).
 
-    ``se_key``: its standard error; a temperature whose 95 % interval straddles the limit makes the
-    verdict inconclusive (``details['confidence']``), stated in the message. ``scale_key``: a DFT scale
-    printed next to the error (e.g. the DFT force rms).
+    ``se_key``: its standard error, ``n_eff_key``: the effectively independent frames behind it
+    (the frames are a correlated time series; :mod:`pto_checks.accuracy.metrics`).  Per
+    temperature the two-sided interval ``value -+ t se`` (Student's t with ``n_eff - 1`` degrees of
+    freedom, at the ``[statistics]`` confidence level) is decided against the limit: wholly below
+    passes, wholly above fails, containing it is undecided.  The verdict FAILS when some
+    temperature is decided above, is INCONCLUSIVE when none is but some interval contains the
+    limit (or has no error estimate), and PASSES only when every interval lies below.
     """
+    level = statistics_settings().confidence_level
     lines, bad, unsure = [], [], []
-    measured = {}
+    measured, intervals = {}, {}
     for r in sorted(rows, key=lambda r: r["temperature_K"]):
         t = int(r["temperature_K"])
         lim = limit[t] if isinstance(limit, dict) else float(limit)
-        v, se = float(r[key]), float(r.get(se_key, float("nan")))
-        ok = v <= lim
-        if se == se and abs(v - lim) < 1.96 * se:
-            unsure.append(t)
-        if not ok:
+        v, se = float(r[key]), float(r.get(se_key, math.nan))
+        n_eff = float(r.get(n_eff_key, math.nan)) if n_eff_key else math.nan
+        if not math.isfinite(n_eff):  # no correlation analysis: only the frames' count is known
+            n_eff = float(r.get("n_frames", math.nan))
+        q = t_quantile(level, n_eff - 1.0) if math.isfinite(n_eff) else math.nan
+        lo, hi = (v - q * se, v + q * se) if math.isfinite(se) and math.isfinite(q) else (math.nan, math.nan)
+        intervals[t] = Interval(lo, hi, level, unit)
+        if math.isfinite(lo) and lo > lim:
+            state = "TOO LARGE"
             bad.append(t)
+        elif math.isfinite(hi) and hi <= lim:
+            state = "ok"
+        else:
+            why = "the interval contains the limit" if math.isfinite(hi) else "no error estimate"
+            state = f"UNDECIDED ({why})"
+            unsure.append(t)
         measured[t] = v
         scale = f" (DFT scale {r[scale_key]:.3f})" if scale_key else ""
-        lines.append(f"{t} K: {what} {v:.3f} ± {se:.3f} {unit}{scale}, limit {lim:.3f} {unit}: "
-                     + ("ok" if ok else "TOO LARGE"))
-    verdict_text = (f"{what} within the limit at every temperature" if not bad else
-                    f"{what} above the limit at {', '.join(f'{t} K' for t in bad)}")
-    confidence = "inconclusive" if unsure else "decided"
-    if unsure:
-        verdict_text += (f" (INCONCLUSIVE at {', '.join(f'{t} K' for t in unsure)}: the 95 % interval "
-                         "contains the limit)")
+        lines.append(f"{t} K: {what} {v:.3f} ± {se:.3f} {unit} ({level:.0%} interval [{lo:.3f}, {hi:.3f}], t with "
+                     f"n_eff {n_eff:.1f} - 1 dof){scale}, limit {lim:.3f} {unit}: {state}")
+    outcome = Outcome.FAIL if bad else Outcome.INCONCLUSIVE if unsure else Outcome.PASS
+    verdict_text = {Outcome.PASS: f"{what} within the limit at every temperature",
+                    Outcome.FAIL: f"{what} above the limit at {', '.join(f'{t} K' for t in bad)}",
+                    Outcome.INCONCLUSIVE: f"INCONCLUSIVE: {what} undecided at {', '.join(f'{t} K' for t in unsure)}"
+                                          f" (the {level:.0%} interval contains the limit)"}[outcome]
+    if bad and unsure:
+        verdict_text += f"; undecided at {', '.join(f'{t} K' for t in unsure)}"
     msg = (f"{verdict_text}; {_accuracy_context(functional, data_functional, subsample, reduced)}\n"
            + "\n".join(lines))
-    v = Verdict(check, not bad, msg, measured, None, limit, unit, source)
-    v.details = {"confidence": confidence, "reduced": reduced, "subsample": subsample,
-                 "functional": functional, "data_functional": data_functional}
+    worst = max(intervals.items(), key=lambda kv: (kv[1].high - (limit[kv[0]] if isinstance(limit, dict) else limit))
+                if math.isfinite(kv[1].high) else math.inf, default=(None, None))[1]
+    v = Verdict(check, outcome is Outcome.PASS, msg, measured, None, limit, unit, source, outcome=outcome,
+                interval=worst)
+    v.details = {"confidence": "decided" if outcome is not Outcome.INCONCLUSIVE else "inconclusive",
+                 "reduced": reduced, "subsample": subsample, "functional": functional,
+                 "data_functional": data_functional, "confidence_level": level,
+                 "intervals": {str(t): iv.to_dict() for t, iv in intervals.items()}}
     return v
