@@ -35,6 +35,7 @@ from pto_checks.phase import (  # noqa: F401  (row_decision, polar_order_decisio
 )
 from pto_checks.phase import tc_bracket as _tc_bracket
 from pto_checks.reference import functional_reference, load_reference, tolerance
+from pto_checks.sweep_class import NptClass, SweepClass, classify_sweep, nvt_phases, tc_band_outcome
 
 __all__ = ["Interval", "Outcome", "Verdict"]
 
@@ -365,57 +366,85 @@ def no_melting_or_instability(sweep: dict[str, Any], functional: str) -> Verdict
 
 
 def polar_at_low_temperature(sweep: dict[str, Any], functional: str) -> Verdict:
-    """The lowest temperature of the sweep (300 K) is tetragonal and polar."""
+    """The lowest temperature of the sweep (300 K) is polar: tetragonal, or supertetragonal (a
+    supertetragonal state is polar; its excess c/a is the static checks' business)."""
     d = decide_phase(sweep["rows"][0], sweep["ensemble"])
     outcome = (Outcome.INCONCLUSIVE if not d.phase.decided else
-               Outcome.PASS if d.phase is Phase.TETRAGONAL else Outcome.FAIL)
-    return _sweep_verdict("polar_at_300K", outcome, f"{d.text}; expected tetragonal", sweep, functional,
-                          d.phase.value, tolerance("phase"), d.decisive.interval if d.decisive else None,
-                          list(d.decisions))
+               Outcome.PASS if d.phase.polar else Outcome.FAIL)
+    return _sweep_verdict("polar_at_300K", outcome, f"{d.text}; expected polar (tetragonal or supertetragonal)",
+                          sweep, functional, d.phase.value, tolerance("phase"),
+                          d.decisive.interval if d.decisive else None, list(d.decisions))
+
+
+def sweep_class(sweep: dict[str, Any]) -> SweepClass:
+    """The outcome class of an NPT sweep (:func:`pto_checks.sweep_class.classify`) from the phases
+    of the one phase rule."""
+    return classify_sweep(_phases(sweep))
+
+
+def _class_verdict(check: str, outcome: Outcome, what: str, sweep: dict[str, Any], functional: str,
+                   cls: SweepClass, per_row: list[PhaseDecision], measured: Any = None, tol: Any = None,
+                   interval: Interval | None = None) -> Verdict:
+    undecided = [p.text for p in per_row if not p.phase.decided]
+    if outcome is Outcome.INCONCLUSIVE and undecided and "; undecided: " not in what:
+        what += "; undecided: " + "; ".join(undecided)
+    v = _sweep_verdict(check, outcome, f"{what} [outcome class: {cls.text}]", sweep, functional, measured, tol,
+                       interval, _all(per_row))
+    v.details["npt_class"] = cls.to_dict()
+    return v
 
 
 def cubic_above_tc(sweep: dict[str, Any], functional: str) -> Verdict:
-    """The top of the sweep is cubic, and no temperature above the first cubic one is polar again."""
+    """The sweep turns cubic and stays cubic: PASS for a *transition* whatever the low-temperature c/a
+    (supertetragonal included) and for a sweep cubic throughout; FAIL for a re-entrant sweep (cubic,
+    then polar again), one never cubic, persistently supertetragonal or molten before cubic;
+    INCONCLUSIVE when the class is undecided or a temperature above the first cubic one is."""
     per_row = _phases(sweep)
+    cls = classify_sweep(per_row)
+    c = cls.cls
+    if c in (NptClass.TRANSITION, NptClass.NEVER_POLAR):
+        outcome = Outcome.INCONCLUSIVE if cls.undecided_above_tc_K else Outcome.PASS
+        what = (f"cubic from {cls.first_cubic_K:.0f} K up to the top" if outcome is Outcome.PASS else
+                f"cubic at {cls.first_cubic_K:.0f} K, undecided above it at "
+                + ", ".join(f"{t:.0f}" for t in cls.undecided_above_tc_K) + " K (a re-entrant sweep is not excluded)")
+    elif c is NptClass.UNDECIDED:
+        outcome, what = Outcome.INCONCLUSIVE, "the sweep's phases do not decide whether it turns cubic"
+    else:
+        outcome = Outcome.FAIL
+        what = {NptClass.REENTRANT: f"RE-ENTRANT: cubic at {cls.first_cubic_K or 0:.0f} K, polar again at "
+                                    f"{cls.reentrant_K or 0:.0f} K",
+                NptClass.NEVER_CUBIC: "the paraelectric phase is never reached",
+                NptClass.PERSISTENT_SUPERTETRAGONAL: "the paraelectric phase is never reached: supertetragonal "
+                                                     "to the top of the sweep or to melting",
+                NptClass.MOLTEN_OR_UNSTABLE: f"MOLTEN BEFORE CUBIC: molten or unstable at {cls.melt_K or 0:.0f} K "
+                                             "before any temperature is cubic"}[c]
     top = per_row[-1]
-    outs = [Outcome.INCONCLUSIVE if not top.phase.decided else
-            (Outcome.PASS if top.phase is Phase.CUBIC else Outcome.FAIL)]
-    first_cubic = next((i for i, p in enumerate(per_row) if p.phase is Phase.CUBIC), None)
-    notes = []
-    if first_cubic is not None:
-        for p in per_row[first_cubic + 1:-1]:
-            if not p.phase.decided:
-                outs.append(Outcome.INCONCLUSIVE)
-                notes.append(p.text)
-            elif p.phase is not Phase.CUBIC:
-                outs.append(Outcome.FAIL)
-                notes.append("not cubic above the first cubic temperature: " + p.text)
-    outcome = combine(outs)
-    what = f"top of the sweep: {top.text}" + ("; " + "; ".join(notes) if notes else "") + (
-        ": the paraelectric phase is never reached" if top.phase.decided and top.phase is not Phase.CUBIC else "")
-    return _sweep_verdict("cubic_above_tc", outcome, what, sweep, functional, [p.phase.value for p in per_row],
-                          tolerance("phase"), top.decisive.interval if top.decisive else None, _all(per_row))
+    return _class_verdict("cubic_above_tc", outcome, what, sweep, functional, cls, per_row,
+                          [p.phase.value for p in per_row], tolerance("phase"),
+                          top.decisive.interval if top.decisive else None)
 
 
 def no_supertetragonal(sweep: dict[str, Any], functional: str) -> Verdict:
-    """No temperature has c/a above the supertetragonal threshold."""
+    """No *persistent* supertetragonal phase: FAIL only when the sweep stays supertetragonal (c/a
+    above ``supertetragonal_min``) to its top or to melting.  A supertetragonal low-temperature
+    state that turns cubic passes here (its excess c/a is the static checks' business);
+    INCONCLUSIVE when the class is undecided and some temperature is supertetragonal or undecided."""
     thr = tolerance("phase")["supertetragonal_min"]
-    decisions, outs, bad = [], [], []
-    for r in sweep["rows"]:
-        if r.get("failure"):
-            continue  # a blow-up is the melting check's result
-        d = row_decision(r, "c_over_a", thr) or undecided_decision(r, "c/a")
-        decisions.append(d)
-        outs.append(d.outcome(Side.BELOW))
-        if d.side is not Side.BELOW:
-            bad.append(("SUPERTETRAGONAL at " if d.side is Side.ABOVE else "undecided at ")
-                       + f"{r['T_K']:.0f} K: " + d.describe("c/a"))
-    outcome = combine(outs)
-    what = ("no supertetragonal phase" if not bad else "; ".join(bad)) + f" (threshold c/a >= {thr})"
-    worst = max(decisions, key=lambda d: d.interval.high if math.isfinite(d.interval.high) else math.inf,
-                default=None)
-    return _sweep_verdict("no_supertetragonal", outcome, what, sweep, functional,
-                          [r["c_over_a"] for r in sweep["rows"]], thr, worst.interval if worst else None, decisions)
+    per_row = _phases(sweep)
+    cls = classify_sweep(per_row)
+    sup = ", ".join(f"{t:.0f}" for t in cls.supertetragonal_K)
+    if cls.cls is NptClass.PERSISTENT_SUPERTETRAGONAL:
+        outcome = Outcome.FAIL
+        what = f"PERSISTENT SUPERTETRAGONAL (c/a >= {thr}) at {sup} K, never cubic"
+    elif cls.cls is NptClass.UNDECIDED and (cls.supertetragonal_K or cls.undecided_K):
+        outcome = Outcome.INCONCLUSIVE
+        what = "undecided whether a supertetragonal state persists" + (f" (supertetragonal at {sup} K)" if sup else "")
+    else:
+        outcome = Outcome.PASS
+        what = ("no supertetragonal phase" if not sup else
+                f"supertetragonal at {sup} K but it does not persist ({cls.cls.value})") + f" (threshold c/a >= {thr})"
+    return _class_verdict("no_supertetragonal", outcome, what, sweep, functional, cls, per_row,
+                          [r.get("c_over_a") for r in sweep["rows"]], thr)
 
 
 def tc_bracket(temperatures: list[float], phases: list[str | None]) -> dict[str, Any]:
@@ -423,69 +452,117 @@ def tc_bracket(temperatures: list[float], phases: list[str | None]) -> dict[str,
     return _tc_bracket(temperatures, phases).to_dict()
 
 
+def tc_band() -> tuple[float, float]:
+    """The NPT Tc pass band (K): experiment minus ``tolerances.tc.below``, plus ``above``."""
+    exp = load_reference()["experiment"]["tc"]["value"]
+    tol = tolerance("tc")
+    return exp - tol["below"], exp + tol["above"]
+
+
 def tc_vs_experiment(sweep: dict[str, Any], functional: str) -> Verdict:
-    """Tc, bracketed by the phases of :mod:`pto_checks.phase`, within tolerance of experiment (760 K)."""
+    """Tc of the sweep's transition against the band of ``tolerances.tc`` ([500, 910] K): the bracket
+    (the last polar and the first cubic temperature, :mod:`pto_checks.phase`) inside passes, wholly
+    outside fails, else inconclusive.  Decided for a transition whatever its low-temperature c/a, and
+    for the first transition of a re-entrant sweep; a sweep never cubic, persistently supertetragonal
+    or molten before cubic fails and says which."""
     ref = load_reference()
     exp = ref["experiment"]["tc"]
-    tol = tolerance("tc")["value"]
+    lo_ok, hi_ok = tc_band()
     level = statistics_settings().confidence_level
     per_row = _phases(sweep)
-    temps = [r["T_K"] for r in sweep["rows"]]
-    br = _tc_bracket(temps, [p.phase for p in per_row]).to_dict()
-    lo_ok, hi_ok = exp["value"] - tol, exp["value"] + tol
-    undecided = [p.text for p in per_row if not p.phase.decided]
+    cls = classify_sweep(per_row)
+    br = cls.tc
     interval = None
-    if br["status"] == "bracketed":
-        interval = Interval(br["low"], br["high"], level, "K")
-        if lo_ok <= br["low"] and br["high"] <= hi_ok:
-            outcome = Outcome.PASS
-        elif br["high"] < lo_ok or br["low"] > hi_ok:
-            outcome = Outcome.FAIL
-        else:
-            outcome = Outcome.INCONCLUSIVE
-        what = (f"Tc in [{br['low']:.0f}, {br['high']:.0f}] K (between the last polar and the first cubic "
-                f"temperature, each decided at the {level:.0%} level) vs "
-                f"experiment {exp['value']} K ({exp['source']}), tolerance {tol} K: the bracket is "
-                + {Outcome.PASS: "inside", Outcome.FAIL: "outside",
-                   Outcome.INCONCLUSIVE: "partly outside"}[outcome] + f" [{lo_ok}, {hi_ok}] K")
+    if cls.cls in (NptClass.TRANSITION, NptClass.REENTRANT) and br.status == "bracketed":
+        interval = Interval(br.low, br.high, level, "K")
+        outcome = tc_band_outcome(br, lo_ok, hi_ok)
+        what = (f"Tc in [{br.low:.0f}, {br.high:.0f}] K (between the last polar and the first cubic temperature, "
+                f"each decided at the {level:.0%} level) vs experiment {exp['value']} K ({exp['source']}): the "
+                "bracket is " + {Outcome.PASS: "inside", Outcome.FAIL: "outside",
+                                 Outcome.INCONCLUSIVE: "partly outside"}[outcome]
+                + f" the band [{lo_ok:.0f}, {hi_ok:.0f}] K (tolerances.tc)")
         if outcome is Outcome.INCONCLUSIVE:
-            what += (f"; needs the bracket refined: temperatures between {br['low']:.0f} and "
-                     f"{br['high']:.0f} K")
-    elif br["status"] in ("never_polar", "never_cubic"):
+            what += f"; needs the bracket refined: temperatures between {br.low:.0f} and {br.high:.0f} K"
+    elif cls.cls in (NptClass.NEVER_CUBIC, NptClass.PERSISTENT_SUPERTETRAGONAL, NptClass.MOLTEN_OR_UNSTABLE,
+                     NptClass.NEVER_POLAR):
         outcome = Outcome.FAIL
-        what = ("no tetragonal-to-cubic transition found in the sweep ("
-                + ("never polar" if br["status"] == "never_polar" else
-                   f"still polar at {max(temps):.0f} K") + ")")
-    elif br["status"] == "unbounded" and br["low"] > hi_ok:
-        outcome = Outcome.FAIL
-        what = f"Tc above {br['low']:.0f} K, beyond {hi_ok} K"
+        if cls.cls is NptClass.NEVER_CUBIC:
+            what = f"no tetragonal-to-cubic transition: still polar at {cls.top_K:.0f} K"
+        elif cls.cls is NptClass.PERSISTENT_SUPERTETRAGONAL:
+            what = "no transition: supertetragonal " + (
+                f"until it melts at {cls.melt_K:.0f} K (molten before cubic)" if cls.melt_K is not None
+                else f"up to the top of the sweep ({cls.top_K:.0f} K)")
+        elif cls.cls is NptClass.MOLTEN_OR_UNSTABLE:
+            what = f"no transition: MOLTEN BEFORE CUBIC at {cls.melt_K:.0f} K"
+        else:
+            what = "no transition: never polar"
     else:
         outcome = Outcome.INCONCLUSIVE
         what = "Tc cannot be bracketed from decided temperatures"
+    undecided = [p.text for p in per_row if not p.phase.decided]
     if undecided and outcome is not Outcome.PASS:
         what += "; undecided: " + "; ".join(undecided)
-    v = _sweep_verdict("tc_vs_experiment", outcome, what, sweep, functional, br["tc"], tol, interval,
-                       _all(per_row))
-    v.details["tc_bracket"] = br
+    v = _class_verdict("tc_vs_experiment", outcome, what, sweep, functional, cls, per_row, br.tc,
+                       {"below": tolerance("tc")["below"], "above": tolerance("tc")["above"]}, interval)
+    v.details["tc_bracket"] = br.to_dict()
     v.reference, v.unit, v.source = exp["value"], "K", exp["source"]
     return v
 
 
+def nvt_band() -> tuple[float, float]:
+    """The NVT pass band (K) of ``tolerances.nvt_tc``."""
+    tol = tolerance("nvt_tc")
+    return tol["reference"] - tol["below"], tol["reference"] + tol["above"]
+
+
 def polarization_vanishes(sweep: dict[str, Any], functional: str) -> Verdict:
-    """NVT: the top of the sweep is non-polar by the per-frame |Pz| (:func:`pto_checks.phase.decide_phase`:
-    a Pz that flips sign while every frame is polar does not pass), and a crystal."""
-    from pto_checks.analysis import polar_threshold
-
-    top = sweep["rows"][-1]
-    thr = polar_threshold(tolerance("phase"), top.get("born_convention"))
-    d = decide_phase(top, sweep["ensemble"])
-    outcome = (Outcome.INCONCLUSIVE if not d.phase.decided else
-               Outcome.PASS if d.phase is Phase.CUBIC else Outcome.FAIL)
-    what = (f"at {top['T_K']:.0f} K (imposed c/a = 1.06): {d.text}, need per-frame |Pz| < {thr:.3f} C/m^2"
-            + (": the polarization does not vanish" if d.phase.polar else ""))
-    return _sweep_verdict("polarization_vanishes_above_tc", outcome, what, sweep, functional, top.get("Pz"), thr,
-                          d.decisive.interval if d.decisive else None, list(d.decisions))
-
+    """NVT at the imposed cell: the bracket where Pz is lost (per-frame |Pz| decided below
+    ``tolerances.nvt_tc.polar_fraction`` x the model's own low-temperature per-frame |Pz|) lies in
+    the band of ``tolerances.nvt_tc`` ([840, 1250] K): a loss far below the study's ~1100 K fails
+    (lower bound) and so does a polarization kept past the band (upper bound).  Pz need not reach
+    zero: the cell is held tetragonal."""
+    tol = tolerance("nvt_tc")
+    lo_ok, hi_ok = nvt_band()
+    level = statistics_settings().confidence_level
+    per_row, thr = nvt_phases(sweep["rows"], tol["polar_fraction"])
+    temps = [p.temperature_K for p in per_row]
+    phases = [p.phase for p in per_row]
+    melt = next((p for p in per_row if p.phase in (Phase.MOLTEN, Phase.UNSTABLE)), None)
+    br = _tc_bracket(temps, phases)
+    interval = None
+    if thr is None:
+        outcome, what = Outcome.INCONCLUSIVE, "no low-temperature |Pz| to scale the threshold"
+    elif br.status == "bracketed":
+        interval = Interval(br.low, br.high, level, "K")
+        outcome = tc_band_outcome(br, lo_ok, hi_ok)
+        what = (f"Pz lost in [{br.low:.0f}, {br.high:.0f}] K (per-frame |Pz| below {tol['polar_fraction']} x its "
+                f"{min(temps):.0f} K value = {thr:.3f} C/m^2, each temperature decided at the {level:.0%} level): "
+                + {Outcome.PASS: "inside", Outcome.FAIL: "OUTSIDE", Outcome.INCONCLUSIVE: "partly outside"}[outcome]
+                + f" the band [{lo_ok:.0f}, {hi_ok:.0f}] K (study: ~{tol['reference']} K)"
+                + ("; LOST FAR BELOW the study's models" if outcome is Outcome.FAIL and br.high < lo_ok else ""))
+    elif br.status == "never_cubic":
+        outcome = Outcome.FAIL
+        what = (f"Pz never lost: per-frame |Pz| above {thr:.3f} C/m^2 up to "
+                + (f"melting at {melt.temperature_K:.0f} K" if melt else f"{max(temps):.0f} K")
+                + f", beyond the band [{lo_ok:.0f}, {hi_ok:.0f}] K")
+        if not melt and max(temps) <= hi_ok:
+            outcome = Outcome.INCONCLUSIVE
+            what += f" not reached: the sweep ends at {max(temps):.0f} K"
+    elif br.status == "never_polar":
+        outcome, what = Outcome.FAIL, f"never polar at the imposed cell (threshold {thr:.3f} C/m^2)"
+    else:
+        outcome = tc_band_outcome(br, lo_ok, hi_ok)
+        what = "the loss of Pz cannot be bracketed from decided temperatures"
+    undecided = [p.text for p in per_row if not p.phase.decided]
+    if outcome is Outcome.INCONCLUSIVE and undecided:
+        what += "; undecided: " + "; ".join(undecided)
+    what += "; Pz need not reach zero at the imposed c/a (the cell is held tetragonal)"
+    v = _sweep_verdict("polarization_vanishes_above_tc", outcome, what, sweep, functional, br.tc,
+                       {"band_K": [lo_ok, hi_ok], "polar_fraction": tol["polar_fraction"], "threshold_C_m2": thr},
+                       interval, _all(per_row))
+    v.details["nvt_bracket"] = br.to_dict()
+    v.details["phases"] = [p.text for p in per_row]
+    return v
 
 
 def unchanged_vs_baseline(model: str, baseline: dict[str, Any], current: dict[str, tuple[float, float]]) -> Verdict:
