@@ -131,3 +131,25 @@ def test_nvt_threshold_is_relative_to_the_models_own_polarization():
 @pytest.mark.parametrize("name", ["paper", "quick"])
 def test_protocols_that_decide_reach_1300_K(name):
     assert max(PROTOCOLS[name].md.temperatures_K) >= 1300
+
+
+def _results_with_class(cls_text="transition", cls="transition", protocol="quick"):
+    q = {"value": {"rows": [], "tc": {}, "outcome_class": {"class": cls, "text": cls_text}}, "unit": "",
+         "protocol": protocol}
+    chk = {"status": "pass", "message": "", "markers": ["npt", "dynamic"]}
+    return {"harness": {"version": "x", "created": "now"}, "runs": [],
+            "models": {"chgnet": {"checks": {"test_dynamic.py::test_cubic_above_tc[chgnet]": chk},
+                                  "quantities": {"md": {"npt_melchionna": q}}, "spec": {}}}}
+
+
+def test_the_report_matrix_and_the_study_table_show_the_class():
+    from pto_checks import report
+
+    data = _results_with_class()
+    md = "\n".join(report.matrix_markdown(data))
+    assert "| outcome class (whole sweep) | transition |" in md
+    html, _ = report.matrix_html(data)
+    assert "outcome class (whole sweep)" in html and ">transition<" in html
+    table = "\n".join(report.study_table(data))
+    assert "| CHGNet (PBE) |" in table and "class: transition" in table
+    assert "| DeePMD (UniPero) (PBEsol) | transition, Tc near 600 K" in table and "not run here" in table
