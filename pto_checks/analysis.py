@@ -281,60 +281,10 @@ def block_average(x: np.ndarray, n_blocks: int = 5) -> tuple[float, float]:
     return float(x.mean()), err
 
 
-def classify_phase(row: dict[str, Any], ensemble: str, thresholds: dict[str, Any],
-                   melt: dict[str, Any]) -> str:
-    """Phase of one temperature: ``unstable``, ``molten``, ``supertetragonal``, ``tetragonal``, ``cubic``.
-
-    ``row`` holds production means: ``c_over_a``, ``P_abs`` (C/m^2), ``lindemann``, ``order``,
-    and ``failure`` (None or a description).  NPT decides by c/a and, where the row carries it,
-    the axis-free per-frame polar order (``P_alignment``; tetragonal when either is above its
-    threshold), NVT by |P|.  The verdicts decide the same rule from confidence intervals
-    (:func:`pto_checks.verdicts.phase_decision`).
-    """
-    if row.get("failure") or not row.get("n_samples", 1):
-        return "unstable"
-    if row["lindemann"] > melt["max_lindemann"] or row["order"] < melt["min_order"]:
-        return "molten"
-    if ensemble == "npt":
-        if row["c_over_a"] >= thresholds["supertetragonal_min"]:
-            return "supertetragonal"
-        if row["c_over_a"] - 1 >= thresholds["tetragonal_min"]:
-            return "tetragonal"
-        # axis-free: a cell whose polar axis turns averages c/a to 1 while every frame is polar
-        series = (row.get("stats") or {}).get("series", {})
-        align = (series.get("P_alignment") or {}).get("mean")
-        frame_p = (series.get("P_frame_abs") or {}).get("mean")
-        n = n_cells_of(row)
-        if (align is not None and frame_p is not None and n is not None and "min_polar_order" in thresholds
-                and n >= thresholds.get("min_cells_polar_order", 27)):
-            polar = (align >= polar_order_threshold(n, thresholds["min_polar_order"])
-                     and frame_p >= polar_threshold(thresholds, row.get("born_convention")))
-            return "tetragonal" if polar else "cubic"
-        return "cubic"
-    return "tetragonal" if row["P_abs"] >= thresholds["polar_min_c_per_m2"] else "cubic"
-
-
-def transition_temperature(temperatures: list[float], phases: list[str]) -> dict[str, Any]:
-    """Tc from a heating sweep: midpoint between the last polar and the first cubic temperature.
-
-    Returns ``{"tc": K or None, "resolution": +-K, "method": text}``; ``tc`` is None where the
-    sweep never goes cubic after a polar phase (or is never polar).
-    """
-    method = "midpoint between the last tetragonal and the first cubic temperature of the sweep"
-    temps = list(temperatures)
-    for i in range(1, len(temps)):
-        if phases[i] == "cubic" and phases[i - 1] in ("tetragonal", "supertetragonal") and all(
-            p == "cubic" for p in phases[i:]
-        ):
-            return {"tc": 0.5 * (temps[i - 1] + temps[i]), "resolution": 0.5 * (temps[i] - temps[i - 1]),
-                    "method": method}
-    return {"tc": None, "resolution": None, "method": method}
-
-
 #: Units of the per-frame series analysed by :func:`run_statistics`.
 SERIES_UNITS = {"a": "Angstrom", "c": "Angstrom", "c_over_a": "", "a_x": "Angstrom", "b_y": "Angstrom",
                 "c_z": "Angstrom", "tetragonality_frames": "", "Px": "C/m^2", "Py": "C/m^2", "Pz": "C/m^2",
-                "P_frame_abs": "C/m^2", "P_alignment": "",
+                "P_frame_abs": "C/m^2", "Pz_frame_abs": "C/m^2", "P_alignment": "",
                 "P_local_abs": "C/m^2", "lindemann": "", "order": "", "T_measured": "K", "epot_eV": "eV"}
 #: Series on which the equilibrated start is detected (the latest start wins): the potential
 #: energy (relaxation from the starting cell), the cell's tetragonality and the Lindemann ratio.
@@ -375,7 +325,7 @@ def run_statistics(samples: list[dict[str, Any]], long_axis: int | None = None):
     series = {"a": a_f, "c": c_f, "c_over_a": c_f / a_f, "a_x": lens[:, 0], "b_y": lens[:, 1],
               "c_z": lens[:, 2], "tetragonality_frames": _sorted_c_over_a(lens),
               "Px": pvec[:, 0], "Py": pvec[:, 1], "Pz": pvec[:, 2],
-              "P_frame_abs": np.linalg.norm(pvec, axis=1)}
+              "P_frame_abs": np.linalg.norm(pvec, axis=1), "Pz_frame_abs": np.abs(pvec[:, 2])}
     for key, name in (("P_local_abs", "P_local_abs"), ("lindemann", "lindemann"), ("order", "order"),
                       ("T_K", "T_measured"), ("epot_eV", "epot_eV")):
         if samples and key in samples[0]:
@@ -396,7 +346,7 @@ def run_statistics(samples: list[dict[str, Any]], long_axis: int | None = None):
 def summarize_run(samples: list[dict[str, Any]], failure: dict[str, Any] | None, temperature_K: float,
                   production_fraction: float) -> dict[str, Any]:
     """Production averages of one temperature, with block-average errors (no phase: see
-    :func:`classify_phase`, applied on reading so that changed thresholds need no new MD).
+    :func:`pto_checks.phase.decide_phase`, applied on reading so that changed thresholds need no new MD).
 
     a, c in Angstrom (per perovskite cell, long axis from the averaged lengths), |P| and Pz in
     C/m^2.  A run that failed keeps what it has: averages over its samples.

@@ -279,25 +279,48 @@ def nearest_exact(result: PhononResult, q, radius: float) -> list[Mode]:
     return sorted(out, key=lambda m: m.f_thz)
 
 
+PROBE_REACH = 0.01  #: reduced q: how far from a dip an exact frequency may lie and still stand for it
+PROBE_REACH_FRACTION = 0.15  #: ... and at most this fraction of each non-zero component (near Gamma)
+
+
+def probe_reach(q) -> np.ndarray:
+    """Per axis, how far (reduced q, on the P4mm representative :func:`canonical_q`) an exact
+    frequency may lie from the dip at ``q`` and still decide it: ``min(0.01, 0.15 |q_i|)`` (a zero
+    component must be met exactly).  0.01 is the band path's own spacing (51 points over half a
+    reciprocal vector), so two dips farther apart than that are two places; 15 % of |q| near Gamma,
+    where acoustic frequencies scale with q."""
+    qc = canonical_q(q)[0]
+    return np.minimum(PROBE_REACH, PROBE_REACH_FRACTION * qc)
+
+
+def covers(dip_q, exact_q) -> np.ndarray:
+    """For each of ``exact_q`` (reduced q, commensurate with some computed supercell), whether it
+    lies within :func:`probe_reach` of the dip at ``dip_q`` on every axis (P4mm-equivalent points
+    identified)."""
+    reach = probe_reach(dip_q)
+    d = np.abs(canonical_q(exact_q) - canonical_q(dip_q)[0])
+    return np.all(d <= reach + 1e-9, axis=1)
+
+
 def commensurate_supercell(q, max_atoms: int, atoms_per_cell: int = 5, max_n: int = 64
                            ) -> tuple[tuple[int, int, int], tuple[float, float, float]] | None:
     """The smallest diagonal supercell ``(n_x, n_y, n_z)`` whose exact q-grid holds a point next to
     the reduced ``q`` (its P4mm representative, :func:`canonical_q`), and that point; None when it
     would need more than ``max_atoms`` atoms.
 
-    Per axis the smallest n with a multiple k/n within ``min(0.01, 0.15 |q_i|)`` of ``q_i`` (so a
-    dip near Gamma is met within 15 % of its own |q|, where the acoustic frequency scales with q);
-    a zero component needs n = 1.  At that point the supercell's frequencies are exact (a frozen
-    phonon), whatever the range of the force constants.
+    Per axis the smallest n with a multiple k/n within :func:`probe_reach` (``min(0.01, 0.15
+    |q_i|)``) of ``q_i`` (so a dip near Gamma is met within 15 % of its own |q|, where the acoustic
+    frequency scales with q); a zero component needs n = 1.  At that point the supercell's
+    frequencies are exact (a frozen phonon), whatever the range of the force constants.
     """
     qc = canonical_q(q)[0]
+    reach = probe_reach(q)
     ns, qs = [], []
-    for x in qc:
+    for x, tol in zip(qc, reach, strict=True):
         if x < 1e-9:
             ns.append(1)
             qs.append(0.0)
             continue
-        tol = min(0.01, 0.15 * x)
         for n in range(1, max_n + 1):
             k = round(x * n)
             if k > 0 and abs(x - k / n) <= tol + 1e-12:
@@ -313,9 +336,10 @@ def commensurate_supercell(q, max_atoms: int, atoms_per_cell: int = 5, max_n: in
 
 @dataclass
 class ExactProbe:
-    """A dip seen only at an interpolated q, recomputed exactly: ``dip`` (the interpolated mode),
-    ``supercell`` (diagonal, commensurate with ``q``), ``q`` (the exact point next to the dip) and
-    ``mode`` (the lowest frequency there)."""
+    """A dip seen only at an interpolated q, decided by an exact frequency next to it: ``dip`` (the
+    interpolated mode), ``supercell`` (diagonal, commensurate with ``q``: a probe computed for this
+    dip, or an earlier supercell whose grid already held a point within reach), ``q`` (the exact
+    point next to the dip) and ``mode`` (the lowest frequency there)."""
 
     dip: Mode
     supercell: tuple[int, int, int]
@@ -333,14 +357,17 @@ class ExactProbe:
                 "mode": self.mode.to_dict()}
 
 
-def dip_targets(steps: list[StabilityStep], radius: float) -> list[Mode]:
-    """The places to probe exactly: the worst dip of each cluster (modes within ``radius`` of each
-    other, :func:`q_distance`) of the last supercell, then the worst dip of each earlier supercell
-    that lies in none of them (every one: a dip left out could hide an instability)."""
+def dip_targets(steps: list[StabilityStep]) -> list[Mode]:
+    """The places to probe exactly: every dip (frequency below the threshold at an interpolated q)
+    of the last supercell, worst first, then every dip of each earlier supercell; a dip at the
+    P4mm-equivalent place of one already listed is listed once.  No clustering: two dips farther
+    apart than :func:`probe_reach` are two places, each needing its own exact frequency (an
+    artefact next to a real instability must not stand for it)."""
     out: list[Mode] = []
-    for m in list(steps[-1].below) + [s.worst for s in steps[:-1] if s.worst is not None]:
-        if all(q_distance(t.q, [m.q])[0] > radius + 1e-9 for t in out):
-            out.append(m)
+    for s in [steps[-1], *steps[:-1]]:
+        for m in s.below:
+            if all(q_distance(t.q, [m.q])[0] > 1e-9 for t in out):
+                out.append(m)
     return out
 
 
@@ -351,32 +378,52 @@ def _exact_at(result: PhononResult, q) -> Mode:
     return Mode(float(result.grid_freq[i, j]), tuple(float(x) for x in result.grid_q[i]), j, True, result.supercell)
 
 
+def _existing_exact(spectra: list[PhononResult], q) -> ExactProbe | None:
+    """An exact frequency already computed (the grid of any spectrum) within reach of the dip."""
+    for r in spectra:
+        if r.grid_q is None or not len(r.grid_q):
+            continue
+        hit = np.nonzero(covers(q, r.grid_q))[0]
+        if len(hit):
+            i = hit[int(np.argmin(q_distance(q, r.grid_q[hit])))]
+            return ExactProbe(None, r.supercell, tuple(float(x) for x in r.grid_q[i]), _exact_at(r, r.grid_q[i]))
+    return None
+
+
+def _name(sc) -> str:
+    return "x".join(map(str, sc))
+
+
 def decide_stability(compute, supercells: list[tuple[int, int, int]], acoustic_gamma_thz: float = -0.01,
                      elsewhere_thz: float = 0.0, match_grid_spacings: float = 1.0, long_wavelength=None,
-                     exact_probe_max_atoms: int = 0) -> tuple[StabilityDecision, PhononResult]:
+                     exact_probe_max_atoms: int = 0, elastic_q_max: float = 0.02
+                     ) -> tuple[StabilityDecision, PhononResult]:
     """Judge the spectrum of ``supercells[0]``; while every frequency below the threshold is an
     interpolation (q not commensurate with that supercell), recompute with the next, larger one
     and judge that instead.  ``compute(supercell) -> PhononResult``.
 
-    * FAIL: a frequency below the threshold at a commensurate q (exact) of any supercell computed;
-      or, at the largest supercell, an interpolated one that persists: every supercell computed
-      has a frequency below the threshold within ``match_grid_spacings / n`` (n the largest
-      supercell's repetition; distance :func:`q_distance`, P4mm-equivalent points identified) of
-      the largest supercell's dip.
+    * FAIL: a frequency below the threshold at a commensurate q (exact) of any supercell computed.
     * PASS: a supercell's spectrum has no frequency below the threshold.
-    * FAIL: some supercell's dips lie near Gamma (within 1/n) and ``long_wavelength()`` (the exact
-      q -> 0 probe, :func:`pto_checks.elastic.elastic_constants`; called only then) finds the
-      cell mechanically unstable (Born criteria): the acoustic branches are imaginary as q -> 0.
-    * With ``exact_probe_max_atoms`` > 0, first: each dip still interpolated in the largest
-      supercell (and the worst of each earlier one; :func:`dip_targets`) is recomputed EXACTLY with
-      a diagonal supercell commensurate with a q next to it (:func:`commensurate_supercell`, at
-      most that many atoms; ``compute`` is called with it).  FAIL when an exact frequency there
-      is below the threshold; PASS when every dip was probed, every probe is real and (dips near
-      Gamma) the long-wavelength probe finds the cell stable: the dips were interpolation
-      artefacts.  A dip that needs a larger supercell is left to the rules below.
-    * INCONCLUSIVE: the largest supercell still has interpolated dips, but none is confirmed (each
-      moved between supercells) and every exact q of every supercell is real; a larger supercell
-      would decide.
+    * Dips left interpolated in the largest supercell, in this order:
+
+      1. the long-wavelength probe (``long_wavelength() -> ElasticResult``, relaxed-ion elastic
+         constants; called when some dip lies within 1/n of Gamma): its Christoffel test FAILS
+         (the lowest eigenvalue over directions below zero: acoustic branches imaginary as q -> 0)
+         -> FAIL.
+      2. with ``exact_probe_max_atoms`` > 0, every dip (:func:`dip_targets`) gets an exact
+         frequency next to it (:func:`covers`): one already computed, else a diagonal supercell
+         commensurate with a q next to it (:func:`commensurate_supercell`, at most that many
+         atoms; ``compute`` is called with it).  An exact frequency below the threshold -> FAIL.
+      3. an acoustic dip (one of the three lowest branches) within ``elastic_q_max`` of Gamma that
+         no affordable supercell reaches is decided by the long-wavelength probe: cleared when it
+         is stable, undecided when it is inconclusive (unconverged relaxation, eigenvalue within
+         its margin).
+      4. a dip still without an exact frequency that persists (every supercell has a dip within
+         ``match_grid_spacings / n`` of it, n the largest supercell's repetition) -> FAIL; a
+         persisting dip whose exact frequency next to it is real -> INCONCLUSIVE (conflicting
+         evidence); any other dip without an exact frequency, or one the long-wavelength probe
+         could not decide -> INCONCLUSIVE; else (every dip real at its own q, or cleared by a
+         stable long-wavelength limit) -> PASS: the dips were interpolation artefacts.
 
     Returns the decision and the deciding spectrum.
     """
@@ -387,10 +434,10 @@ def decide_stability(compute, supercells: list[tuple[int, int, int]], acoustic_g
         step = judge(res, acoustic_gamma_thz, elsewhere_thz)
         steps.append(step)
         spectra.append(res)
-        name = "x".join(str(x) for x in sc)
+        name = _name(sc)
         if step.worst is None:
             why = (f"no frequency below the threshold in the {name} spectrum"
-                   + (f" (the {', '.join('x'.join(map(str, s.supercell)) for s in steps[:-1])} dips were "
+                   + (f" (the {', '.join(_name(s.supercell) for s in steps[:-1])} dips were "
                       "interpolation artefacts)" if k else ""))
             return StabilityDecision(True, sc, step.lowest, steps, why), res
         if step.worst_exact is not None:
@@ -399,85 +446,133 @@ def decide_stability(compute, supercells: list[tuple[int, int, int]], acoustic_g
                                      "at least one exact"), res
         if k < len(supercells) - 1:
             continue
-        radius = match_grid_spacings / max(sc)
-        lw = None
-        near_gamma = [b for s in steps for b in s.below if q_distance((0, 0, 0), [b.q])[0] <= radius + 1e-9]
-        probes: list[ExactProbe] = []
-        unprobed: list[Mode] = []
-        if exact_probe_max_atoms > 0:
-            for m in dip_targets(steps, 0.5 / max(sc)):  # half the largest supercell's grid spacing
-                found = commensurate_supercell(m.q, exact_probe_max_atoms)
-                if found is None:
-                    unprobed.append(m)
-                    continue
-                sc2, q2 = found
-                r2 = compute(sc2)
-                step2 = judge(r2, acoustic_gamma_thz, elsewhere_thz)
-                probe = ExactProbe(m, sc2, q2, _exact_at(r2, q2))
-                probes.append(probe)
-                if step2.worst_exact is not None:
-                    why = (f"the dip {m.describe()} recomputed exactly with a {'x'.join(map(str, sc2))} supercell "
-                           f"(commensurate with q next to it): {step2.worst_exact.describe()}; "
-                           + "; ".join(p.describe() for p in probes))
-                    return StabilityDecision(False, sc2, step2.worst_exact, steps, why, Outcome.FAIL,
-                                             None, probes), r2
-        if near_gamma and long_wavelength is not None:
-            el = long_wavelength()
-            lw = el.to_dict()
-            if not el.stable:
-                m = min(near_gamma, key=lambda b: b.f_thz)
-                why = (f"interpolated dips near Gamma (worst {m.describe()}) and the exact long-wavelength probe "
-                       f"confirms them: the relaxed-ion elastic constants violate Born's criteria "
-                       f"({'; '.join(el.violations)}), so the acoustic branches are imaginary as q -> 0")
-                return StabilityDecision(False, sc, m, steps, why, Outcome.FAIL, lw, probes), res
-        persisting = [m for m in step.below
-                      if all(any(q_distance(m.q, [b.q])[0] <= radius + 1e-9 for b in s.below) for s in steps[:-1])]
-        if persisting and probes and not unprobed:  # the interpolations agree, the exact probe next to them does not
-            m = persisting[0]
-            why = (f"CONFLICTING: the dip {m.describe()} persists at the same place in every supercell, but "
-                   "recomputed exactly next to it it is real (" + "; ".join(p.describe() for p in probes) + "): "
-                   "an instability narrower than the probe's distance from the dip, or an artefact; a probe "
-                   "supercell commensurate with the dip's q itself (phonon.exact_probe_max_atoms) would decide")
-            return StabilityDecision(False, sc, m, steps, why, Outcome.INCONCLUSIVE, lw, probes), res
-        if probes and not unprobed:
+        return _decide_interpolated(compute, steps, spectra, acoustic_gamma_thz, elsewhere_thz,
+                                    match_grid_spacings / max(sc), long_wavelength, exact_probe_max_atoms,
+                                    elastic_q_max)
+    raise ValueError("no supercell given")
+
+
+def _decide_interpolated(compute, steps, spectra, acoustic_gamma_thz, elsewhere_thz, radius, long_wavelength,
+                         exact_probe_max_atoms, elastic_q_max) -> tuple[StabilityDecision, PhononResult]:
+    """Steps 1-4 of :func:`decide_stability` (the largest supercell still has interpolated dips)."""
+    step, res, sc = steps[-1], spectra[-1], steps[-1].supercell
+    name = _name(sc)
+    near_gamma = [b for s in steps for b in s.below if q_distance((0, 0, 0), [b.q])[0] <= radius + 1e-9]
+    el, lw = None, None
+    if near_gamma and long_wavelength is not None:
+        el = long_wavelength()
+        lw = el.to_dict()
+        if el.outcome is Outcome.FAIL:
+            m = min(near_gamma, key=lambda b: b.f_thz)
+            why = (f"interpolated dips near Gamma (worst {m.describe()}) and the exact long-wavelength probe "
+                   f"confirms them: the relaxed-ion elastic constants fail the Christoffel test ({el.describe()}), "
+                   "so an acoustic branch is imaginary as q -> 0")
+            return StabilityDecision(False, sc, m, steps, why, Outcome.FAIL, lw), res
+
+    probes: list[ExactProbe] = []
+    decided: dict[int, ExactProbe] = {}  # id(dip) -> its exact frequency
+    targets = dip_targets(steps) if exact_probe_max_atoms > 0 else []
+    computed = list(spectra)
+    for m in targets:
+        probe = _existing_exact(computed, m.q)
+        if probe is None:
+            found = commensurate_supercell(m.q, exact_probe_max_atoms)
+            if found is None:
+                continue
+            sc2, q2 = found
+            r2 = compute(sc2)
+            computed.append(r2)
+            step2 = judge(r2, acoustic_gamma_thz, elsewhere_thz)
+            probe = ExactProbe(m, sc2, q2, _exact_at(r2, q2))
+            probes.append(probe)
+            if step2.worst_exact is not None:
+                why = (f"the dip {m.describe()} recomputed exactly with a {_name(sc2)} supercell "
+                       f"(commensurate with q next to it): {step2.worst_exact.describe()}; "
+                       + "; ".join(p.describe() for p in probes))
+                return StabilityDecision(False, sc2, step2.worst_exact, steps, why, Outcome.FAIL, lw, probes), r2
+        else:
+            probe = ExactProbe(m, probe.supercell, probe.q, probe.mode)
+            probes.append(probe)
+        decided[id(m)] = probe
+
+    def same_place(a: Mode, b: Mode) -> bool:
+        return q_distance(a.q, [b.q])[0] <= 1e-9
+
+    def has_exact(m: Mode) -> bool:
+        return id(m) in decided or any(same_place(m, t) for t in targets if id(t) in decided)
+
+    def elastic_regime(m: Mode) -> bool:
+        return m.branch < 3 and q_distance((0, 0, 0), [m.q])[0] <= elastic_q_max + 1e-9
+
+    all_dips = [b for s in steps for b in s.below]
+    left = [b for b in all_dips if not has_exact(b)]
+    by_lw = [b for b in left if el is not None and elastic_regime(b)]
+    lw_cleared = by_lw if el is not None and el.outcome is Outcome.PASS else []
+    lw_pending = [b for b in by_lw if b not in lw_cleared]
+    unprobed = [b for b in left if b not in by_lw]
+    persisting = [m for m in step.below if not elastic_regime(m) or el is None
+                  if all(any(q_distance(m.q, [b.q])[0] <= radius + 1e-9 for b in s.below) for s in steps[:-1])]
+    probes_txt = "; ".join(p.describe() for p in probes)
+    lw_txt = (f"; long-wavelength probe: {el.describe()}" if el is not None else "")
+    cleared_txt = (f"; {len(lw_cleared)} acoustic dip(s) within {elastic_q_max:g} of Gamma that no affordable "
+                   f"supercell reaches (worst {min(lw_cleared, key=lambda b: b.f_thz).describe()}) are cleared by "
+                   "the stable long-wavelength limit (Christoffel test: every acoustic branch real as q -> 0)"
+                   if lw_cleared else "")
+    persisting_unprobed = [m for m in persisting if not has_exact(m)]
+    if persisting_unprobed:
+        m = persisting_unprobed[0]
+
+        def match(s: StabilityStep, m: Mode = m) -> str:
+            near = [b for b in s.below if q_distance(m.q, [b.q])[0] <= radius + 1e-9]
+            return f"{_name(s.supercell)}: {min(near, key=lambda b: b.f_thz).describe()}"
+
+        why = (f"below the threshold at interpolated q in every supercell up to the largest, {name}, at the same "
+               f"place (within {radius:.3f} in reduced q, P4mm-equivalent points identified): the instability "
+               f"persists ({step.n_below} frequencies below the threshold in {name}; "
+               + "; ".join(match(s) for s in steps[:-1]) + ")" + lw_txt)
+        return StabilityDecision(False, sc, m, steps, why, Outcome.FAIL, lw, probes), res
+    if persisting:
+        m = persisting[0]
+        why = (f"CONFLICTING: the dip {m.describe()} persists at the same place in every supercell, but "
+               f"recomputed exactly next to it it is real ({probes_txt}): an instability narrower than the "
+               "probe's distance from the dip, or an artefact; a probe supercell commensurate with the dip's q "
+               "itself (phonon.exact_probe_max_atoms) would decide" + lw_txt)
+        return StabilityDecision(False, sc, m, steps, why, Outcome.INCONCLUSIVE, lw, probes), res
+    if not unprobed and not lw_pending:
+        if probes:
             lowest = min((p.mode for p in probes), key=lambda x: x.f_thz)
             why = (f"every frequency below the threshold in the {name} spectrum is interpolated, and each dip "
-                   "recomputed exactly at its own q is real, so the dips are interpolation artefacts ("
-                   + "; ".join(p.describe() for p in probes) + ")"
-                   + ("; the exact long-wavelength limit is stable (relaxed-ion Born criteria hold)" if lw else ""))
+                   f"has an exact frequency at its own q that is real, so the dips are interpolation artefacts "
+                   f"({probes_txt}){cleared_txt}{lw_txt}")
             return StabilityDecision(True, sc, lowest, steps, why, Outcome.PASS, lw, probes), res
-        if persisting:
-            m = persisting[0]
-
-            def match(s: StabilityStep, m: Mode = m, radius: float = radius) -> str:
-                near = [b for b in s.below if q_distance(m.q, [b.q])[0] <= radius + 1e-9]
-                return f"{'x'.join(map(str, s.supercell))}: {min(near, key=lambda b: b.f_thz).describe()}"
-
-            why = (f"below the threshold at interpolated q in every supercell up to the largest, {name}, at the same "
-                   f"place (within {radius:.3f} in reduced q, P4mm-equivalent points identified): the instability "
-                   f"persists ({step.n_below} frequencies below the threshold in {name}; "
-                   + "; ".join(match(s) for s in steps[:-1]) + ")")
-            return StabilityDecision(False, sc, m, steps, why, Outcome.FAIL, lw, probes), res
-        seen = "; ".join(f"{'x'.join(map(str, s.supercell))}: worst {s.worst.describe()}" for s in steps)
-        near = [nearest_exact(r, step.worst.q, 1.0 / max(r.supercell)) for r in spectra]
-        exact_txt = "; ".join(f"{'x'.join(map(str, r.supercell))}: " + ", ".join(
-            f"{e.f_thz:.2f} THz at ({', '.join(f'{x:.3f}' for x in e.q)})" for e in ne[:3])
-            for r, ne in zip(spectra, near, strict=True) if ne)
-        bigger = max(sc) + 1
-        why = (f"UNCONFIRMED: interpolated frequencies below the threshold in every supercell, but they move "
-               f"between supercells (none persists within {radius:.3f} in reduced q) and every exact q of every "
-               f"supercell is real ({seen}; lowest exact modes next to the {name} dip: {exact_txt or 'none'}). "
-               f"Undecided: a {bigger}x{bigger}x{bigger} supercell (phonon.escalation) would show whether the dip "
-               "is an interpolation artefact or an instability between commensurate points"
-               + (f"; the exact long-wavelength limit is stable (relaxed-ion Born criteria hold: C11 "
-                  f"{lw['c_GPa'][0][0]:.0f}, C12 {lw['c_GPa'][0][1]:.0f}, C13 {lw['c_GPa'][0][2]:.0f}, C33 "
-                  f"{lw['c_GPa'][2][2]:.0f}, C44 {lw['c_GPa'][3][3]:.0f}, C66 {lw['c_GPa'][5][5]:.0f} GPa), so "
-                  "the dips near Gamma are no elastic instability" if lw else ""))
-        if unprobed:
-            why += (f"; {len(unprobed)} dip(s) not recomputed exactly: a supercell commensurate with them needs "
-                    f"more than phonon.exact_probe_max_atoms = {exact_probe_max_atoms} atoms")
-        return StabilityDecision(False, sc, step.worst, steps, why, Outcome.INCONCLUSIVE, lw, probes), res
-    raise ValueError("no supercell given")
+        m = min(lw_cleared, key=lambda b: b.f_thz)
+        why = (f"every frequency below the threshold is interpolated and near Gamma{cleared_txt}{lw_txt}")
+        return StabilityDecision(True, sc, m, steps, why, Outcome.PASS, lw, probes), res
+    undecided = unprobed or lw_pending
+    worst = min([b for b in undecided if b in step.below] or undecided, key=lambda b: b.f_thz)  # largest first
+    seen = "; ".join(f"{_name(s.supercell)}: worst {s.worst.describe()}" for s in steps)
+    near = [nearest_exact(r, worst.q, 1.0 / max(r.supercell)) for r in spectra]
+    exact_txt = "; ".join(f"{_name(r.supercell)}: " + ", ".join(
+        f"{e.f_thz:.2f} THz at ({', '.join(f'{x:.3f}' for x in e.q)})" for e in ne[:3])
+        for r, ne in zip(spectra, near, strict=True) if ne)
+    bigger = max(sc) + 1
+    why = (f"UNCONFIRMED: interpolated frequencies below the threshold in every supercell, but they move "
+           f"between supercells (none persists within {radius:.3f} in reduced q) and every exact q of every "
+           f"supercell is real ({seen}; lowest exact modes next to the {name} dip: {exact_txt or 'none'}). "
+           f"Undecided: a {bigger}x{bigger}x{bigger} supercell (phonon.escalation) would show whether the dip "
+           "is an interpolation artefact or an instability between commensurate points"
+           + (f"; the exact long-wavelength limit is real ({el.describe()}), so the dips near Gamma are no "
+              "elastic instability" if el is not None and el.outcome is Outcome.PASS else "")
+           + cleared_txt)
+    if lw_pending:
+        why += (f"; {len(lw_pending)} acoustic dip(s) within {elastic_q_max:g} of Gamma are left to the "
+                f"long-wavelength probe, which is INCONCLUSIVE ({el.describe()})")
+    if unprobed and exact_probe_max_atoms > 0:
+        why += (f"; {len(unprobed)} dip(s) not recomputed exactly: a supercell commensurate with them needs "
+                f"more than phonon.exact_probe_max_atoms = {exact_probe_max_atoms} atoms")
+    if probes:
+        why += f"; exact frequencies at the other dips: {probes_txt}"
+    return StabilityDecision(False, sc, worst, steps, why, Outcome.INCONCLUSIVE, lw, probes), res
 
 
 

@@ -34,7 +34,9 @@ from pto_checks.safe_files import KEEP_NEWEST, UnsafePath, claim_report_dir, cop
 # deficiency.  Yellow last (weak on white); beyond eight models the line style changes too.
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
 LINESTYLES = ("-", "--", ":", "-.")
-PHASE_MARKERS = {"tetragonal": "o", "cubic": "s", "supertetragonal": "^", "molten": "X", "unstable": "D"}
+#: one marker per :class:`pto_checks.phase.Phase` value (undecided has its own: never drawn as a phase)
+PHASE_MARKERS = {"tetragonal": "o", "cubic": "s", "supertetragonal": "^", "molten": "X", "unstable": "D",
+                 "undecided": "P"}
 STATUS_SYMBOL = {"pass": "✔ pass", "fail": "✘ fail", "inconclusive": "? inconclusive", "skip": "– skip",
                  "error": "⚠ error"}
 KNOWN_STATUSES = tuple(STATUS_SYMBOL)
@@ -517,6 +519,50 @@ def matrix_groups(data: dict[str, Any]) -> list[tuple[str, list[str]]]:
     return [(g, by[g]) for g in (*GROUPS, "other") if g in by]
 
 
+def outcome_classes(entry: dict[str, Any]) -> str:
+    """The NPT outcome class(es) of a model's sweeps (``quantities.md.npt_*.value.outcome_class``),
+    e.g. 'transition' or 'melchionna: transition; mtk: re-entrant'; '' when none was run."""
+    md = entry.get("quantities", {}).get("md", {})
+    found = [(k.removeprefix("npt_"), q["value"]["outcome_class"]["class"]) for k, q in sorted(md.items())
+             if k.startswith("npt_") and isinstance(q.get("value"), dict) and q["value"].get("outcome_class")]
+    if len(found) == 1:
+        return found[0][1]
+    return "; ".join(f"{i}: {c}" for i, c in found)
+
+
+def study_table(data: dict[str, Any]) -> list[str]:
+    """Markdown table: per model of the study (``reference_data/pto.toml [[study.models]]``), the
+    study's finding and, for a model that ran here (its registry name in ``data``), the harness's
+    NPT outcome class and Tc verdict beside it, and why they differ where they do."""
+    from pto_checks.reference import load_reference
+
+    rows = ["| model (functional) | the study's finding | harness here | agreement |", "|---|---|---|---|"]
+    for m in load_reference()["study"].get("models", []):
+        entry = data.get("models", {}).get(m.get("registry") or "")
+        here, agree = "not run here", ""
+        if entry is not None:
+            cls = outcome_classes(entry)
+            tc = next((c for t, c in entry.get("checks", {}).items() if "tc_vs_experiment" in t), None)
+            here = (f"class: {cls or 'no NPT sweep'}" + (f"; tc_vs_experiment {tc['status']}" if tc else "")
+                    + f" ({_model_protocols(entry, data)})")
+            md = entry.get("quantities", {}).get("md", {})
+            texts = [q["value"]["outcome_class"]["text"] for k, q in sorted(md.items())
+                     if k.startswith("npt_") and isinstance(q.get("value"), dict) and q["value"].get("outcome_class")]
+            if not m.get("npt_class"):
+                agree = "the study's class is not recorded here"
+            elif not cls:
+                agree = "no NPT sweep recorded"
+            elif cls == m["npt_class"]:
+                agree = "agrees"
+            else:
+                reduced = any(str(q.get("protocol", "")).startswith(("smoke", "quick")) for q in md.values())
+                agree = (f"DIFFERS: the harness decided '{'; '.join(texts)}'"
+                         + ("; under a reduced protocol (smaller cells, shorter runs than the study's), where "
+                            "undecided temperatures and finite-size hysteresis move the class" if reduced else ""))
+        rows.append(f"| {m['name']} ({m['functional']}) | {m['finding']} | {here} | {agree} |")
+    return rows
+
+
 def _group_protocols(entry: dict[str, Any], tids: list[str], data: dict[str, Any]) -> str:
     """The protocol label(s) of a group of checks, each with its overrides (``smoke+custom
     (static.fmax=1.0)``)."""
@@ -603,6 +649,9 @@ def matrix_markdown(data: dict[str, Any], per_table: int = 8) -> list[str]:
         for g, tids in groups:
             lines.append(f"| **{g}** (protocol) | "
                          + " | ".join(_group_protocols(data["models"][n], tids, data) for n in chunk) + " |")
+            if g == "npt" and any(outcome_classes(data["models"][n]) for n in chunk):
+                lines.append("| outcome class (whole sweep) | "
+                             + " | ".join(outcome_classes(data["models"][n]) for n in chunk) + " |")
             for tid in tids:
                 cells = []
                 for n in chunk:
@@ -639,6 +688,9 @@ def matrix_html(data: dict[str, Any], per_table: int = MATRIX_MODELS_PER_TABLE) 
             body.append(f"<tr class='group'><th class='check'>{esc(g)}</th>" + "".join(
                 f"<td class='proto'>{esc(_group_protocols(data['models'][n], tids, data))}</td>"
                 for n in chunk) + "</tr>")
+            if g == "npt" and any(outcome_classes(data["models"][n]) for n in chunk):
+                body.append("<tr class='outcome-class'><th class='check'>outcome class (whole sweep)</th>" + "".join(
+                    f"<td class='proto'>{esc(outcome_classes(data['models'][n]))}</td>" for n in chunk) + "</tr>")
             for tid in tids:
                 cells = []
                 for n in chunk:
@@ -751,7 +803,9 @@ def write_markdown(data: dict[str, Any], figs: list[Figure], changes: list[dict[
         lines += ["## Changes since the previous results", ""]
         lines += [f"- {_change_text(c)}" for c in changes] or ["- none"]
         lines.append("")
-    lines += ["## Verdicts", "", *matrix_markdown(data), "", "## Models", ""]
+    lines += ["## Verdicts", "", *matrix_markdown(data), "", "## The study's models", "",
+              "The study's finding per model (arXiv:2503.08207) and, where the model ran here, the harness's "
+              "NPT outcome class beside it.", "", *study_table(data), "", "## Models", ""]
     lines += [f"- **{name}** ({_model_protocols(m, data)}): {_versions(m)}" for name, m in data["models"].items()]
     lines += [f"- **{u['model']}**: not run: {u['reason']}" for u in data.get("unavailable", [])]
     lines += ["", "## Figures", ""]

@@ -361,10 +361,11 @@ def finite_or_zero(x: Any) -> float:
 def sweep_quantities(key: str, rows: list[dict[str, Any]], tc: dict[str, Any]) -> dict[str, tuple[Any, float]]:
     """Comparable quantities of one MD sweep (``key`` e.g. ``npt_melchionna``): Tc, and c/a and Pz
     at the lowest temperature, as ``{name: (value, standard error)}`` (values as recorded: a
-    reader checks they are finite numbers)."""
+    reader checks they are finite numbers).  Tc is the bracket of the decided phases
+    (:func:`pto_checks.phase.sweep_tc`); its error is the bracket's half-width."""
     out: dict[str, tuple[Any, float]] = {}
     if isinstance(tc, dict) and tc.get("tc") is not None:
-        out[f"md.{key}.tc"] = (tc["tc"], 0.0)
+        out[f"md.{key}.tc"] = (tc["tc"], finite_or_zero(tc.get("resolution")))
     if rows and isinstance(rows, list) and isinstance(rows[0], dict):
         r = rows[0]
         t = r.get("T_K")

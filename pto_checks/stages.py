@@ -192,8 +192,9 @@ def phonon_stage(model: LoadedModel, protocol: Protocol, cache: Cache, relaxed: 
         """Relaxed-ion elastic constants of the cell (cached): the exact q -> 0 probe."""
         from pto_checks import elastic
 
+        # code 2: entries record whether every ionic relaxation converged
         ekey, einputs = stage_key("elastic", model=model.identity(), structure=structure,
-                                  strain=tol["elastic_strain"], fmax=tol["elastic_fmax"])
+                                  strain=tol["elastic_strain"], fmax=tol["elastic_fmax"], code=2)
 
         def compute(folder: Path) -> dict[str, Any]:
             if write is not None:
@@ -205,11 +206,12 @@ def phonon_stage(model: LoadedModel, protocol: Protocol, cache: Cache, relaxed: 
         import numpy as np
 
         c = np.array(d["c_GPa"])
-        return elastic.ElasticResult(c, elastic.born_violations_tetragonal(c), d["strain"])
+        return elastic.ElasticResult(c, elastic.born_violations_tetragonal(c), d["strain"], bool(d["converged"]),
+                                     list(d.get("unconverged", [])), float(tol["christoffel_margin_GPa"]))
 
     decision, res = phonons.decide_stability(compute_one, supercells, tol["acoustic_gamma_thz"],
                                              tol["imaginary_threshold_thz"], tol["dip_match_grid_spacings"],
-                                             long_wavelength, p.exact_probe_max_atoms)
+                                             long_wavelength, p.exact_probe_max_atoms, tol["elastic_q_max"])
     folder, hit = folders[decision.decided_by]
     lowest_first = decision.steps[0].lowest
     data = {

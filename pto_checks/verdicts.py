@@ -2,11 +2,10 @@
 
 A failing verdict's message states the measured value, the reference (and its source), the
 tolerance and the functional the model was trained on.  Dynamic verdicts decide from confidence
-intervals when the sweep asks for it and its rows carry statistics (:func:`decides_with_intervals`;
-:mod:`pto_checks.statistics`, decision rule in :mod:`pto_checks.decisions`): a quantity whose
-interval contains its threshold, or a run too short or not equilibrated, makes the check
-inconclusive, and the message says what would decide it.  Otherwise (rows from older caches, or
-a caller that cannot yet carry an inconclusive outcome) they judge the means as before.
+intervals (:mod:`pto_checks.statistics`, decision rule in :mod:`pto_checks.decisions`) and read
+every phase and the Tc bracket from :mod:`pto_checks.phase`: a quantity whose interval contains
+its threshold, or a run too short or not equilibrated, makes the check inconclusive, and the
+message says what would decide it.
 """
 
 from __future__ import annotations
@@ -22,10 +21,21 @@ from pto_checks.decisions import (
     StatisticsSettings,
     ThresholdDecision,
     combine,
-    decide_series,
     statistics_settings,
 )
+from pto_checks.phase import (  # noqa: F401  (row_decision, polar_order_decision re-exported)
+    Phase,
+    PhaseDecision,
+    crystal_decision,
+    decide_phase,
+    polar_order_decision,
+    row_decision,
+    sweep_phases,
+    undecided_decision,
+)
+from pto_checks.phase import tc_bracket as _tc_bracket
 from pto_checks.reference import functional_reference, load_reference, tolerance
+from pto_checks.sweep_class import NptClass, SweepClass, classify_sweep, nvt_phases, tc_band_outcome
 
 __all__ = ["Interval", "Outcome", "Verdict"]
 
@@ -180,6 +190,15 @@ def no_imaginary_modes(phonon: dict[str, Any], functional: str) -> Verdict:
                                                  "elsewhere_thz": tol["imaginary_threshold_thz"]},
                 "THz", tol["source"], outcome=outcome)
     v.details = {"decision": d}
+    lw = d.get("long_wavelength")
+    if lw:
+        # Born's criteria (a positive-definite stiffness) answer another question than the acoustic
+        # branches' sign: reported beside the verdict, never deciding it
+        v.details["born_criteria"] = {"hold": bool(lw.get("born_stable", not lw.get("violations"))),
+                                      "violations": list(lw.get("violations", []))}
+        v.message += ("\nBorn criteria (stability of the cell against a homogeneous strain; an observation, not "
+                      "this check's rule): " + ("hold" if v.details["born_criteria"]["hold"] else
+                                               "VIOLATED: " + "; ".join(v.details["born_criteria"]["violations"])))
     return v
 
 
@@ -269,17 +288,10 @@ def _oxygen_fraction(formula: str) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Finite-temperature verdicts.  ``sweep``: the dict of the npt_sweep / nvt_sweep fixtures.
-
-
-def decides_with_intervals(sweep: Any) -> bool:
-    """Whether the dynamic verdicts decide ``sweep`` from confidence intervals (three outcomes):
-    always when its rows carry statistics (:func:`pto_checks.analysis.summarize_run`); rows from
-    before the statistics existed are judged on their means (pass / fail).  ``sweep`` is a
-    :class:`pto_checks.md.sweep.Sweep` or its dict; a dict may opt out with
-    ``decide_with_intervals=False`` (the harness's tests of the means-only rule)."""
-    opt = sweep.get("decide_with_intervals", True) if isinstance(sweep, dict) else True
-    return bool(opt) and any(isinstance(r.get("stats"), dict) for r in sweep["rows"])
+# Finite-temperature verdicts.  ``sweep``: a :class:`pto_checks.md.sweep.Sweep` (or a dict with
+# ``rows``, ``ensemble``, ``integrator``, ``protocol``, ``table``).  Every phase is the one
+# :mod:`pto_checks.phase` decides; rows without statistics are undecided (inconclusive), never
+# judged on their means.
 
 
 def needs_summary(verdict: Verdict) -> str:
@@ -306,15 +318,9 @@ def needs_summary(verdict: Verdict) -> str:
 
 def _sweep_context(sweep: dict[str, Any]) -> str:
     p = sweep["protocol"]
-    if p.reduced and decides_with_intervals(sweep):
-        reduced = (f"REDUCED protocol '{p.name}' ({p.md.supercell}^3 cells, {p.md.steps} steps of "
-                   f"{p.md.timestep_fs} fs per temperature): decided only where this run's confidence "
-                   "intervals allow. ")
-    elif p.reduced:
-        reduced = (f"REDUCED protocol '{p.name}' ({p.md.supercell}^3 cells, {p.md.steps} steps of "
-                   f"{p.md.timestep_fs} fs per temperature): qualitative only. ")
-    else:
-        reduced = ""
+    reduced = (f"REDUCED protocol '{p.name}' ({p.md.supercell}^3 cells, {p.md.steps} steps of "
+               f"{p.md.timestep_fs} fs per temperature): decided only where this run's confidence "
+               "intervals allow. ") if p.reduced else ""
     return (f"{reduced}{sweep['ensemble'].upper()} ({sweep['integrator']}) sweep:\n{sweep['table']}")
 
 
@@ -329,359 +335,234 @@ def _sweep_verdict(check: str, ok: bool | Outcome, what: str, sweep: dict[str, A
                  "ensemble": sweep["ensemble"], "integrator": sweep["integrator"]}
     if decisions is not None:
         v.details["decisions"] = [d.to_dict() for d in decisions]
-        settings = statistics_settings()
-        v.details["confidence_level"] = settings.confidence_level
+        v.details["confidence_level"] = statistics_settings().confidence_level
     return v
-
-
-# --- interval decisions on rows that carry statistics (pto_checks.analysis.summarize_run) -------
-
-def row_decision(row: dict[str, Any], name: str, threshold: float, *, offset: float = 0.0,
-                 scale: float = 1.0, settings: StatisticsSettings | None = None,
-                 looks: int = 1) -> ThresholdDecision | None:
-    """Where ``scale * (mean + offset)`` of the series ``name`` of one row lies relative to
-    ``threshold`` (None when the row carries no statistics for it).  A row of a sequential run
-    (``looks`` > 1) is decided at the level per look of its rule (Bonferroni over its looks)."""
-    st = (row.get("stats") or {}).get("series", {}).get(name)
-    if st is None:
-        return None
-    looks = max(looks, int(row.get("looks", 1)))  # a sequential run: the level per look it was run with
-    return decide_series(st, threshold, offset=offset, scale=scale, settings=settings, looks=looks,
-                         temperature_K=row.get("T_K"))
-
-
-def _undecided_decision(row: dict[str, Any], what: str) -> ThresholdDecision:
-    nan = math.nan
-    return ThresholdDecision(Side.UNDECIDED, nan, nan, nan, Interval(nan, nan, statistics_settings().confidence_level),
-                             0.0, f"no statistics for {what}", None, row.get("T_K"))
-
-
-def _drifted_past(d: ThresholdDecision, limit: float, above: bool) -> bool:
-    """Undecided only because the series still drifts, with its whole interval beyond ``limit``."""
-    if d.side is not Side.UNDECIDED or not d.reason.startswith("not equilibrated"):
-        return False
-    iv = d.interval
-    return bool(math.isfinite(iv.low) and (iv.low > limit if above else iv.high < limit))
-
-
-def crystal_decision(row: dict[str, Any], melt: dict[str, Any] | None = None,
-                     settings: StatisticsSettings | None = None) -> tuple[Outcome, list[ThresholdDecision], str]:
-    """Is this temperature a crystal?  PASS: Lindemann ratio below and order parameter above
-    their limits at the confidence level; FAIL: a blow-up, or either on the wrong side; else
-    INCONCLUSIVE.  Returns (outcome, decisions, text)."""
-    melt = melt or tolerance("melting")
-    if row.get("failure"):
-        f = row["failure"]
-        return Outcome.FAIL, [], f"UNSTABLE at {row['T_K']:.0f} K ({f['reason']}, step {f['step']})"
-    lind = (row_decision(row, "lindemann", melt["max_lindemann"], settings=settings)
-            or _undecided_decision(row, "lindemann"))
-    order = row_decision(row, "order", melt["min_order"], settings=settings) or _undecided_decision(row, "order")
-    out = combine([lind.outcome(Side.BELOW), order.outcome(Side.ABOVE)])
-    # a run starts from the perfect crystal (Lindemann 0, order 1): a drift that has already carried
-    # the whole interval past the melting limit is melting in progress, not a reason to wait (a
-    # liquid's Lindemann ratio never stops growing, so "not equilibrated" would hide it forever)
-    if out is Outcome.INCONCLUSIVE and (_drifted_past(lind, melt["max_lindemann"], True)
-                                        or _drifted_past(order, melt["min_order"], False)):
-        out = Outcome.FAIL
-    text = {Outcome.PASS: f"crystal at {row['T_K']:.0f} K",
-            Outcome.FAIL: f"MOLTEN at {row['T_K']:.0f} K",
-            Outcome.INCONCLUSIVE: f"undecided melting at {row['T_K']:.0f} K"}[out]
-    if out is not Outcome.PASS:
-        text += f" ({lind.describe('Lindemann', digits=3)}; {order.describe('order', digits=3)})"
-    return out, [lind, order], text
-
-
-def polar_order_decision(row: dict[str, Any], settings: StatisticsSettings | None = None
-                         ) -> ThresholdDecision | None:
-    """Axis-free polar order of one row: the per-frame alignment ``|P| / mean local |p|``
-    (series ``P_alignment``) against :func:`pto_checks.analysis.polar_order_threshold` for the
-    row's cell size (``tolerances.phase.min_polar_order`` of the way from the disordered
-    baseline to full order).  None when the row has no such statistics or no cell size, or its
-    cell is smaller than ``min_cells_polar_order`` (local dipoles sharing most of their atoms)."""
-    from pto_checks.analysis import n_cells_of, polar_order_threshold
-
-    n = n_cells_of(row)
-    phase = tolerance("phase")
-    if n is None or n < phase["min_cells_polar_order"]:
-        return None
-    thr = polar_order_threshold(n, phase["min_polar_order"])
-    return row_decision(row, "P_alignment", thr, settings=settings)
 
 
 def phase_decision(row: dict[str, Any], ensemble: str, settings: StatisticsSettings | None = None
                    ) -> tuple[str | None, list[ThresholdDecision], str]:
-    """The phase of one row decided from confidence intervals: one of ``unstable``, ``molten``,
-    ``supertetragonal``, ``tetragonal``, ``cubic``, or None (undecided).
-
-    NPT (the axis-free rule of ``tolerances.phase``): *supertetragonal* when c/a is above
-    ``supertetragonal_min``; *tetragonal* when each frame is polar -- the per-frame polar order
-    (:func:`polar_order_decision`) above its threshold and the per-frame |P| above the polar
-    threshold -- or the time-averaged c/a - 1 is above ``tetragonal_min``; *cubic* only when the
-    polar order or the per-frame |P| is below its threshold and c/a - 1 is not above
-    ``tetragonal_min``.  A small cell whose polar axis turns among x, y and z averages c/a to 1
-    while every frame is polar: the time-averaged c/a alone would call it cubic.  NVT (lattice
-    imposed at c/a 1.06, which pins the axis) decides by |P| against the polar threshold
-    (converted to the Born-charge convention, :func:`analysis.polar_threshold`).
-    Returns (phase, decisions, text)."""
-    from pto_checks.analysis import polar_threshold
-
-    thr = tolerance("phase")
-    melt_out, decisions, text = crystal_decision(row, settings=settings)
-    if melt_out is Outcome.FAIL:
-        return ("unstable" if row.get("failure") else "molten"), decisions, text
-    t = row["T_K"]
-    if ensemble == "npt":
-        sup = row_decision(row, "c_over_a", thr["supertetragonal_min"], settings=settings) \
-            or _undecided_decision(row, "c/a")
-        tet = row_decision(row, "c_over_a", thr["tetragonal_min"], offset=-1.0, settings=settings) \
-            or _undecided_decision(row, "c/a")
-        order = polar_order_decision(row, settings=settings)
-        if order is None:  # small cell or no per-frame statistics: the time-averaged c/a alone
-            order = frame_p = _undecided_decision(row, "polar order (cell too small or no statistics)")
-            polar, nonpolar = False, tet.side is Side.BELOW
-        else:
-            frame_p = row_decision(row, "P_frame_abs", polar_threshold(thr, row.get("born_convention")),
-                                   settings=settings) or _undecided_decision(row, "per-frame |P|")
-            polar = order.side is Side.ABOVE and frame_p.side is Side.ABOVE
-            nonpolar = order.side is Side.BELOW or frame_p.side is Side.BELOW
-        decisions += [order, tet, sup, frame_p]
-        if sup.side is Side.ABOVE:
-            phase = "supertetragonal"
-        elif (polar or tet.side is Side.ABOVE) and sup.side is Side.BELOW:
-            phase = "tetragonal"
-        elif nonpolar and tet.side is not Side.ABOVE:
-            phase = "cubic"
-        else:
-            phase = None
-        desc = (sup.describe("c/a") if phase == "supertetragonal" else
-                f"{order.describe('polar order |P|/<|p|>', digits=3)}; "
-                f"{frame_p.describe('per-frame |P|', 'C/m^2', 3)}; {tet.describe('c/a - 1')}")
-    else:
-        pol = row_decision(row, "P_abs", polar_threshold(thr, row.get("born_convention")), settings=settings) \
-            or _undecided_decision(row, "|P|")
-        decisions.append(pol)
-        phase = {Side.ABOVE: "tetragonal", Side.BELOW: "cubic", Side.UNDECIDED: None}[pol.side]
-        desc = pol.describe("|P|", "C/m^2", 3)
-    if phase is not None and melt_out is Outcome.INCONCLUSIVE:
-        phase = None
-    return phase, decisions, f"{t:.0f} K: {phase or 'UNDECIDED'} ({desc})" + (
-        f"; {text}" if melt_out is Outcome.INCONCLUSIVE else "")
+    """(phase value or None when undecided, decisions, text) of :func:`pto_checks.phase.decide_phase`."""
+    d = decide_phase(row, ensemble, settings)
+    return (d.phase.value if d.phase.decided else None), list(d.decisions), d.text
 
 
-def _polar(phase: str | None) -> bool:
-    return phase in ("tetragonal", "supertetragonal")
+def _phases(sweep: dict[str, Any]) -> list[PhaseDecision]:
+    return sweep_phases(sweep["rows"], sweep["ensemble"])
 
 
-# --- the dynamic verdicts ------------------------------------------------------------------------
+def _all(per_row: list[PhaseDecision]) -> list[ThresholdDecision]:
+    return [d for p in per_row for d in p.decisions]
+
 
 def no_melting_or_instability(sweep: dict[str, Any], functional: str) -> Verdict:
     """No temperature of the sweep is molten or unstable (blow-up)."""
-    if decides_with_intervals(sweep):
-        per_row = [crystal_decision(r) for r in sweep["rows"]]
-        outcome = combine(o for o, _, _ in per_row)
-        bad = [text for o, _, text in per_row if o is not Outcome.PASS]
-        what = "crystal at every temperature" if not bad else "; ".join(bad)
-        decisions = [d for _, ds, _ in per_row for d in ds]
-        return _sweep_verdict("no_melting_or_instability", outcome, what, sweep, functional,
-                              [r.get("phase") for r in sweep["rows"]], tolerance("melting"), decisions=decisions)
-    bad = [r for r in sweep["rows"] if r["phase"] in ("molten", "unstable")]
-    what = ("crystal at every temperature" if not bad else "; ".join(
-        f"{r['phase'].upper()} at {r['T_K']:.0f} K"
-        + (f" ({r['failure']['reason']}, step {r['failure']['step']})" if r.get("failure") else
-           f" (Lindemann {r['lindemann']:.3f}, order {r['order']:.2f})") for r in bad))
-    return _sweep_verdict("no_melting_or_instability", not bad, what, sweep, functional,
-                          [r["phase"] for r in sweep["rows"]], tolerance("melting"))
+    per_row = [crystal_decision(r) for r in sweep["rows"]]
+    outcome = combine(o for o, _, _ in per_row)
+    bad = [text for o, _, text in per_row if o is not Outcome.PASS]
+    what = "crystal at every temperature" if not bad else "; ".join(bad)
+    decisions = [d for _, ds, _ in per_row for d in ds]
+    return _sweep_verdict("no_melting_or_instability", outcome, what, sweep, functional,
+                          [r.get("phase") for r in sweep["rows"]], tolerance("melting"), decisions=decisions)
 
 
 def polar_at_low_temperature(sweep: dict[str, Any], functional: str) -> Verdict:
-    """The lowest temperature of the sweep (300 K) is tetragonal and polar."""
-    r = sweep["rows"][0]
-    if decides_with_intervals(sweep):
-        phase, decisions, text = phase_decision(r, sweep["ensemble"])
-        outcome = Outcome.INCONCLUSIVE if phase is None else (
-            Outcome.PASS if phase == "tetragonal" else Outcome.FAIL)
-        interval = decisions[2].interval if len(decisions) > 2 else None  # [lindemann, order, polar order or |P|, ...]
-        return _sweep_verdict("polar_at_300K", outcome, f"{text}; expected tetragonal", sweep, functional,
-                              phase, tolerance("phase"), interval, decisions)
-    ok = r["phase"] == "tetragonal"
-    return _sweep_verdict("polar_at_300K", ok, f"phase at {r['T_K']:.0f} K is {r['phase']} "
-                          f"(c/a {r['c_over_a']:.4f}, |P| {r['P_abs']:.3f} C/m^2; expected tetragonal)",
-                          sweep, functional, r["phase"], tolerance("phase"))
+    """The lowest temperature of the sweep (300 K) is polar: tetragonal, or supertetragonal (a
+    supertetragonal state is polar; its excess c/a is the static checks' business)."""
+    d = decide_phase(sweep["rows"][0], sweep["ensemble"])
+    outcome = (Outcome.INCONCLUSIVE if not d.phase.decided else
+               Outcome.PASS if d.phase.polar else Outcome.FAIL)
+    return _sweep_verdict("polar_at_300K", outcome, f"{d.text}; expected polar (tetragonal or supertetragonal)",
+                          sweep, functional, d.phase.value, tolerance("phase"),
+                          d.decisive.interval if d.decisive else None, list(d.decisions))
+
+
+def sweep_class(sweep: dict[str, Any]) -> SweepClass:
+    """The outcome class of an NPT sweep (:func:`pto_checks.sweep_class.classify`) from the phases
+    of the one phase rule."""
+    return classify_sweep(_phases(sweep))
+
+
+def _class_verdict(check: str, outcome: Outcome, what: str, sweep: dict[str, Any], functional: str,
+                   cls: SweepClass, per_row: list[PhaseDecision], measured: Any = None, tol: Any = None,
+                   interval: Interval | None = None) -> Verdict:
+    undecided = [p.text for p in per_row if not p.phase.decided]
+    if outcome is Outcome.INCONCLUSIVE and undecided and "; undecided: " not in what:
+        what += "; undecided: " + "; ".join(undecided)
+    v = _sweep_verdict(check, outcome, f"{what} [outcome class: {cls.text}]", sweep, functional, measured, tol,
+                       interval, _all(per_row))
+    v.details["npt_class"] = cls.to_dict()
+    return v
 
 
 def cubic_above_tc(sweep: dict[str, Any], functional: str) -> Verdict:
-    """The top of the sweep is cubic, and no temperature above the first cubic one is polar again."""
-    if decides_with_intervals(sweep):
-        per_row = [phase_decision(r, sweep["ensemble"]) for r in sweep["rows"]]
-        phases = [p for p, _, _ in per_row]
-        top_phase, top_dec, top_text = per_row[-1]
-        outs = [Outcome.INCONCLUSIVE if top_phase is None else
-                (Outcome.PASS if top_phase == "cubic" else Outcome.FAIL)]
-        first_cubic = next((i for i, p in enumerate(phases) if p == "cubic"), None)
-        notes = []
-        if first_cubic is not None:
-            for p, _, text in per_row[first_cubic + 1:]:
-                if p is None:
-                    outs.append(Outcome.INCONCLUSIVE)
-                    notes.append(text)
-                elif p != "cubic":
-                    outs.append(Outcome.FAIL)
-                    notes.append("polar again above the first cubic temperature: " + text)
-        outcome = combine(outs)
-        what = f"top of the sweep: {top_text}" + ("; " + "; ".join(notes) if notes else "") + (
-            ": the paraelectric phase is never reached" if top_phase is not None and top_phase != "cubic" else "")
-        tet = next((d for d in top_dec[2:3]), None)
-        return _sweep_verdict("cubic_above_tc", outcome, what, sweep, functional, phases, tolerance("phase"),
-                              tet.interval if tet else None, [d for _, ds, _ in per_row for d in ds])
-    phases = [r["phase"] for r in sweep["rows"]]
-    top = sweep["rows"][-1]
-    first_cubic = next((i for i, p in enumerate(phases) if p == "cubic"), None)
-    reentrant = first_cubic is not None and any(p != "cubic" for p in phases[first_cubic:])
-    ok = top["phase"] == "cubic" and not reentrant
-    what = (f"phase at the top of the sweep ({top['T_K']:.0f} K) is {top['phase']} "
-            f"(c/a {top['c_over_a']:.4f}, |P| {top['P_abs']:.3f} C/m^2)"
-            + ("; not cubic at every temperature above the first cubic one" if reentrant else "")
-            + ("" if ok else ": the paraelectric phase is never reached"))
-    return _sweep_verdict("cubic_above_tc", ok, what, sweep, functional, phases, tolerance("phase"))
+    """The sweep turns cubic and stays cubic: PASS for a *transition* whatever the low-temperature c/a
+    (supertetragonal included) and for a sweep cubic throughout; FAIL for a re-entrant sweep (cubic,
+    then polar again), one never cubic, persistently supertetragonal or molten before cubic;
+    INCONCLUSIVE when the class is undecided or a temperature above the first cubic one is."""
+    per_row = _phases(sweep)
+    cls = classify_sweep(per_row)
+    c = cls.cls
+    if c in (NptClass.TRANSITION, NptClass.NEVER_POLAR):
+        outcome = Outcome.INCONCLUSIVE if cls.undecided_above_tc_K else Outcome.PASS
+        what = (f"cubic from {cls.first_cubic_K:.0f} K up to the top" if outcome is Outcome.PASS else
+                f"cubic at {cls.first_cubic_K:.0f} K, undecided above it at "
+                + ", ".join(f"{t:.0f}" for t in cls.undecided_above_tc_K) + " K (a re-entrant sweep is not excluded)")
+    elif c is NptClass.UNDECIDED:
+        outcome, what = Outcome.INCONCLUSIVE, "the sweep's phases do not decide whether it turns cubic"
+    else:
+        outcome = Outcome.FAIL
+        what = {NptClass.REENTRANT: f"RE-ENTRANT: cubic at {cls.first_cubic_K or 0:.0f} K, polar again at "
+                                    f"{cls.reentrant_K or 0:.0f} K",
+                NptClass.NEVER_CUBIC: "the paraelectric phase is never reached",
+                NptClass.PERSISTENT_SUPERTETRAGONAL: "the paraelectric phase is never reached: supertetragonal "
+                                                     "to the top of the sweep or to melting",
+                NptClass.MOLTEN_OR_UNSTABLE: f"MOLTEN BEFORE CUBIC: molten or unstable at {cls.melt_K or 0:.0f} K "
+                                             "before any temperature is cubic"}[c]
+    top = per_row[-1]
+    return _class_verdict("cubic_above_tc", outcome, what, sweep, functional, cls, per_row,
+                          [p.phase.value for p in per_row], tolerance("phase"),
+                          top.decisive.interval if top.decisive else None)
 
 
 def no_supertetragonal(sweep: dict[str, Any], functional: str) -> Verdict:
-    """No temperature has c/a above the supertetragonal threshold."""
+    """No *persistent* supertetragonal phase: FAIL only when the sweep stays supertetragonal (c/a
+    above ``supertetragonal_min``) to its top or to melting.  A supertetragonal low-temperature
+    state that turns cubic passes here (its excess c/a is the static checks' business);
+    INCONCLUSIVE when the class is undecided and some temperature is supertetragonal or undecided."""
     thr = tolerance("phase")["supertetragonal_min"]
-    if decides_with_intervals(sweep):
-        decisions, outs, bad = [], [], []
-        for r in sweep["rows"]:
-            if r.get("failure"):
-                continue  # a blow-up is the melting check's result
-            d = row_decision(r, "c_over_a", thr) or _undecided_decision(r, "c/a")
-            decisions.append(d)
-            outs.append(d.outcome(Side.BELOW))
-            if d.side is not Side.BELOW:
-                bad.append(("SUPERTETRAGONAL at " if d.side is Side.ABOVE else "undecided at ")
-                           + f"{r['T_K']:.0f} K: " + d.describe("c/a"))
-        outcome = combine(outs)
-        what = ("no supertetragonal phase" if not bad else "; ".join(bad)) + f" (threshold c/a >= {thr})"
-        worst = max(decisions, key=lambda d: d.interval.high if math.isfinite(d.interval.high) else math.inf,
-                    default=None)
-        return _sweep_verdict("no_supertetragonal", outcome, what, sweep, functional,
-                              [r["c_over_a"] for r in sweep["rows"]], thr,
-                              worst.interval if worst else None, decisions)
-    bad = [r for r in sweep["rows"] if r["phase"] == "supertetragonal"]
-    what = ("no supertetragonal phase" if not bad else "SUPERTETRAGONAL at " + ", ".join(
-        f"{r['T_K']:.0f} K (c/a {r['c_over_a']:.3f})" for r in bad)) + f" (threshold c/a >= {thr})"
-    return _sweep_verdict("no_supertetragonal", not bad, what, sweep, functional,
-                          [r["c_over_a"] for r in sweep["rows"]], thr)
+    per_row = _phases(sweep)
+    cls = classify_sweep(per_row)
+    sup = ", ".join(f"{t:.0f}" for t in cls.supertetragonal_K)
+    if cls.cls is NptClass.PERSISTENT_SUPERTETRAGONAL:
+        outcome = Outcome.FAIL
+        what = f"PERSISTENT SUPERTETRAGONAL (c/a >= {thr}) at {sup} K, never cubic"
+    elif cls.cls is NptClass.UNDECIDED and (cls.supertetragonal_K or cls.undecided_K):
+        outcome = Outcome.INCONCLUSIVE
+        what = "undecided whether a supertetragonal state persists" + (f" (supertetragonal at {sup} K)" if sup else "")
+    else:
+        outcome = Outcome.PASS
+        what = ("no supertetragonal phase" if not sup else
+                f"supertetragonal at {sup} K but it does not persist ({cls.cls.value})") + f" (threshold c/a >= {thr})"
+    return _class_verdict("no_supertetragonal", outcome, what, sweep, functional, cls, per_row,
+                          [r.get("c_over_a") for r in sweep["rows"]], thr)
 
 
 def tc_bracket(temperatures: list[float], phases: list[str | None]) -> dict[str, Any]:
-    """Tc bracketed from per-temperature phases decided with intervals (None = undecided).
+    """:func:`pto_checks.phase.tc_bracket` as a dict (``low``, ``high``, ``tc``, ``resolution``, ``status``)."""
+    return _tc_bracket(temperatures, phases).to_dict()
 
-    ``low``: the highest temperature decided polar; ``high``: the first temperature above it
-    decided cubic (undecided temperatures in between widen the bracket).  Returns
-    ``{"low", "high", "tc", "resolution", "status"}`` with status ``bracketed``, ``never_polar``,
-    ``never_cubic`` (polar at the top), ``undecided`` (no polar or no cubic decision to bracket
-    with) or ``unbounded`` (polar, then only undecided temperatures up to the top).
-    """
-    idx_pol = [i for i, p in enumerate(phases) if _polar(p)]
-    out = {"low": None, "high": None, "tc": None, "resolution": None}
-    if not idx_pol:
-        status = "undecided" if any(p is None for p in phases) else "never_polar"
-        return dict(out, status=status)
-    i = idx_pol[-1]
-    out["low"] = float(temperatures[i])
-    j = next((k for k in range(i + 1, len(phases)) if phases[k] == "cubic"), None)
-    if j is None:
-        status = "never_cubic" if i == len(phases) - 1 or all(_polar(p) or p in ("molten", "unstable")
-                                                               for p in phases[i + 1:]) else "unbounded"
-        return dict(out, status=status)
-    out["high"] = float(temperatures[j])
-    out["tc"] = 0.5 * (out["low"] + out["high"])
-    out["resolution"] = 0.5 * (out["high"] - out["low"])
-    return dict(out, status="bracketed")
+
+def tc_band() -> tuple[float, float]:
+    """The NPT Tc pass band (K): experiment minus ``tolerances.tc.below``, plus ``above``."""
+    exp = load_reference()["experiment"]["tc"]["value"]
+    tol = tolerance("tc")
+    return exp - tol["below"], exp + tol["above"]
 
 
 def tc_vs_experiment(sweep: dict[str, Any], functional: str) -> Verdict:
-    """Tc from the sweep within tolerance of experiment (760 K)."""
+    """Tc of the sweep's transition against the band of ``tolerances.tc`` ([500, 910] K): the bracket
+    (the last polar and the first cubic temperature, :mod:`pto_checks.phase`) inside passes, wholly
+    outside fails, else inconclusive.  Decided for a transition whatever its low-temperature c/a, and
+    for the first transition of a re-entrant sweep; a sweep never cubic, persistently supertetragonal
+    or molten before cubic fails and says which."""
     ref = load_reference()
     exp = ref["experiment"]["tc"]
-    tol = tolerance("tc")["value"]
-    if decides_with_intervals(sweep):
-        per_row = [phase_decision(r, sweep["ensemble"]) for r in sweep["rows"]]
-        temps = [r["T_K"] for r in sweep["rows"]]
-        br = tc_bracket(temps, [p for p, _, _ in per_row])
-        lo_ok, hi_ok = exp["value"] - tol, exp["value"] + tol
-        undecided = [text for p, _, text in per_row if p is None]
-        interval = None
-        if br["status"] == "bracketed":
-            interval = Interval(br["low"], br["high"], statistics_settings().confidence_level, "K")
-            if lo_ok <= br["low"] and br["high"] <= hi_ok:
-                outcome = Outcome.PASS
-            elif br["high"] < lo_ok or br["low"] > hi_ok:
-                outcome = Outcome.FAIL
-            else:
-                outcome = Outcome.INCONCLUSIVE
-            what = (f"Tc in [{br['low']:.0f}, {br['high']:.0f}] K (between the last polar and the first cubic "
-                    f"temperature, each decided at the {statistics_settings().confidence_level:.0%} level) vs "
-                    f"experiment {exp['value']} K ({exp['source']}), tolerance {tol} K: the bracket is "
-                    + {Outcome.PASS: "inside", Outcome.FAIL: "outside",
-                       Outcome.INCONCLUSIVE: "partly outside"}[outcome] + f" [{lo_ok}, {hi_ok}] K")
-            if outcome is Outcome.INCONCLUSIVE:
-                what += (f"; needs the bracket refined: temperatures between {br['low']:.0f} and "
-                         f"{br['high']:.0f} K")
-        elif br["status"] in ("never_polar", "never_cubic"):
-            outcome = Outcome.FAIL
-            what = ("no tetragonal-to-cubic transition found in the sweep ("
-                    + ("never polar" if br["status"] == "never_polar" else
-                       f"still polar at {temps[-1]:.0f} K") + ")")
-        elif br["status"] == "unbounded" and br["low"] > hi_ok:
-            outcome = Outcome.FAIL
-            what = f"Tc above {br['low']:.0f} K, beyond {hi_ok} K"
+    lo_ok, hi_ok = tc_band()
+    level = statistics_settings().confidence_level
+    per_row = _phases(sweep)
+    cls = classify_sweep(per_row)
+    br = cls.tc
+    interval = None
+    if cls.cls in (NptClass.TRANSITION, NptClass.REENTRANT) and br.status == "bracketed":
+        interval = Interval(br.low, br.high, level, "K")
+        outcome = tc_band_outcome(br, lo_ok, hi_ok)
+        what = (f"Tc in [{br.low:.0f}, {br.high:.0f}] K (between the last polar and the first cubic temperature, "
+                f"each decided at the {level:.0%} level) vs experiment {exp['value']} K ({exp['source']}): the "
+                "bracket is " + {Outcome.PASS: "inside", Outcome.FAIL: "outside",
+                                 Outcome.INCONCLUSIVE: "partly outside"}[outcome]
+                + f" the band [{lo_ok:.0f}, {hi_ok:.0f}] K (tolerances.tc)")
+        if outcome is Outcome.INCONCLUSIVE:
+            what += f"; needs the bracket refined: temperatures between {br.low:.0f} and {br.high:.0f} K"
+    elif cls.cls in (NptClass.NEVER_CUBIC, NptClass.PERSISTENT_SUPERTETRAGONAL, NptClass.MOLTEN_OR_UNSTABLE,
+                     NptClass.NEVER_POLAR):
+        outcome = Outcome.FAIL
+        if cls.cls is NptClass.NEVER_CUBIC:
+            what = f"no tetragonal-to-cubic transition: still polar at {cls.top_K:.0f} K"
+        elif cls.cls is NptClass.PERSISTENT_SUPERTETRAGONAL:
+            what = "no transition: supertetragonal " + (
+                f"until it melts at {cls.melt_K:.0f} K (molten before cubic)" if cls.melt_K is not None
+                else f"up to the top of the sweep ({cls.top_K:.0f} K)")
+        elif cls.cls is NptClass.MOLTEN_OR_UNSTABLE:
+            what = f"no transition: MOLTEN BEFORE CUBIC at {cls.melt_K:.0f} K"
         else:
-            outcome = Outcome.INCONCLUSIVE
-            what = "Tc cannot be bracketed from decided temperatures"
-        if undecided and outcome is not Outcome.PASS:
-            what += "; undecided: " + "; ".join(undecided)
-        v = _sweep_verdict("tc_vs_experiment", outcome, what, sweep, functional, br["tc"], tol, interval,
-                           [d for _, ds, _ in per_row for d in ds])
-        v.details["tc_bracket"] = br
-        v.reference, v.unit, v.source = exp["value"], "K", exp["source"]
-        return v
-    tc = sweep["tc"]
-    if tc["tc"] is None:
-        ok, what = False, "no tetragonal-to-cubic transition found in the sweep"
+            what = "no transition: never polar"
     else:
-        ok = abs(tc["tc"] - exp["value"]) <= tol
-        what = (f"Tc = {tc['tc']:.0f} +- {tc['resolution']:.0f} K ({tc['method']}) vs experiment "
-                f"{exp['value']} K ({exp['source']}): |diff| {abs(tc['tc'] - exp['value']):.0f} K "
-                f"{'within' if ok else 'outside'} tolerance {tol} K")
-    v = _sweep_verdict("tc_vs_experiment", ok, what, sweep, functional, tc["tc"], tol)
+        outcome = Outcome.INCONCLUSIVE
+        what = "Tc cannot be bracketed from decided temperatures"
+    undecided = [p.text for p in per_row if not p.phase.decided]
+    if undecided and outcome is not Outcome.PASS:
+        what += "; undecided: " + "; ".join(undecided)
+    v = _class_verdict("tc_vs_experiment", outcome, what, sweep, functional, cls, per_row, br.tc,
+                       {"below": tolerance("tc")["below"], "above": tolerance("tc")["above"]}, interval)
+    v.details["tc_bracket"] = br.to_dict()
     v.reference, v.unit, v.source = exp["value"], "K", exp["source"]
     return v
 
 
-def polarization_vanishes(sweep: dict[str, Any], functional: str) -> Verdict:
-    """NVT: |Pz| at the top of the sweep below the polar threshold (stated in the default
-    Born-charge convention, converted for another one)."""
-    from pto_checks.analysis import polar_threshold
+def nvt_band() -> tuple[float, float]:
+    """The NVT pass band (K) of ``tolerances.nvt_tc``."""
+    tol = tolerance("nvt_tc")
+    return tol["reference"] - tol["below"], tol["reference"] + tol["above"]
 
-    top = sweep["rows"][-1]
-    thr = polar_threshold(tolerance("phase"), top.get("born_convention"))
-    if decides_with_intervals(sweep):
-        melt_out, melt_dec, melt_text = crystal_decision(top)
-        up = row_decision(top, "Pz", thr) or _undecided_decision(top, "Pz")
-        down = row_decision(top, "Pz", -thr) or _undecided_decision(top, "Pz")
-        outcome = combine([melt_out, up.outcome(Side.BELOW), down.outcome(Side.ABOVE)])
-        decisive = up if up.side is not Side.BELOW else down
-        what = (f"at {top['T_K']:.0f} K (imposed c/a = 1.06): {decisive.describe('Pz', 'C/m^2', 3)}, "
-                f"need |Pz| < {thr:.3f} C/m^2" + ("" if melt_out is Outcome.PASS else f"; {melt_text}")
-                + (": the polarization does not vanish" if outcome is Outcome.FAIL and melt_out is Outcome.PASS
-                   else ""))
-        return _sweep_verdict("polarization_vanishes_above_tc", outcome, what, sweep, functional, top["Pz"], thr,
-                              up.interval, melt_dec + [up, down])
-    ok = abs(top["Pz"]) < thr and top["phase"] not in ("molten", "unstable")
-    what = (f"|Pz| at {top['T_K']:.0f} K = {abs(top['Pz']):.3f} C/m^2 (threshold {thr}, at the imposed "
-            f"c/a = 1.06); phase {top['phase']}" + ("" if ok else ": the polarization does not vanish"))
-    return _sweep_verdict("polarization_vanishes_above_tc", ok, what, sweep, functional, top["Pz"], thr)
+
+def polarization_vanishes(sweep: dict[str, Any], functional: str) -> Verdict:
+    """NVT at the imposed cell: the bracket where Pz is lost (per-frame |Pz| decided below
+    ``tolerances.nvt_tc.polar_fraction`` x the model's own low-temperature per-frame |Pz|) lies in
+    the band of ``tolerances.nvt_tc`` ([840, 1250] K): a loss far below the study's ~1100 K fails
+    (lower bound) and so does a polarization kept past the band (upper bound).  Pz need not reach
+    zero: the cell is held tetragonal."""
+    tol = tolerance("nvt_tc")
+    lo_ok, hi_ok = nvt_band()
+    level = statistics_settings().confidence_level
+    per_row, thr = nvt_phases(sweep["rows"], tol["polar_fraction"])
+    temps = [p.temperature_K for p in per_row]
+    phases = [p.phase for p in per_row]
+    melt = next((p for p in per_row if p.phase in (Phase.MOLTEN, Phase.UNSTABLE)), None)
+    br = _tc_bracket(temps, phases)
+    interval = None
+    if thr is None:
+        outcome, what = Outcome.INCONCLUSIVE, "no low-temperature |Pz| to scale the threshold"
+    elif br.status == "bracketed":
+        interval = Interval(br.low, br.high, level, "K")
+        outcome = tc_band_outcome(br, lo_ok, hi_ok)
+        what = (f"Pz lost in [{br.low:.0f}, {br.high:.0f}] K (per-frame |Pz| below {tol['polar_fraction']} x its "
+                f"{min(temps):.0f} K value = {thr:.3f} C/m^2, each temperature decided at the {level:.0%} level): "
+                + {Outcome.PASS: "inside", Outcome.FAIL: "OUTSIDE", Outcome.INCONCLUSIVE: "partly outside"}[outcome]
+                + f" the band [{lo_ok:.0f}, {hi_ok:.0f}] K (study: ~{tol['reference']} K)"
+                + ("; LOST FAR BELOW the study's models" if outcome is Outcome.FAIL and br.high < lo_ok else ""))
+    elif br.status == "never_cubic":
+        outcome = Outcome.FAIL
+        what = (f"Pz never lost: per-frame |Pz| above {thr:.3f} C/m^2 up to "
+                + (f"melting at {melt.temperature_K:.0f} K" if melt else f"{max(temps):.0f} K")
+                + f", beyond the band [{lo_ok:.0f}, {hi_ok:.0f}] K")
+        if not melt and max(temps) <= hi_ok:
+            outcome = Outcome.INCONCLUSIVE
+            what += f" not reached: the sweep ends at {max(temps):.0f} K"
+    elif br.status == "never_polar":
+        outcome, what = Outcome.FAIL, f"never polar at the imposed cell (threshold {thr:.3f} C/m^2)"
+    else:
+        outcome = tc_band_outcome(br, lo_ok, hi_ok)
+        what = "the loss of Pz cannot be bracketed from decided temperatures"
+    undecided = [p.text for p in per_row if not p.phase.decided]
+    if outcome is Outcome.INCONCLUSIVE and undecided:
+        what += "; undecided: " + "; ".join(undecided)
+    what += "; Pz need not reach zero at the imposed c/a (the cell is held tetragonal)"
+    v = _sweep_verdict("polarization_vanishes_above_tc", outcome, what, sweep, functional, br.tc,
+                       {"band_K": [lo_ok, hi_ok], "polar_fraction": tol["polar_fraction"], "threshold_C_m2": thr},
+                       interval, _all(per_row))
+    v.details["nvt_bracket"] = br.to_dict()
+    v.details["phases"] = [p.text for p in per_row]
+    return v
 
 
 #: key of a loaded baseline dict naming the file it was read from (set by the plugin; never written)
@@ -780,39 +661,68 @@ def _accuracy_context(functional: str, data_functional: str, subsample: str, red
     return f"{red}{_trained_on(functional)}, frames {data_functional} AIMD{gap}"
 
 
+def t_quantile(level: float, dof: float) -> float:
+    """Two-sided Student-t quantile at ``level`` with ``dof`` (>= 1) degrees of freedom."""
+    from scipy.stats import t
+
+    return float(t.ppf(0.5 + level / 2.0, max(float(dof), 1.0)))
+
+
 def accuracy_bound(check: str, rows: list[dict[str, Any]], key: str, se_key: str, limit: dict[int, float] | float,
                    unit: str, what: str, functional: str, data_functional: str, subsample: str,
-                   reduced: bool, scale_key: str | None = None, source: str = "") -> Verdict:
+                   reduced: bool, scale_key: str | None = None, source: str = "",
+                   n_eff_key: str | None = None) -> Verdict:
     """Every temperature's ``rows[i][key]`` (an error) is at most its limit (a number, or per temperature).
 
-    ``se_key``: its standard error; a temperature whose 95 % interval straddles the limit makes the
-    verdict inconclusive (``details['confidence']``), stated in the message. ``scale_key``: a DFT scale
-    printed next to the error (e.g. the DFT force rms).
+    ``se_key``: its standard error, ``n_eff_key``: the effectively independent frames behind it
+    (the frames are a correlated time series; :mod:`pto_checks.accuracy.metrics`).  Per
+    temperature the two-sided interval ``value -+ t se`` (Student's t with ``n_eff - 1`` degrees of
+    freedom, at the ``[statistics]`` confidence level) is decided against the limit: wholly below
+    passes, wholly above fails, containing it is undecided.  The verdict FAILS when some
+    temperature is decided above, is INCONCLUSIVE when none is but some interval contains the
+    limit (or has no error estimate), and PASSES only when every interval lies below.
     """
+    level = statistics_settings().confidence_level
     lines, bad, unsure = [], [], []
-    measured = {}
+    measured, intervals = {}, {}
     for r in sorted(rows, key=lambda r: r["temperature_K"]):
         t = int(r["temperature_K"])
         lim = limit[t] if isinstance(limit, dict) else float(limit)
-        v, se = float(r[key]), float(r.get(se_key, float("nan")))
-        ok = v <= lim
-        if se == se and abs(v - lim) < 1.96 * se:
-            unsure.append(t)
-        if not ok:
+        v, se = float(r[key]), float(r.get(se_key, math.nan))
+        n_eff = float(r.get(n_eff_key, math.nan)) if n_eff_key else math.nan
+        if not math.isfinite(n_eff):  # no correlation analysis: only the frames' count is known
+            n_eff = float(r.get("n_frames", math.nan))
+        q = t_quantile(level, n_eff - 1.0) if math.isfinite(n_eff) else math.nan
+        lo, hi = (v - q * se, v + q * se) if math.isfinite(se) and math.isfinite(q) else (math.nan, math.nan)
+        intervals[t] = Interval(lo, hi, level, unit)
+        if math.isfinite(lo) and lo > lim:
+            state = "TOO LARGE"
             bad.append(t)
+        elif math.isfinite(hi) and hi <= lim:
+            state = "ok"
+        else:
+            why = "the interval contains the limit" if math.isfinite(hi) else "no error estimate"
+            state = f"UNDECIDED ({why})"
+            unsure.append(t)
         measured[t] = v
         scale = f" (DFT scale {r[scale_key]:.3f})" if scale_key else ""
-        lines.append(f"{t} K: {what} {v:.3f} ± {se:.3f} {unit}{scale}, limit {lim:.3f} {unit}: "
-                     + ("ok" if ok else "TOO LARGE"))
-    verdict_text = (f"{what} within the limit at every temperature" if not bad else
-                    f"{what} above the limit at {', '.join(f'{t} K' for t in bad)}")
-    confidence = "inconclusive" if unsure else "decided"
-    if unsure:
-        verdict_text += (f" (INCONCLUSIVE at {', '.join(f'{t} K' for t in unsure)}: the 95 % interval "
-                         "contains the limit)")
+        lines.append(f"{t} K: {what} {v:.3f} ± {se:.3f} {unit} ({level:.0%} interval [{lo:.3f}, {hi:.3f}], t with "
+                     f"n_eff {n_eff:.1f} - 1 dof){scale}, limit {lim:.3f} {unit}: {state}")
+    outcome = Outcome.FAIL if bad else Outcome.INCONCLUSIVE if unsure else Outcome.PASS
+    verdict_text = {Outcome.PASS: f"{what} within the limit at every temperature",
+                    Outcome.FAIL: f"{what} above the limit at {', '.join(f'{t} K' for t in bad)}",
+                    Outcome.INCONCLUSIVE: f"INCONCLUSIVE: {what} undecided at {', '.join(f'{t} K' for t in unsure)}"
+                                          f" (the {level:.0%} interval contains the limit)"}[outcome]
+    if bad and unsure:
+        verdict_text += f"; undecided at {', '.join(f'{t} K' for t in unsure)}"
     msg = (f"{verdict_text}; {_accuracy_context(functional, data_functional, subsample, reduced)}\n"
            + "\n".join(lines))
-    v = Verdict(check, not bad, msg, measured, None, limit, unit, source)
-    v.details = {"confidence": confidence, "reduced": reduced, "subsample": subsample,
-                 "functional": functional, "data_functional": data_functional}
+    worst = max(intervals.items(), key=lambda kv: (kv[1].high - (limit[kv[0]] if isinstance(limit, dict) else limit))
+                if math.isfinite(kv[1].high) else math.inf, default=(None, None))[1]
+    v = Verdict(check, outcome is Outcome.PASS, msg, measured, None, limit, unit, source, outcome=outcome,
+                interval=worst)
+    v.details = {"confidence": "decided" if outcome is not Outcome.INCONCLUSIVE else "inconclusive",
+                 "reduced": reduced, "subsample": subsample, "functional": functional,
+                 "data_functional": data_functional, "confidence_level": level,
+                 "intervals": {str(t): iv.to_dict() for t, iv in intervals.items()}}
     return v

@@ -38,6 +38,7 @@ def test_force_error_vs_dft_force_scale(accuracy_tier, check, record_property):
     _properties(record_property, accuracy_tier, ("force_rmse_eV_A", "force_mae_eV_A", "dft_force_rms_eV_A"))
     check(verdicts.accuracy_bound("accuracy_forces", rows, "force_rmse_eV_A", "force_rmse_se_eV_A", limit, "eV/A",
                                   "force RMSE", scale_key="dft_force_rms_eV_A", source=tol["source"],
+                                  n_eff_key="force_rmse_n_eff",
                                   **_context(accuracy_tier)))
 
 
@@ -48,6 +49,7 @@ def test_relative_energy_error(accuracy_tier, check, record_property):
     check(verdicts.accuracy_bound("accuracy_energy", _rows(accuracy_tier), "energy_rmse_meV_atom",
                                   "energy_rmse_se_meV_atom", tol["value"], "meV/atom", "relative energy RMSE",
                                   scale_key="dft_energy_std_meV_atom", source=tol["source"],
+                                  n_eff_key="energy_rmse_n_eff",
                                   **_context(accuracy_tier)))
 
 
@@ -57,5 +59,5 @@ def test_stress_error(accuracy_tier, check, record_property):
     _properties(record_property, accuracy_tier, ("stress_rmse_GPa", "stress_offset_GPa"))
     check(verdicts.accuracy_bound("accuracy_stress", _rows(accuracy_tier), "stress_rmse_GPa", "stress_rmse_se_GPa",
                                   tol["value"], "GPa", "stress RMSE", scale_key="dft_stress_std_GPa",
-                                  source=tol["source"], **_context(accuracy_tier)))
+                                  source=tol["source"], n_eff_key="stress_rmse_n_eff", **_context(accuracy_tier)))
 

@@ -206,8 +206,13 @@ def _sweep(request: pytest.FixtureRequest, model: registry.LoadedModel, ensemble
         exported = export_md_files(sweep.rows, out, model.name, f"{ensemble}_{integrator}")
         for row, files in zip(data["rows"], exported, strict=True):
             row["files"] = files
-    results.quantity(model.name, "md", f"{ensemble}_{integrator}",
-                     {k: data[k] for k in ("rows", "tc", "engine")}, "T in K; a, c in Angstrom; P in C/m^2")
+    value = {k: data[k] for k in ("rows", "tc", "engine")}
+    if ensemble == "npt":  # the study's class of the whole heating run, from the one phase rule
+        from pto_checks.phase import sweep_phases
+        from pto_checks.sweep_class import classify_sweep
+
+        value["outcome_class"] = classify_sweep(sweep_phases(sweep.rows, ensemble)).to_dict()
+    results.quantity(model.name, "md", f"{ensemble}_{integrator}", value, "T in K; a, c in Angstrom; P in C/m^2")
     return sweep
 
 

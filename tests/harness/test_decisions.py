@@ -93,7 +93,9 @@ def _row(t, ca, ca_sem=1e-4, p=0.0, p_sem=0.005, lind=0.08, lind_sem=0.001, orde
     # per-frame polar order (4^3 cells: disordered baseline 0.115, threshold 0.56): polar where c/a says so
     align = (0.9 if ca - 1 >= 0.01 else 0.2) if align is None else align
     series = {"c_over_a": _st("c_over_a", ca, ca_sem, n_eff), "P_abs": _st("P_abs", abs(p), p_sem, n_eff, "C/m^2"),
-              "Pz": _st("Pz", p, p_sem, n_eff, "C/m^2"), "lindemann": _st("lindemann", lind, lind_sem, n_eff),
+              "Pz": _st("Pz", p, p_sem, n_eff, "C/m^2"),
+              "Pz_frame_abs": _st("Pz_frame_abs", abs(p), p_sem, n_eff, "C/m^2"),
+              "lindemann": _st("lindemann", lind, lind_sem, n_eff),
               "order": _st("order", order, 0.0, n_eff), "P_alignment": _st("P_alignment", align, align_sem, n_eff),
               "P_frame_abs": _st("P_frame_abs", 0.6 if align > 0.5 else 0.05, 0.01, n_eff, "C/m^2")}
     return {"T_K": t, "a": 3.9, "c": 3.9 * ca, "c_over_a": ca, "P_abs": abs(p), "Pz": p, "lindemann": lind,
@@ -102,13 +104,12 @@ def _row(t, ca, ca_sem=1e-4, p=0.0, p_sem=0.005, lind=0.08, lind_sem=0.001, orde
 
 
 def _sweep(rows, ensemble="npt", protocol="paper"):
-    from pto_checks.reference import tolerance
 
-    for r in rows:
-        r["phase"] = analysis.classify_phase(r, ensemble, tolerance("phase"), tolerance("melting"))
-    tc = analysis.transition_temperature([r["T_K"] for r in rows], [r["phase"] for r in rows])
-    return {"rows": rows, "tc": tc, "ensemble": ensemble, "integrator": "melchionna",
-            "protocol": PROTOCOLS[protocol], "table": analysis.format_table(rows), "decide_with_intervals": True}
+    from pto_checks import phase
+
+    rows = phase.classify_rows(rows, ensemble)
+    return {"rows": rows, "tc": phase.sweep_tc(rows, ensemble), "ensemble": ensemble, "integrator": "melchionna",
+            "protocol": PROTOCOLS[protocol], "table": analysis.format_table(rows)}
 
 
 NPT_CHECKS = (verdicts.no_melting_or_instability, verdicts.polar_at_low_temperature, verdicts.cubic_above_tc,
@@ -143,8 +144,7 @@ def test_a_run_too_noisy_to_decide_is_inconclusive_not_fail():
     ([_row(300, 1.06), _row(1000, 1.05)], verdicts.cubic_above_tc),  # never cubic
     ([_row(300, 1.06), _row(400, 1.0), _row(1000, 1.0)], verdicts.tc_vs_experiment),  # Tc in [300, 400]
     ([_row(300, 1.06), _row(1000, 1.05)], verdicts.tc_vs_experiment),  # no transition
-    ([_row(300, 1.25), _row(1000, 1.0)], verdicts.no_supertetragonal),
-    ([_row(300, 1.25), _row(1000, 1.0)], verdicts.polar_at_low_temperature),  # supertetragonal, not tetragonal
+    ([_row(300, 1.25), _row(1000, 1.24)], verdicts.no_supertetragonal),  # persists to the top
     ([_row(300, 1.0), _row(1000, 1.0)], verdicts.polar_at_low_temperature),
     ([_row(300, 1.06), _row(1000, 1.0, lind=0.4)], verdicts.no_melting_or_instability),
     ([_row(300, 1.06), _row(1000, 1.0, failure={"step": 5, "reason": "non-finite energy or forces"})],
@@ -156,12 +156,12 @@ def test_decided_wrong_tables_fail(rows, check):
 
 
 def test_tc_bracket_partly_outside_the_tolerance_is_inconclusive():
-    # decided polar at 600, decided cubic at 800, 700 undecided: Tc in [600, 800], window [610, 910]
-    rows = [_row(300, 1.06), _row(600, 1.04), _row(700, 1.011, ca_sem=0.004, align=0.56, align_sem=0.05),
-            _row(800, 1.0), _row(1000, 1.0)]
+    # decided polar at 400, decided cubic at 600, 500 undecided: Tc in [400, 600], band [500, 910]
+    rows = [_row(300, 1.06), _row(400, 1.04), _row(500, 1.011, ca_sem=0.004, align=0.56, align_sem=0.05),
+            _row(600, 1.0), _row(1000, 1.0)]
     v = verdicts.tc_vs_experiment(_sweep(rows), "PBE")
-    assert v.outcome is Outcome.INCONCLUSIVE and (v.interval.low, v.interval.high) == (600, 800)
-    assert "between 600 and 800 K" in v.message and "700 K: UNDECIDED" in v.message
+    assert v.outcome is Outcome.INCONCLUSIVE and (v.interval.low, v.interval.high) == (400, 600)
+    assert "between 400 and 600 K" in v.message and "500 K: UNDECIDED" in v.message
 
 
 def test_tc_bracket_states():
@@ -174,14 +174,17 @@ def test_tc_bracket_states():
 
 
 def test_nvt_polarization_verdicts_with_intervals():
-    ok = _sweep([_row(300, 1.064, p=0.7), _row(1000, 1.064, p=0.02)], "nvt")
-    assert verdicts.polarization_vanishes(ok, "PBE").outcome is Outcome.PASS
+    grid = (300, 800, 1000, 1100, 1300)
+    ok = _sweep([_row(t, 1.064, p=p) for t, p in zip(grid, (0.7, 0.6, 0.45, 0.02, 0.02), strict=True)], "nvt")
+    assert verdicts.polarization_vanishes(ok, "PBE").outcome is Outcome.PASS  # lost in [1000, 1100] K
     assert verdicts.polar_at_low_temperature(ok, "PBE").outcome is Outcome.PASS
-    stuck = _sweep([_row(300, 1.064, p=0.7), _row(1000, 1.064, p=-0.5)], "nvt")
-    assert verdicts.polarization_vanishes(stuck, "PBE").outcome is Outcome.FAIL
-    edge = _sweep([_row(300, 1.064, p=0.7), _row(1000, 1.064, p=0.14, p_sem=0.03)], "nvt")
+    stuck = _sweep([_row(t, 1.064, p=p) for t, p in zip(grid, (0.7, 0.6, -0.5, -0.5, -0.5), strict=True)], "nvt")
+    assert verdicts.polarization_vanishes(stuck, "PBE").outcome is Outcome.FAIL  # never lost up to 1300 K
+    # 800 K on the threshold (0.25 x 0.7 = 0.175): lost in [300, 1000] K, partly below the band
+    edge = _sweep([_row(t, 1.064, p=p, p_sem=s) for t, p, s in
+                   zip(grid, (0.7, 0.17, 0.02, 0.02, 0.02), (0.005, 0.03, 0.005, 0.005, 0.005), strict=True)], "nvt")
     v = verdicts.polarization_vanishes(edge, "PBE")
-    assert v.outcome is Outcome.INCONCLUSIVE and "more ps at 1000 K" in v.message
+    assert v.outcome is Outcome.INCONCLUSIVE and "more ps at 800 K" in v.message
     weak = _sweep([_row(300, 1.064, p=0.16, p_sem=0.02), _row(1000, 1.064, p=0.0)], "nvt")
     assert verdicts.polar_at_low_temperature(weak, "PBE").outcome is Outcome.INCONCLUSIVE
 
@@ -192,18 +195,27 @@ def test_undecided_melting_is_inconclusive():
     assert v.outcome is Outcome.INCONCLUSIVE and "undecided melting at 1000 K" in v.message
 
 
-def test_rows_without_statistics_or_a_caller_not_asking_are_judged_as_before():
-    rows = [_row(300, 1.06), _row(1000, 1.012, ca_sem=0.006, n_eff=12)]
-    s = _sweep(rows, protocol="smoke")
-    assert verdicts.decides_with_intervals(s)
-    s["decide_with_intervals"] = False  # today's plugin: pass / fail on the means
-    v = verdicts.cubic_above_tc(s, "PBE")
-    assert v.outcome is Outcome.FAIL and "qualitative only" in v.message
-    s["decide_with_intervals"] = True
+def test_rows_without_statistics_are_undecided_not_judged_on_their_means():
+    """One phase rule: a row that carries no statistics (an old cache) is undecided everywhere
+    (row phase, Tc, verdicts), never cubic or tetragonal by its means."""
+    rows = [_row(300, 1.06), _row(1000, 1.0)]
     for r in rows:
-        del r["stats"]  # a cache written before the statistics
-    assert verdicts.cubic_above_tc(s, "PBE").outcome is Outcome.FAIL
+        del r["stats"]
+    s = _sweep(rows, protocol="smoke")
+    assert [r["phase"] for r in s["rows"]] == ["undecided", "undecided"]
+    assert s["tc"]["tc"] is None and s["tc"]["status"] == "undecided"
+    assert verdicts.cubic_above_tc(s, "PBE").outcome is Outcome.INCONCLUSIVE
+    assert verdicts.polar_at_low_temperature(s, "PBE").outcome is Outcome.INCONCLUSIVE
     assert get_protocol("smoke").reduced
+
+
+def test_tc_bracket_does_not_depend_on_the_order_of_the_grid():
+    from pto_checks.phase import tc_bracket
+
+    br = tc_bracket([900, 300, 600], ["cubic", "tetragonal", "tetragonal"])
+    assert br.status == "bracketed" and (br.low, br.high, br.tc) == (600, 900, 750)
+    with pytest.raises(ValueError, match="repeated temperature"):
+        tc_bracket([300, 300, 600], ["tetragonal", "tetragonal", "cubic"])
 
 
 def test_a_liquid_still_drifting_past_the_melting_limit_fails():

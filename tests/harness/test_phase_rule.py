@@ -82,7 +82,6 @@ def test_disordered_cell_is_decided_cubic():
     row = _row(_frames(3000, polar=False), 800.0)
     phase, _, text = verdicts.phase_decision(row, "npt")
     assert phase == "cubic", text
-    assert analysis.classify_phase(row, "npt", tolerance("phase"), tolerance("melting")) == "cubic"
 
 
 def test_small_cells_fall_back_to_the_time_averaged_rule():
@@ -113,7 +112,6 @@ def test_stored_ferro_run_with_switching_axis_is_not_cubic(temperature_K, expect
     phase, decisions, text = verdicts.phase_decision(row, "npt")
     assert phase == expected, text
     assert decisions[2].mean > analysis.polar_order_threshold(27, tolerance("phase")["min_polar_order"])
-    assert analysis.classify_phase(row, "npt", tolerance("phase"), tolerance("melting")) == "tetragonal"
 
 
 def test_short_real_run_of_a_disordered_ferro_model_is_decided_cubic(tmp_path):

@@ -15,7 +15,8 @@ from pto_checks.reference import tolerance
 def _spectrum(supercell, dips):
     """A 15-branch spectrum on a small path + mesh with ``dips`` {q: frequency of branch 0}."""
     grid = phonons.commensurate_grid(supercell)
-    band_q = np.array([[0, 0, 0], [0, 0.05, 0], [0, 0.125, 0], [0, 0.25, 0], [0, 0.5, 0]], dtype=float)
+    band_q = np.array([[0, 0, 0], [0, 0.01, 0], [0, 0.05, 0], [0, 0.12, 0], [0, 0.125, 0], [0, 0.25, 0],
+                       [0, 0.5, 0]], dtype=float)
     mesh_q = np.array([[0.125, 0.125, 0], [0.5, 0.5, 0.5], [-0.05, 0, 0], [0, 0, 0.15], [0.34, 0.34, 0]],
                       dtype=float)
 
@@ -29,7 +30,8 @@ def _spectrum(supercell, dips):
                     f[i, 0] = val
         return f
 
-    return phonons.PhononResult(band_q, freqs(band_q), np.arange(5.0), [0.0, 4.0], ["G", "X"], mesh_q,
+    return phonons.PhononResult(band_q, freqs(band_q), np.arange(float(len(band_q))), [0.0, len(band_q) - 1.0],
+                                ["G", "X"], mesh_q,
                                 freqs(mesh_q), 1, supercell, grid, freqs(grid))
 
 
@@ -232,9 +234,11 @@ def test_dips_real_when_recomputed_exactly_pass():
     """SevenNet 7net-l3i5 as measured: every dip of the escalation is real at its own q."""
     d, asked = _decide_with_probes(SEVENNET_LIKE, {})
     assert d.outcome is Outcome.PASS and d.decided_by == (4, 4, 4), d.reason
-    assert asked[3:] == [(3, 3, 1), (1, 18, 1), (1, 1, 7)]  # the 4x4x4 dip, then 2x2x2's and 3x3x3's
+    # the 4x4x4 dip at (0.34, 0.34, 0) is met by the 3x3x3 grid's exact (1/3, 1/3, 0), 0.007 away;
+    # then 2x2x2's and 3x3x3's dips get their own probes
+    assert asked[3:] == [(1, 18, 1), (1, 1, 7)]
     assert "interpolation artefacts" in d.reason and all(p.mode.exact for p in d.exact_probes)
-    assert [p["supercell"] for p in d.to_dict()["exact_probes"]] == [[3, 3, 1], [1, 18, 1], [1, 1, 7]]
+    assert [p["supercell"] for p in d.to_dict()["exact_probes"]] == [[3, 3, 3], [1, 18, 1], [1, 1, 7]]
 
 
 def test_a_dip_imaginary_at_its_own_q_fails_exactly():
@@ -265,4 +269,111 @@ def test_every_dip_cluster_is_a_probe_target():
     qs = [(x, 0.0, z) for x in (0.0, 0.25, 0.5) for z in (0.15, 0.3, 0.45)] + [(0.25, 0.25, 0.15)]  # 10 places
     below = [phonons.Mode(-0.1, q, 0, False, (4, 4, 4)) for q in qs]
     step = phonons.StabilityStep((4, 4, 4), below[0], len(below), below[0], None, None, below)
-    assert len(phonons.dip_targets([step], 0.5 / 4)) == 10
+    assert len(phonons.dip_targets([step])) == 10
+
+
+def test_two_dips_in_one_cluster_each_get_their_own_probe():
+    """An artefact (0, 0.12, 0) -0.5 THz next to a real dip (0, 0.05, 0) -0.1 THz in the largest
+    supercell, 0.07 apart: each is probed; the real one fails exactly.  (Probing only the worst of
+    the 0.125-wide cluster passed this spectrum.)"""
+    sweep = {2: {(0.34, 0.34, 0): -0.3}, 3: {(0, 0, 0.15): -0.2}, 4: {(0, 0.12, 0): -0.5, (0, 0.05, 0): -0.1}}
+    d, asked = _decide_with_probes(sweep, {(1, 18, 1): {(0, 1 / 18, 0): -0.1}})
+    assert d.outcome is Outcome.FAIL and d.decided_by == (1, 18, 1) and d.mode.exact, d.reason
+    assert asked[3:] == [(1, 8, 1), (1, 18, 1)]  # the worst first, then the one next to it
+    d, _ = _decide_with_probes(sweep, {})  # both artefacts: each probed real -> pass
+    assert d.outcome is Outcome.PASS and len(d.exact_probes) == 4, d.reason
+
+
+def test_dips_closer_than_the_probe_reach_share_one_exact_frequency():
+    near = phonons.Mode(-0.1, (0.0, 0.115, 0.0), 0, False, (4, 4, 4))
+    assert phonons.covers(near.q, np.array([[0.0, 0.125, 0.0]])).all()
+    assert not phonons.covers((0.0, 0.05, 0.0), np.array([[0.0, 0.125, 0.0]])).any()
+    assert not phonons.covers((0.0, 0.01, 0.0), np.array([[0.0, 0.0125, 0.0]])).any()  # 15 % of |q| near Gamma
+
+
+def _elastic(c, converged=True):
+    from pto_checks import elastic
+
+    return elastic.ElasticResult(c, elastic.born_violations_tetragonal(c), 0.005, converged,
+                                 [] if converged else ["eps3 +0.005"], tolerance("phonon")["christoffel_margin_GPa"])
+
+
+def _tetragonal_c(c11, c12, c13, c33, c44, c66):
+    c = np.zeros((6, 6))
+    c[0, 0] = c[1, 1] = c11
+    c[2, 2] = c33
+    c[0, 1] = c[1, 0] = c12
+    c[0, 2] = c[2, 0] = c[1, 2] = c[2, 1] = c13
+    c[3, 3] = c[4, 4] = c44
+    c[5, 5] = c66
+    return c
+
+
+BORN_VIOLATED_BUT_ACOUSTIC_STABLE = _tetragonal_c(165, 80, 80, 47, 29, 78)
+ACOUSTIC_DIP = {n: {(0, 0.01, 0): -0.02} for n in (2, 3, 4)}  # in every supercell, no cell reaches q = 0.01
+
+
+def _decide_lw(by_supercell, el, max_atoms=400):
+    tol = tolerance("phonon")
+    return phonons.decide_stability(lambda sc: _spectrum(sc, by_supercell.get(sc[0], {}) if sc[0] == sc[1] == sc[2]
+                                                         else {}),
+                                    [(2, 2, 2), (3, 3, 3), (4, 4, 4)], tol["acoustic_gamma_thz"],
+                                    tol["imaginary_threshold_thz"], tol["dip_match_grid_spacings"],
+                                    (lambda: el) if el is not None else None, max_atoms, tol["elastic_q_max"])[0]
+
+
+def test_christoffel_decides_the_acoustic_limit_born_is_an_observation():
+    """C11 165, C12 80, C13 80, C33 47, C44 29, C66 78 GPa: Born's 2 C13^2 < C33 (C11 + C12) is
+    violated, yet the softest long-wavelength acoustic wave (rho v^2 = +3.6 GPa) is real."""
+    el = _elastic(BORN_VIOLATED_BUT_ACOUSTIC_STABLE)
+    assert el.violations and not el.born_stable
+    assert el.christoffel.min_GPa == pytest.approx(3.64, abs=0.02)
+    assert el.outcome is Outcome.PASS and el.stable
+    assert _elastic(_tetragonal_c(165, 80, 80, 47, 29, -5)).outcome is Outcome.FAIL  # C66 < 0: a soft shear wave
+    assert _elastic(_tetragonal_c(165, 80, 80, 47, 0.5, 78)).outcome is Outcome.INCONCLUSIVE  # within the margin
+
+
+def test_a_stable_long_wavelength_probe_clears_a_near_gamma_acoustic_dip():
+    """A -0.02 THz acoustic dip at q = 0.01 in every supercell, every exact q real, Christoffel
+    stable (with Born violated, reported): not a fail, a pass; an unstable probe fails it."""
+    d = _decide_lw(ACOUSTIC_DIP, _elastic(BORN_VIOLATED_BUT_ACOUSTIC_STABLE))
+    assert d.outcome is Outcome.PASS, d.reason
+    assert "cleared by the stable long-wavelength limit" in d.reason and "Born criteria violated" in d.reason
+    assert d.long_wavelength["born_stable"] is False and d.long_wavelength["outcome"] == "pass"
+    d = _decide_lw(ACOUSTIC_DIP, _elastic(_tetragonal_c(165, 80, 80, 47, 29, -5)))
+    assert d.outcome is Outcome.FAIL and "Christoffel" in d.reason
+
+
+def test_an_unconverged_elastic_relaxation_makes_the_probe_inconclusive_never_stable():
+    el = _elastic(BORN_VIOLATED_BUT_ACOUSTIC_STABLE, converged=False)
+    assert el.outcome is Outcome.INCONCLUSIVE and not el.stable
+    d = _decide_lw(ACOUSTIC_DIP, el)
+    assert d.outcome is Outcome.INCONCLUSIVE and "NOT converged" in d.reason, d.reason
+
+
+def test_without_a_long_wavelength_probe_the_persisting_acoustic_dip_fails():
+    d = _decide_lw(ACOUSTIC_DIP, None)
+    assert d.outcome is Outcome.FAIL and "persists" in d.reason
+
+
+def test_a_probeable_dip_is_decided_exactly_not_by_the_elastic_limit():
+    """(0, 0.05, 0) lies beyond elastic_q_max: a stable elastic limit does not clear it; without an
+    affordable probe it stays undecided."""
+    d = _decide_lw({2: {(0, 0.05, 0): -0.1}, 3: {(0.34, 0.34, 0): -0.2}, 4: {(0, 0, 0.15): -0.3}},
+                   _elastic(BORN_VIOLATED_BUT_ACOUSTIC_STABLE), max_atoms=20)
+    assert d.outcome is Outcome.INCONCLUSIVE and "not recomputed exactly" in d.reason
+
+
+def test_elastic_constants_record_an_unconverged_relaxation():
+    from pto_checks import elastic
+
+    r = elastic.elastic_constants(structures.tetragonal(), make("good"), max_steps=1, fmax=1e-6)
+    assert not r.converged and r.unconverged and r.outcome is Outcome.INCONCLUSIVE
+    assert r.to_dict()["converged"] is False
+
+
+def test_the_verdict_reports_born_criteria_as_an_observation():
+    d = _decide_lw(ACOUSTIC_DIP, _elastic(BORN_VIOLATED_BUT_ACOUSTIC_STABLE))
+    v = verdicts.no_imaginary_modes({"decision": d.to_dict(), "symprec": 1e-3}, "PBE")
+    assert v.outcome is Outcome.PASS and v.details["born_criteria"]["hold"] is False
+    assert "Born criteria (stability of the cell against a homogeneous strain" in v.message and "VIOLATED" in v.message
