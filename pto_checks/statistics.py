@@ -358,6 +358,47 @@ def norm_statistics(components: Sequence[SeriesStats], name: str = "P_abs") -> S
                        halves_agree=all(c.halves_agree for c in components))
 
 
+def binder_statistics(components: np.ndarray, t0: int, sample_interval_ps: float = math.nan,
+                      name: str = "P_binder") -> SeriesStats:
+    """Binder cumulant of a vector order parameter over the window ``[t0:]``, normalised to 0 for
+    a Gaussian (disordered) distribution and 1 for a fixed-length (ordered) one, whatever the
+    number of components d: U = (d + 2) / 2 - (d / 2) <m^4> / <m^2>^2 (m: the per-frame
+    vector, ``components`` of shape (n, d)).
+
+    A paraelectric cell whose local dipoles are correlated over the whole (small) cell has a
+    large per-frame |P| but a Gaussian distribution of P: U near 0.  A polar cell whose axis turns,
+    or whose Pz flips sign, keeps |P| and U near 1.  Error by the jackknife over the batches of
+    :func:`batch_means_sem` (Student-t with batches - 1 dof), so time correlation is accounted for.
+    """
+    m = np.asarray(components, dtype=float)
+    m = m.reshape(len(m), -1)
+    d = m.shape[1]
+    n = len(m)
+    nan = math.nan
+    y2 = np.sum(m[t0:] ** 2, axis=1)
+    if len(y2) < MIN_SAMPLES or not np.all(np.isfinite(y2)) or np.all(y2 == 0):
+        return SeriesStats(name, "", n, t0, nan, 0.0, nan, nan, nan, sample_interval_ps, False, nan,
+                           "too short or zero")
+    y4 = y2**2
+
+    def u(a2: np.ndarray, a4: np.ndarray) -> float:
+        return (d + 2) / 2.0 - (d / 2.0) * float(a4.mean()) / float(a2.mean()) ** 2
+
+    g = inefficiency(y2)
+    n_eff = len(y2) / g
+    nb = int(min(MAX_BATCHES, max(MIN_BATCHES, math.floor(n_eff / BATCH_N_EFF))))
+    size = len(y2) // nb
+    est = u(y2, y4)
+    if size < 2:
+        return SeriesStats(name, "", n, t0, g, n_eff, est, nan, nan, sample_interval_ps, False, nan, "too short")
+    b2 = y2[len(y2) - nb * size:].reshape(nb, size)
+    b4 = y4[len(y4) - nb * size:].reshape(nb, size)
+    loo = np.array([u(np.delete(b2, k, axis=0), np.delete(b4, k, axis=0)) for k in range(nb)])
+    sem = float(math.sqrt((nb - 1) / nb * np.sum((loo - loo.mean()) ** 2)))
+    return SeriesStats(name, "", n, t0, g, n_eff, est, nan, sem, sample_interval_ps, True, sem, None,
+                       float(nb - 1), nan, sem, nb, True)
+
+
 def combine_replicas(stats: Sequence[SeriesStats]) -> SeriesStats:
     """One series' statistics from R independent runs (replicas: same temperature, other seeds).
 
