@@ -265,11 +265,11 @@ def inefficiency(y: np.ndarray) -> float:
     return max(1.0, min(g, float(len(y))))
 
 
-def equilibration_start(x: Sequence[float], max_evaluations: int = 200) -> int:
+def equilibration_start(x: Sequence[float], max_evaluations: int = 50) -> int:
     """Chodera's equilibrated start (index) of ``x``, via ``pymbar.timeseries.detect_equilibration``.
 
-    At most ``max_evaluations`` candidate starts are tried (pymbar's ``nskip``), so the cost stays
-    bounded for long series.  Constant or very short series start at 0.
+    At most ``max_evaluations`` candidate starts are tried (pymbar's ``nskip``: a resolution of 2 %
+    of the run), so the cost stays bounded for long series.  Constant or very short series start at 0.
     """
     x = np.asarray(x, dtype=float)
     if len(x) < MIN_SAMPLES or np.ptp(x) == 0.0 or not np.all(np.isfinite(x)):
