@@ -407,6 +407,38 @@ def summarize_run(samples: list[dict[str, Any]], failure: dict[str, Any] | None,
     return row
 
 
+def combine_replica_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One row from the rows of R independent runs at one temperature (``md.replicas``): every
+    series' statistics combined by :func:`pto_checks.statistics.combine_replicas` (the interval
+    from the spread between replicas, Student-t with R - 1 dof, or the within-run estimate when
+    that is wider), the row's values from them.  A replica that blew up makes the row that
+    replica's (unstable).  ``replicas``: R; ``folders``: the replicas' cache folders."""
+    from pto_checks import statistics
+
+    if len(rows) == 1:
+        return rows[0]
+    failed = [r for r in rows if r.get("failure")]
+    if failed:
+        return dict(failed[0], replicas=len(rows))
+    names = set.intersection(*(set((r.get("stats") or {}).get("series", {})) for r in rows))
+    combined = {k: statistics.combine_replicas([statistics.SeriesStats(**r["stats"]["series"][k]) for r in rows])
+                for k in sorted(names)}
+    out = dict(rows[0])
+    out["stats"] = dict(rows[0]["stats"], t0=max(r["stats"]["t0"] for r in rows), replicas=len(rows),
+                        series={k: v.to_dict() for k, v in combined.items()})
+    for name in ROW_SERIES:
+        if name in combined:
+            out[name], out[f"{name}_err"] = combined[name].mean, combined[name].sem
+    if "tetragonality_frames" in combined:
+        out["c_over_a_frames"] = combined["tetragonality_frames"].mean
+    out["P"] = [out.get("Px"), out.get("Py"), out.get("Pz")]
+    out["n_samples"] = sum(r.get("n_samples", 0) for r in rows)
+    out["replicas"] = len(rows)
+    out["cache_hit"] = all(r.get("cache_hit", False) for r in rows)
+    out["folders"] = [r.get("folder") for r in rows]
+    return out
+
+
 def read_samples(path: str | Path) -> list[dict[str, Any]]:
     """The samples of one MD run from its ``samples.csv`` (numbers as floats, ``step`` as int), so
     :func:`summarize_run` can be recomputed on reading."""
