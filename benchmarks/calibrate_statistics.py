@@ -123,22 +123,26 @@ def sequential_case(rng: np.random.Generator, m: int) -> dict:
     return row
 
 
-def sinusoid_case(rng: np.random.Generator, m: int, amplitude: float = 2.0) -> dict:
+def sinusoid_case(rng: np.random.Generator, m: int, amplitude: float = 2.0, replicas: int = 1,
+                  windows: tuple[float, ...] = (3.0, 4.0, 6.0, 9.0, 20.0)) -> dict:
     period = 4.5
-    windows = (3.0, 4.0, 6.0, 9.0, 20.0)
     n_max = int(windows[-1] / DT_PS)
-    xs = ar1(rng, m, n_max, 10.0)
-    phase0 = rng.uniform(0, 2 * np.pi, m)
+    xs = ar1(rng, m * replicas, n_max, 10.0)
+    phase0 = rng.uniform(0, 2 * np.pi, m * replicas)  # each replica rings with its own phase
     t = np.arange(n_max) * DT_PS
     xs = xs + amplitude * np.sin(2 * np.pi * t[None, :] / period + phase0[:, None])
-    es = rng.standard_normal((m, n_max))
+    es = rng.standard_normal((m * replicas, n_max))
     out = {}
     for w in windows:
         n = int(w / DT_PS)
-        ds = [decide_series(run_stats(x[:n], e[:n]), 0.0, settings=SETTINGS) for x, e in zip(xs, es, strict=True)]
+        st = [run_stats(x[:n], e[:n]) for x, e in zip(xs, es, strict=True)]
+        if replicas > 1:
+            st = [statistics.combine_replicas(st[i:i + replicas]) for i in range(0, len(st), replicas)]
+        ds = [decide_series(s, 0.0, settings=SETTINGS) for s in st]
         out[f"{w:g} ps"] = {"decided": rate([d.side is not Side.UNDECIDED for d in ds]),
                             "coverage": rate([d.interval.low <= 0 <= d.interval.high for d in ds])}
-    row = {"case": f"AR(1) + sinusoid (period {period} ps, amplitude {amplitude} sigma), mean on the threshold",
+    row = {"case": f"AR(1) + sinusoid (period {period} ps, amplitude {amplitude} sigma), mean on the threshold"
+                   + (f", {replicas} replicas" if replicas > 1 else ", single runs"),
            "series": m, "windows": out,
            "decided_below_one_period": max(v["decided"] for k, v in out.items() if float(k.split()[0]) < period)}
     print(json.dumps(row), flush=True)
@@ -251,6 +255,34 @@ def analyze_cli_case(rng: np.random.Generator, m: int) -> dict:
     return out
 
 
+def design_case(rng: np.random.Generator, m: int) -> list[dict]:
+    """Why this rule: coverage of the "95 %" interval on AR(1) (g = 10) under three rules --
+    the start chosen on the decided series itself with the normal z = 1.96 and the
+    autocorrelation error alone (the rule this replaced); the start independent of the series
+    with Student-t on the autocorrelation error alone; and the rule the checks use."""
+    from scipy.stats import norm
+
+    out = []
+    z = float(norm.ppf(0.975))
+    for n_eff in (10, 20, 30, 100):
+        n = n_eff * 10
+        xs = ar1(rng, m, n, 10.0)
+        es = rng.standard_normal((m, n))
+        old, acf_t, final = [], [], []
+        for x, e in zip(xs, es, strict=True):
+            so = statistics.series_statistics(x, "q", "", None, DT_PS)  # start detected on x itself
+            old.append(abs(so.mean) <= z * so.sem_acf)
+            sf = run_stats(x, e)
+            acf_t.append(abs(sf.mean) <= statistics.t_quantile(0.975, max(sf.n_eff - 1, 1)) * sf.sem_acf)
+            lo, hi = sf.interval(0.95)
+            final.append(lo <= 0 <= hi)
+        row = {"n_eff": n_eff, "series": m, "start_on_itself_z": rate(old), "independent_start_acf_t": rate(acf_t),
+               "checks_rule": rate(final)}
+        print(json.dumps(row), flush=True)
+        out.append(row)
+    return out
+
+
 def markdown(res: dict) -> str:
     lines = ["# Calibration of the dynamic checks' statistics", "",
              f"Command: `{res['command']}` ({res['seconds']:.0f} s, one process).", "",
@@ -270,6 +302,11 @@ def markdown(res: dict) -> str:
     z = res["sinusoid"]
     lines += [f"{z['case']} ({z['series']} series per window):", "", "| window | decided | coverage |", "|---|---|---|"]
     lines += [f"| {k} | {v['decided']:.3f} | {v['coverage']:.3f} |" for k, v in z["windows"].items()]
+    if "sinusoid_replicas" in res:
+        z = res["sinusoid_replicas"]
+        lines += ["", f"{z['case']} ({z['series']} replica sets per window):", "", "| window | decided | coverage |",
+                  "|---|---|---|"]
+        lines += [f"| {k} | {v['decided']:.3f} | {v['coverage']:.3f} |" for k, v in z["windows"].items()]
     t, c = res["telegraph"], res["correlated_field"]
     lines += ["", f"{t['case']} ({t['series']} runs): decided non-polar {t['decided_nonpolar']:.3f}, polar "
               f"{t['decided_polar']:.3f}, undecided {t['undecided']:.3f}.", "",
@@ -279,6 +316,12 @@ def markdown(res: dict) -> str:
     a = res["analyze"]
     lines += [f"{a['case']} ({a['series']} files): same outcome as the direct path {a['same_outcome_as_direct']:.3f}, "
               f"coverage {a['coverage']:.3f}.", ""]
+    if "design" in res:
+        lines += ["Why this rule: coverage of the stated 95 % interval on AR(1) (g = 10) under three rules.", "",
+                  "| n_eff | start chosen on the series itself, z, autocorrelation error | independent start, "
+                  "Student-t, autocorrelation error | the checks' rule |", "|---|---|---|---|"]
+        lines += [f"| {d['n_eff']} | {d['start_on_itself_z']:.3f} | {d['independent_start_acf_t']:.3f} | "
+                  f"{d['checks_rule']:.3f} |" for d in res["design"]]
     return "\n".join(lines)
 
 
@@ -289,22 +332,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(HERE / "calibration"))
     ap.add_argument("--cases", default="ar1,sequential,sinusoid,telegraph,correlated_field,analyze",
                     help="comma-separated subset (the markdown table needs all)")
+    ap.add_argument("--merge", action="store_true", help="add the cases to the results already in --out")
     a = ap.parse_args(argv)
     rng = np.random.default_rng(a.seed)
     t0 = time.time()
-    res: dict = {"command": "OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/calibrate_statistics.py "
-                            + " ".join(argv if argv is not None else sys.argv[1:])}
+    cmd = "OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/calibrate_statistics.py " + " ".join(
+        argv if argv is not None else sys.argv[1:])
+    res: dict = {"command": cmd}
+    if a.merge and Path(a.out + ".json").is_file():  # add cases to an earlier run's results
+        res = json.loads(Path(a.out + ".json").read_text())
+        res["command"] = f"{res['command']}; {cmd}"
+        t0 -= res.get("seconds", 0.0)
     cases = {"ar1": lambda: ar1_cases(rng, a.n), "sequential": lambda: sequential_case(rng, a.n),
-             "sinusoid": lambda: sinusoid_case(rng, a.n), "telegraph": lambda: telegraph_case(rng, a.n),
+             "sinusoid": lambda: sinusoid_case(rng, a.n),
+             "sinusoid_replicas": lambda: sinusoid_case(rng, a.n, replicas=3, windows=(3.0, 4.0, 6.0)),
+             "telegraph": lambda: telegraph_case(rng, a.n),
              "correlated_field": lambda: correlated_field_case(rng, a.n),
-             "analyze": lambda: analyze_cli_case(rng, min(a.n, 40))}
+             "analyze": lambda: analyze_cli_case(rng, min(a.n, 40)), "design": lambda: design_case(rng, a.n)}
     for name in a.cases.split(","):
         res[name] = cases[name]()
         res["seconds"] = time.time() - t0
         Path(a.out + ".json").write_text(json.dumps(res, indent=1))  # what is done survives an interruption
-    if set(cases) - set(res):
+    if set(cases) - {"design", "sinusoid_replicas"} - set(res):
         return 0
-    Path(a.out + ".json").write_text(json.dumps(res, indent=1))
     Path(a.out + ".md").write_text(markdown(res))
     print(markdown(res))
     return 0

@@ -69,7 +69,7 @@ class Sweep:
         return getattr(self, key)
 
     def get(self, key: str, default: Any = None) -> Any:
-        """``sweep.get("decide_with_intervals")`` as on the dicts the verdicts were written against."""
+        """``sweep.get(key)`` as on the dicts the verdicts were written against."""
         return getattr(self, key, default)
 
     @property
