@@ -134,9 +134,10 @@ def undecided_decision(row: dict[str, Any], what: str) -> ThresholdDecision:
 
 
 def _drifted_past(d: ThresholdDecision, limit: float, above: bool) -> bool:
-    """Undecided only because the series still drifts (not equilibrated, or a mode slower than the
-    window), with its whole interval beyond ``limit``."""
-    if d.side is not Side.UNDECIDED or not d.reason.startswith(("not equilibrated", "a mode slower")):
+    """Undecided only because the series still drifts (not equilibrated, a mode slower than the
+    window, or so slow that it holds few independent samples), with its whole interval beyond
+    ``limit``."""
+    if d.side is not Side.UNDECIDED or not d.reason.startswith(("not equilibrated", "a mode slower", "too few")):
         return False
     iv = d.interval
     return bool(math.isfinite(iv.low) and (iv.low > limit if above else iv.high < limit))
@@ -157,7 +158,8 @@ def crystal_decision(row: dict[str, Any], melt: dict[str, Any] | None = None,
     out = combine([lind.outcome(Side.BELOW), order.outcome(Side.ABOVE)])
     # a run starts from the perfect crystal (Lindemann 0, order 1): a drift that has already carried
     # the whole interval past the melting limit is melting in progress, not a reason to wait (a
-    # liquid's Lindemann ratio never stops growing, so "not equilibrated" would hide it forever)
+    # liquid's Lindemann ratio never stops growing, so "not equilibrated", a slow mode or a tiny
+    # n_eff would hide it forever)
     if out is Outcome.INCONCLUSIVE and (_drifted_past(lind, melt["max_lindemann"], True)
                                         or _drifted_past(order, melt["min_order"], False)):
         out = Outcome.FAIL
