@@ -8,7 +8,8 @@ Input, per file:
   Every frame is measured as the harness measures its own MD (:mod:`pto_checks.analysis`:
   lattice, Born-charge polarization, Lindemann ratio) and the run is summarised by
   :func:`pto_checks.analysis.summarize_run`, so its phase is the one the checks would decide;
-* a CSV with a header row ``time_ps,<quantity>,...`` (quantities named as in the harness's
+* a CSV with a header row ``time_ps,<quantity>,...`` (any column order; a ``step`` column is
+  ignored, so the harness's own ``samples.csv`` reads as is; quantities named as in the harness's
   ``samples.csv``: ``a``, ``b``, ``c``, ``Px``, ``Py``, ``Pz``, ``lindemann``, ``epot_eV``, or
   derived ones such as ``c_over_a``).  With the lattice and polarization columns of
   ``samples.csv`` the file goes through the same path as a trajectory; otherwise each column
@@ -105,7 +106,7 @@ def _read_csv(path: Path) -> dict[str, np.ndarray]:
             rows = list(csv.reader(fh))
     except (OSError, UnicodeDecodeError) as exc:
         raise AnalyzeError(f"{path}: cannot read ({exc.__class__.__name__}: {exc}); give a readable CSV") from exc
-    if not rows or not rows[0] or rows[0][0].strip() != "time_ps" or len(rows[0]) < 2:
+    if not rows or "time_ps" not in [h.strip() for h in rows[0]] or len(rows[0]) < 2:
         raise AnalyzeError(f"{path}: not a CSV with a header row 'time_ps,<quantity>,...'; write one "
                            "(quantities named as in samples.csv, e.g. c_over_a, Pz)")
     head = [h.strip() for h in rows[0]]
@@ -117,7 +118,8 @@ def _read_csv(path: Path) -> dict[str, np.ndarray]:
             from exc
     if data.ndim != 2 or data.shape[0] < 2 or data.shape[1] != len(head):
         raise AnalyzeError(f"{path}: needs at least 2 rows of {len(head)} numbers under the header")
-    return {h: data[:, i] for i, h in enumerate(head)}
+    # the harness's own samples.csv starts with the step number: not a quantity
+    return {h: data[:, i] for i, h in enumerate(head) if h != "step"}
 
 
 def _frame_samples(path: Path, frame_interval_ps: float | None) -> tuple[list[dict[str, Any]], int, bool]:
@@ -208,8 +210,10 @@ def _quantity(st: Any, thresholds: list[tuple[str, float]], settings: Any) -> Qu
 
 
 def analyze_file(path: str | Path, thresholds: dict[str, list[float]] | None = None, ensemble: str | None = None,
-                 production_fraction: float = 0.5, frame_interval_ps: float | None = None) -> FileResult:
-    """One file's :class:`FileResult` (see the module docstring); AnalyzeError when unreadable."""
+                 production_fraction: float = 0.5, frame_interval_ps: float | None = None,
+                 supercell: int | None = None) -> FileResult:
+    """One file's :class:`FileResult` (see the module docstring); AnalyzeError when unreadable.
+    ``supercell``: L of an L x L x L CSV run (a trajectory has its own), for the per-frame rules."""
     from pto_checks import analysis, statistics
     from pto_checks.decisions import statistics_settings
     from pto_checks.phase import decide_phase
@@ -221,7 +225,7 @@ def analyze_file(path: str | Path, thresholds: dict[str, list[float]] | None = N
     if not path.is_file():
         raise AnalyzeError(f"{path}: no such file; give the path of an extxyz trajectory or a CSV")
     is_csv = path.suffix.lower() == ".csv"
-    cells: int | None = None
+    cells: int | None = supercell
     if is_csv:
         cols = _read_csv(path)
         whole = all(k in cols for k in SAMPLE_COLUMNS)

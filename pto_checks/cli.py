@@ -359,8 +359,8 @@ def _analyze(args: argparse.Namespace) -> int:
 
     try:
         thresholds = parse_thresholds(args.threshold)
-        results = [analyze_file(f, thresholds, args.ensemble, args.production_fraction, args.frame_interval_ps)
-                   for f in args.files]
+        results = [analyze_file(f, thresholds, args.ensemble, args.production_fraction, args.frame_interval_ps,
+                                args.supercell) for f in args.files]
     except AnalyzeError as exc:
         print(f"pto-checks analyze: {exc}", file=sys.stderr)
         return 4
@@ -432,6 +432,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="without a potential energy to detect equilibration on: the fraction kept (default 0.5)")
     p.add_argument("--frame-interval-ps", type=float, default=None,
                    help="time between extxyz frames when they carry no time_ps")
+    p.add_argument("--supercell", type=int, default=None,
+                   help="L of a CSV run's L x L x L cells (enables the per-frame polar rules from 3^3 up)")
     p.set_defaults(fn=_analyze)
     p = sub.add_parser("cluster-script", help="print the batch job script of --cluster (dask-jobqueue)")
     from pto_checks.executors import add_cluster_options
