@@ -40,6 +40,10 @@ def add_options(parser: pytest.Parser) -> None:
                          "auto (default: batched on a GPU for models with a device-side interface "
                          "(CHGNet, SevenNet, MACE, DeePMD, M3GNet), else ase). Chosen per task: a task the "
                          "batched engine has no integrator for (NPT mtk) runs on ase")
+    group.addoption("--threads", type=int, default=None, metavar="N",
+                    help="torch/OpenMP/MKL/OpenBLAS threads per process (default: this process's share of the "
+                         "usable cores: CPU affinity and cgroup quota, less the cores busy with other work, "
+                         "divided by the xdist workers and local Dask workers)")
     add_executor_options(group.addoption)
     group.addoption("--bench-sizes", default="1,2,3,4,5,6,7,8,9,10", metavar="N,N,...",
                     help="benchmark: supercell sizes n (n x n x n, 5 n^3 atoms)")
