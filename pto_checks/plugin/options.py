@@ -20,7 +20,9 @@ def add_options(parser: pytest.Parser) -> None:
                     help="register models from a TOML file ([models.NAME] tables)")
     group.addoption("--device", default="auto", choices=["auto", "cpu", "cuda"],
                     help="device for the models (default: auto = cuda if available)")
-    group.addoption("--protocol", default="paper", help="protocol: paper, quick or smoke (default paper)")
+    group.addoption("--protocol", default="paper",
+                    help="protocol: paper, quick, cpu (decides on a CPU: sequential MD, 3x3x3 cells) or smoke "
+                         "(default paper)")
     group.addoption("--report", default=None, metavar="DIR",
                     help="write DIR/results.json (and per-model files such as phonon bands)")
     group.addoption("--pto-cache", default=None, metavar="DIR",
