@@ -9,7 +9,7 @@ and the batched engine's MD memory per replica (MB, resident, the model itself n
 * :func:`batched_faster`: whether the batched engine was faster than ASE at the measured size
   nearest to ``n_atoms`` for every number of replicas measured (a sequential sweep's batch
   shrinks as temperatures are decided, so it must win alone as in a crowd); None where the family
-  was not measured (then ``auto`` keeps ASE on a CPU).
+  was not measured within a factor of 2 in atoms (then ``auto`` keeps ASE on a CPU).
 * :func:`replica_mb`: the batched engine's memory per replica on a CPU, linear in atoms from the
   nearest measured size; a family not measured gets the largest per-atom figure measured.
 """
@@ -53,11 +53,16 @@ def _nearest(rows: tuple[CpuRow, ...], n_atoms: int) -> list[CpuRow]:
     return [r for r in rows if r.n_atoms == sizes[0]] if sizes else []
 
 
+#: how far (a factor in atoms) a measured size may be from the run's and still decide the engine
+SIZE_FACTOR = 2.0
+
+
 def batched_faster(family: str, n_atoms: int, table: dict[str, tuple[CpuRow, ...]] | None = None) -> bool | None:
     """Whether the batched engine beat ASE on a CPU for ``family`` at the measured size nearest to
-    ``n_atoms``, at every number of replicas measured; None when the family was not measured."""
+    ``n_atoms``, at every number of replicas measured; None when the family was not measured within
+    a factor :data:`SIZE_FACTOR` of ``n_atoms`` (CHGNet's ratio turned over between 40 and 135 atoms)."""
     rows = _nearest((load() if table is None else table).get(family, ()), n_atoms)
-    if not rows:
+    if not rows or max(rows[0].n_atoms / n_atoms, n_atoms / rows[0].n_atoms) > SIZE_FACTOR:
         return None
     return all(r.batched_replica_steps_per_s > r.ase_replica_steps_per_s for r in rows)
 
