@@ -39,9 +39,10 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--engine", default="auto", choices=[e.value for e in EngineName],
                     help="MD engine: ase (reference, one temperature at a time), batched (all temperatures "
                          "and both ensembles of a sweep in one model call per step, on the model's device), "
-                         "auto (default: batched on a GPU for models with a device-side interface "
-                         "(CHGNet, SevenNet, MACE, DeePMD, M3GNet), else ase). Chosen per task: a task the "
-                         "batched engine has no integrator for (NPT mtk) runs on ase")
+                         "auto (default: batched for models with a device-side interface (CHGNet, SevenNet, "
+                         "MACE, DeePMD, M3GNet) on a GPU, and on a CPU where the CPU engine table measured it "
+                         "faster at that cell size; else ase). Chosen per task: a task the batched engine has "
+                         "no integrator for (NPT mtk) runs on ase")
     group.addoption("--threads", type=int, default=None, metavar="N",
                     help="torch/OpenMP/MKL/OpenBLAS threads per process (default: this process's share of the "
                          "usable cores: CPU affinity and cgroup quota, less the cores busy with other work, "
