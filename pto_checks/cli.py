@@ -4,7 +4,8 @@
     pto-checks run [--env KEY=PATH] [PYTEST ARGS...]
                                                 run the physical checks (works from any directory),
                                                 each model in the environment that has its family
-                                                (results merged into --report DIR)
+                                                (results merged into --report DIR); --threads N
+                                                sets the torch/OpenMP threads per process
     pto-checks report RESULTS.json... -o DIR    rebuild the HTML/Markdown report from saved results
                       [--compare OLD.json]      ... marking what changed since OLD.json
     pto-checks verify out/results.json          exit 4 (one line naming the field) if the file is
@@ -152,6 +153,21 @@ def _split_models(extra: list[str]) -> tuple[list[str], list[str], str | None, l
     return known.model, known.model_file, known.report, rest
 
 
+def _threads_problem(extra: list[str]) -> str | None:
+    """Why the ``--threads`` among the pytest arguments is refused (None when it is absent or valid):
+    checked before any environment starts, as the plugin checks it in each."""
+    p = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    p.add_argument("--threads", default=None)
+    raw = p.parse_known_args(extra)[0].threads
+    if raw is None:
+        return None
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    return None if n >= 1 else f"--threads {raw}: allowed an integer >= 1 (threads per process)"
+
+
 def _run(args: argparse.Namespace) -> int:
     """Run pytest on the check files, each model in the environment that has its family.
 
@@ -167,6 +183,10 @@ def _run(args: argparse.Namespace) -> int:
     if extra and extra[0] == "--":
         extra = extra[1:]
     names, model_files, report_dir, rest = _split_models(extra)
+    problem = _threads_problem(extra)
+    if problem:
+        print(f"pto-checks run: {problem}", file=sys.stderr)
+        return 4
     overrides = dict(kv.split("=", 1) for kv in getattr(args, "env", None) or [])
     for kv in overrides:
         if kv not in envs.LAYOUT:

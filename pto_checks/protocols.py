@@ -1,4 +1,4 @@
-"""Named protocols: the same code at different fidelity (``--protocol paper|quick|smoke``).
+"""Named protocols: the same code at different fidelity (``--protocol paper|quick|cpu|smoke``).
 
 Every result records the protocol that produced it (:meth:`Protocol.to_dict`).
 """
@@ -321,6 +321,14 @@ PROTOCOLS: dict[str, Protocol] = {
     # about an hour per model on one GPU: 320 atoms, 20 ps per temperature
     "quick": Protocol("quick", reduced=True,
                       md=MDProtocol(supercell=4, steps=10_000, checkpoint_every=1000)),
+    # deciding on a CPU (2 cores): sequential MD on the smallest cell the per-frame phase rule is
+    # valid for (3^3 = 27 cells = min_cells_polar_order, reference_data/pto.toml), 300-1300 K in
+    # 250 K steps; each temperature runs 0.8 ps and is extended (1.6, 3.2 ps) only while undecided;
+    # Tc bisected once (125 K bracket) on heating and on cooling.  Cost: docs/drafts/issue-19.md
+    "cpu": Protocol("cpu", reduced=True,
+                    md=MDProtocol(supercell=3, temperatures_K=(300, 550, 800, 1050, 1300), steps=400,
+                                  max_steps=1600, tc_resolution_K=125.0, sample_every=10, trajectory_every=10,
+                                  checkpoint_every=100)),
     # CI on 2 CPU cores: 40 atoms, 0.3 ps, two temperatures (qualitative only)
     "smoke": Protocol("smoke", reduced=True,
                       md=MDProtocol(supercell=2, temperatures_K=(300, 1000), steps=150,

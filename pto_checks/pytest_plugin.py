@@ -72,7 +72,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     if st is None:
         return []
     return [f"pto-checks: models {', '.join(s.name for s in st.specs)}; protocol "
-            f"{st.protocol.name}; cache {st.cache.root}"]
+            f"{st.protocol.name}; cache {st.cache.root}; {st.threads.describe()} per process"]
 
 
 def pytest_cmdline_main(config: pytest.Config) -> int | None:

@@ -84,6 +84,9 @@ def run_job(job: GroupJob) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         raise FileNotFoundError(
             f"worker on {socket.gethostname()} cannot see the work folder(s) {missing}: put the cache "
             "(--pto-cache) on a filesystem shared by the submitting machine and every worker")
+    from pto_checks import threads
+
+    threads.apply_in_worker()
     model = _model(job)
     with hold_work_folders(job.workdirs) as present:
         if not present:
@@ -112,18 +115,23 @@ def visible_gpus() -> list[str]:
         return []
 
 
-def local_cluster(n_workers: int, gpus: Sequence[str] = ()) -> Any:
-    """A ``LocalCluster`` of ``n_workers`` process workers (one thread each, behind nannies that
-    restart a killed worker); with ``gpus``, worker i sees only GPU ``gpus[i % len(gpus)]`` and
-    has the resource ``GPU=1``."""
+def local_cluster(n_workers: int, gpus: Sequence[str] = (), threads: int | None = None) -> Any:
+    """A ``LocalCluster`` of ``n_workers`` process workers (one Dask thread each, behind nannies
+    that restart a killed worker); with ``gpus``, worker i sees only GPU ``gpus[i % len(gpus)]``
+    and has the resource ``GPU=1``.  ``threads``: each worker's torch/OpenMP threads (exported to
+    its environment, :mod:`pto_checks.threads`; default: the Nanny's one)."""
     from distributed import LocalCluster
+
+    from pto_checks import threads as thread_plan
+
+    thread_env = {v: str(threads) for v in (*thread_plan.THREAD_VARS, thread_plan.MARKER)} if threads else {}
 
     class _Cluster(LocalCluster):
         def new_worker_spec(self):  # noqa: ANN202 (distributed's signature)
             spec = super().new_worker_spec()
             for name, s in spec.items():
                 opts = dict(s["options"])
-                opts["env"] = {**opts.get("env", {}), **gpu_env(int(name), gpus)}
+                opts["env"] = {**opts.get("env", {}), **thread_env, **gpu_env(int(name), gpus)}
                 if gpus:
                     opts["resources"] = {"GPU": 1}
                 s["options"] = opts
@@ -178,7 +186,10 @@ class DaskExecutor:
                 return ex
             gpus = visible_gpus() if str(device).startswith("cuda") else []
             n = s.get("workers") or (len(gpus) or 2)
-            cluster = local_cluster(n, gpus)
+            from pto_checks import threads
+
+            plan = threads.applied()
+            cluster = local_cluster(n, gpus, plan.threads if plan is not None else None)
             ex = cls(Client(cluster), cluster, f"local cluster ({n} workers)", notify)
             ex.gpu_resources = bool(gpus)
             return ex

@@ -91,7 +91,7 @@ class BatchedEngine:
             if pot is None:
                 atoms = group[0].atoms
                 pot = ChunkedCall(self.potential(model, atoms.numbers, atoms.get_masses(), device),
-                                  self.max_replicas)
+                                  self.max_replicas or cpu_replica_cap(model, len(atoms), device, len(replicas)))
             self._run_batch(group, pot, torch.device(pot.device), limits, progress)
         for r in replicas:
             r.rec.checkpoint()
@@ -170,6 +170,34 @@ def batch_key(task: MDTask) -> tuple:
     """What the tasks of one batch must share."""
     return (task.supercell, task.timestep_fs, task.steps, task.sample_every, task.trajectory_every,
             task.checkpoint_every)
+
+
+#: share of the memory left that a batch's MD may take on a CPU (the rest: the model, other processes)
+CPU_MEMORY_SHARE = 0.5
+
+
+def cpu_replica_cap(model: Any, n_atoms: int, device: Any, replicas: int) -> int | None:
+    """Replicas per model call on a CPU: as many as fit :data:`CPU_MEMORY_SHARE` of the memory
+    left (:func:`pto_checks.memory.available_bytes`) at the measured memory per replica
+    (:func:`pto_checks.md.cpu_table.replica_mb`); None (all at once) on a GPU, where
+    :class:`ChunkedCall` halves the chunk on an out-of-memory error instead, or when the memory
+    left is unknown."""
+    if not str(device).startswith("cpu"):
+        return None
+    from pto_checks import memory
+    from pto_checks.md import cpu_table
+
+    available, how = memory.available_bytes()
+    if available is None:
+        return None
+    family = getattr(getattr(model, "spec", None), "family", "")
+    per = cpu_table.replica_mb(family, n_atoms)
+    cap = max(1, int(CPU_MEMORY_SHARE * available / (per * 2**20)))
+    if cap < replicas:
+        stderr_line(f"[pto-checks] batched engine on cpu: {cap} of {replicas} replicas per model call "
+                    f"({available / 2**30:.1f} GB left ({how}), about {per:.0f} MB per replica of "
+                    f"{n_atoms} atoms measured for {family or 'this model'})")
+    return cap
 
 
 _OOM = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)  # torch < 2.5: only the cuda one

@@ -4,8 +4,11 @@
 ensemble and integrator; ``batched`` runs the integrators of
 :data:`pto_checks.md.integrators.BATCHED` (NPT melchionna, NVT langevin), and a task it cannot run
 goes to ``ase`` (so ``--engine batched --npt-integrator mtk`` runs MTK on the reference engine).
-``auto`` picks ``batched`` on a GPU for a model whose family adapter has a device-side batched
-interface, else ``ase``.
+``auto`` picks ``batched`` for a model whose family adapter has a device-side batched interface
+on a GPU, and on a CPU where the CPU engine table (:mod:`pto_checks.md.cpu_table`, measured by
+``benchmarks/cpu_engines.py``) shows it faster than ``ase`` for that family and cell size and one
+replica fits the memory left (:mod:`pto_checks.memory`: MemAvailable or the cgroup limit); else
+``ase``.
 """
 
 from __future__ import annotations
@@ -65,8 +68,23 @@ def choose_engine(option: str | EngineName, model: Any, task: MDTask) -> EngineN
         from pto_checks.models.batched import has_native_interface
 
         on_gpu = str(getattr(model, "device", "cpu")).startswith("cuda")
-        option = EngineName.BATCHED if on_gpu and has_native_interface(model) else EngineName.ASE
+        native = has_native_interface(model)
+        option = EngineName.BATCHED if native and (on_gpu or cpu_prefers_batched(model, task)) else EngineName.ASE
     return option if supports(option, task) else EngineName.ASE
+
+
+def cpu_prefers_batched(model: Any, task: MDTask) -> bool:
+    """On a CPU: the batched engine was measured faster for the model's family at this cell size
+    (:func:`pto_checks.md.cpu_table.batched_faster`) and one replica fits the memory left."""
+    from pto_checks import memory
+    from pto_checks.md import cpu_table
+
+    family = getattr(getattr(model, "spec", None), "family", "")
+    n_atoms = 5 * task.supercell**3
+    if not cpu_table.batched_faster(family, n_atoms):
+        return False
+    available, _ = memory.available_bytes()
+    return available is None or cpu_table.replica_mb(family, n_atoms) * 2**20 < available
 
 
 def run_group(engine: str | EngineName, tasks: Sequence[MDTask], model: Any, workdirs: Sequence[Path],

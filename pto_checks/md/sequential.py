@@ -49,7 +49,7 @@ from typing import Any
 
 import numpy as np
 
-from pto_checks import analysis
+from pto_checks import analysis, threads
 from pto_checks.cache import Cache, stage_key
 from pto_checks.executors import Executor, InProcess, make_job
 from pto_checks.md.engines import choose_engine
@@ -191,7 +191,7 @@ def run_sequential(model: Any, protocol: Any, cache: Cache, runs: list[Run], rul
                 break
             temps = ", ".join(f"{todo[i][0].task.temperature_K:.0f} K" for i in open_)
             write(f"[pto-checks] {label} sequential chunk {k + 1}/{rule.n_looks} (to {target} steps); "
-                  f"undecided: {temps}")
+                  f"undecided: {temps}" + (f" ({threads.describe_current()})" if k == 0 else ""))
             by_engine: dict[EngineName, list[int]] = {}
             for i in open_:
                 by_engine.setdefault(todo[i][0].engine, []).append(i)

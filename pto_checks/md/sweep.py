@@ -165,6 +165,7 @@ def md_sweep(model: Any, protocol: Any, cache: Cache, ensemble: str, integrator:
     ``executor`` (:mod:`pto_checks.executors`) runs the groups of tasks (default: in this process,
     one after another); a parallel one (Dask) gets every pending task of the sweep at once.
     """
+    from pto_checks import threads
     from pto_checks.reference import load_reference
 
     tol = load_reference()["tolerances"]
@@ -190,7 +191,8 @@ def md_sweep(model: Any, protocol: Any, cache: Cache, ensemble: str, integrator:
         if todo:  # said before the first step, so that a long sweep is never silent
             t0 = todo[0]
             prog.write(f"[pto-checks] {clock.label}: {len(todo)} of {len(plan)} run(s) to compute, {t0.steps} steps "
-                       f"of {5 * t0.supercell**3} atoms each (protocol '{protocol.name}' on {clock.device}); "
+                       f"of {5 * t0.supercell**3} atoms each (protocol '{protocol.name}' on {clock.device}, "
+                       f"{threads.describe_current()}); "
                        "the cost estimate follows after the first seconds of MD")
     if batch:
         own = {t for t, _ in plan}

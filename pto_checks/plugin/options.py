@@ -22,7 +22,9 @@ def add_options(parser: pytest.Parser) -> None:
                          "check them")
     group.addoption("--device", default="auto", choices=["auto", "cpu", "cuda"],
                     help="device for the models (default: auto = cuda if available)")
-    group.addoption("--protocol", default="paper", help="protocol: paper, quick or smoke (default paper)")
+    group.addoption("--protocol", default="paper",
+                    help="protocol: paper, quick, cpu (decides on a CPU: sequential MD, 3x3x3 cells) or smoke "
+                         "(default paper)")
     group.addoption("--report", default=None, metavar="DIR",
                     help="write DIR/results.json (and per-model files such as phonon bands)")
     group.addoption("--pto-cache", default=None, metavar="DIR",
@@ -39,9 +41,14 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--engine", default="auto", choices=[e.value for e in EngineName],
                     help="MD engine: ase (reference, one temperature at a time), batched (all temperatures "
                          "and both ensembles of a sweep in one model call per step, on the model's device), "
-                         "auto (default: batched on a GPU for models with a device-side interface "
-                         "(CHGNet, SevenNet, MACE, DeePMD, M3GNet), else ase). Chosen per task: a task the "
-                         "batched engine has no integrator for (NPT mtk) runs on ase")
+                         "auto (default: batched for models with a device-side interface (CHGNet, SevenNet, "
+                         "MACE, DeePMD, M3GNet) on a GPU, and on a CPU where the CPU engine table measured it "
+                         "faster at that cell size; else ase). Chosen per task: a task the batched engine has "
+                         "no integrator for (NPT mtk) runs on ase")
+    group.addoption("--threads", type=int, default=None, metavar="N",
+                    help="torch/OpenMP/MKL/OpenBLAS threads per process (default: this process's share of the "
+                         "usable cores: CPU affinity and cgroup quota, less the cores busy with other work, "
+                         "divided by the xdist workers and local Dask workers)")
     add_executor_options(group.addoption)
     group.addoption("--bench-sizes", default="1,2,3,4,5,6,7,8,9,10", metavar="N,N,...",
                     help="benchmark: supercell sizes n (n x n x n, 5 n^3 atoms)")

@@ -50,6 +50,7 @@ class PtoSession:
     output_errors: list[str] = field(default_factory=list)  #: files that could not be written (controller)
     executor_settings: dict[str, Any] = field(default_factory=dict)  #: --executor and cluster options
     executor: Any = None  #: the MD executor (:meth:`md_executor`)
+    threads: Any = None  #: this process's :class:`~pto_checks.threads.ThreadPlan`
 
     def md_executor(self, device: str, notify: Any = None) -> Any:
         """The executor of the MD stage (:mod:`pto_checks.executors`): one per run, started when
@@ -151,12 +152,15 @@ def configure(config: pytest.Config) -> PtoSession:
         baseline[BASELINE_SOURCE] = str(bpath)
         gate = {"baseline": str(bpath), "protocol_change": _protocol_change(config, bpath, baseline, protocol)}
     policy = InconclusivePolicy(config.getoption("--inconclusive") or protocol.inconclusive)
+    executor = _executor_settings(config)
+    threads = _threads(config, executor)
     st = PtoSession(specs=specs, explicit=explicit, protocol=protocol,
                     cache=Cache(cache_root, enabled=not config.getoption("--recompute")),
                     results=Results(protocol.to_dict()), baseline=baseline, inconclusive_policy=policy,
-                    executor_settings=_executor_settings(config))
+                    executor_settings=executor, threads=threads)
     st.cache.notify = visible_line(config)
     st.results.data["harness"]["inconclusive_policy"] = policy.value
+    st.results.data["harness"]["threads"] = {"threads": threads.threads, "source": threads.source.value}
     if gate:
         st.results.data["harness"]["gate"] = gate
     config.stash[STATE_KEY] = st
@@ -197,6 +201,31 @@ def _protocol_change(config: pytest.Config, bpath: str, baseline: dict[str, Any]
             f"{'; '.join(diffs[:6])}{more}: gate with the baseline's protocol (its --protocol and --protocol-set), "
             "or pass --allow-protocol-change (the differences are then printed in the report)")
     return diffs
+
+
+def xdist_workers(config: pytest.Config) -> int:
+    """How many xdist workers compute at once (1 without xdist): the worker count a worker was
+    started with, or ``-n`` in the controlling process."""
+    wi = getattr(config, "workerinput", None)
+    if wi is not None:
+        return max(1, int(wi.get("workercount", 1)))
+    n = getattr(config.option, "numprocesses", None)
+    return n if isinstance(n, int) and n > 0 else 1
+
+
+def _threads(config: pytest.Config, executor: dict[str, Any]) -> Any:
+    """Choose and apply this process's threads (:mod:`pto_checks.threads`), before any model
+    loads torch; ``--threads`` below 1 is refused."""
+    from pto_checks import threads
+    from pto_checks.executors import wants_dask
+
+    option = config.getoption("--threads")
+    if option is not None and option < 1:
+        raise pytest.UsageError(f"--threads {option}: allowed an integer >= 1 (threads per process)")
+    local_dask = wants_dask(executor) and not (executor.get("dask_scheduler") or executor.get("cluster")
+                                                or executor.get("cluster_file"))
+    dask = (executor.get("workers") or 2) if local_dask else 1
+    return threads.apply(threads.host_plan(option, xdist_workers=xdist_workers(config), dask_workers=dask))
 
 
 def _executor_settings(config: pytest.Config) -> dict[str, Any]:

@@ -191,7 +191,8 @@ def test_long_sweep_prints_its_cost_before_it_runs_long(tmp_path, monkeypatch, e
     assert not paper_sized.reduced and paper_sized.name == "paper"
     lines: list[str] = []
     stages.md_sweep(model, paper_sized, Cache(tmp_path / "a"), "npt", "melchionna", engine=engine, write=lines.append)
-    assert "2 of 2 run(s) to compute, 40 steps of 40 atoms each (protocol 'paper' on cpu)" in lines[0]
+    assert "2 of 2 run(s) to compute, 40 steps of 40 atoms each (protocol 'paper' on cpu, " in lines[0]
+    assert " thread" in lines[0]  # the start line says how many threads the MD runs on
     cost = [x for x in lines if "cost of this sweep" in x]
     assert len(cost) == 1, lines
     assert "protocol 'paper'" in cost[0] and "2 run(s) x 40 steps x 40 atoms" in cost[0]
