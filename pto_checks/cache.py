@@ -72,6 +72,32 @@ def check_file(folder: Path, name: str, read: Callable[[Path], Any]) -> Any:
         raise CorruptEntry(path, f"unreadable ({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
+def file_hashes(folder: Path) -> dict[str, str]:
+    """SHA-256 of every file under ``folder`` but ``meta.json``, by path relative to it (what an
+    entry records at commit and checks on every read: an edit through a hard link, a copy cut
+    short or a swapped file is found)."""
+    out = {}
+    for p in sorted(folder.rglob("*")):
+        if p.is_file() and not p.is_symlink() and p.relative_to(folder).as_posix() != "meta.json":
+            h = hashlib.sha256()
+            with p.open("rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            out[p.relative_to(folder).as_posix()] = h.hexdigest()
+    return out
+
+
+def check_no_links(folder: Path) -> None:
+    """Raise :class:`CorruptEntry` naming the first symlink (or other non-regular file) in
+    ``folder``: pto-checks never writes one, so a read or a write would follow a planted one."""
+    from pto_checks.safe_files import links_in
+
+    bad = links_in(folder)
+    if bad:
+        target = os.readlink(bad[0]) if bad[0].is_symlink() else "not a regular file"
+        raise CorruptEntry(bad[0], f"a link or special file ({target}), not written by pto-checks; not followed")
+
+
 def _normal(obj: Any) -> Any:
     """``obj`` as it reads back from JSON (tuples -> lists, numpy -> Python), for comparisons."""
     return json.loads(json.dumps(obj, sort_keys=True, default=_default))
@@ -83,7 +109,12 @@ def quarantine(path: Path, reason: str) -> Path:
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + f"{time.time_ns() % 10**9:09d}"
     dest = path.with_name(f"{path.name}.corrupt-{stamp}")
     os.replace(path, dest)
-    warnings.warn(CacheWarning(f"pto-checks cache: {reason}; moved aside to {dest.name}, recomputing"),
+    from pto_checks.safe_files import KEEP_NEWEST, prune
+
+    pruned = prune(path.parent, "*.corrupt-*", KEEP_NEWEST)  # kept for inspection, not forever
+    warnings.warn(CacheWarning(f"pto-checks cache: {reason}; moved aside to {dest.name}, recomputing"
+                               + (f" ({len(pruned)} older quarantined folder(s) removed: the {KEEP_NEWEST} newest are "
+                                  "kept)" if pruned else "")),
                   stacklevel=3)
     return dest
 
@@ -98,6 +129,9 @@ class Cache:
         #: recomputes each entry once per session, not once per reader)
         self.fresh: set[tuple[str, str]] = set()
         self.report_every_s = 30.0  #: how often a process waiting for a lock says who holds it
+        #: a holder on this host seen stopped (SIGSTOP, a debugger) this long is reported as stopped
+        self.stopped_after_s = STOPPED_AFTER_S
+        #: where waiting is said (the pytest plugin: the terminal, past pytest's output capture)
         self.notify: Callable[[str], None] = _stderr_line
 
     def entry(self, stage: str, key: str) -> Path:
@@ -122,6 +156,7 @@ class Cache:
         lock = filelock.FileLock(d / f"{key}.lock", is_singleton=False)
         holder = d / f"{key}.lock.holder"
         waited = 0.0
+        stopped_since: float | None = None
         while True:
             try:
                 lock.acquire(timeout=self.report_every_s if blocking else 0)
@@ -131,8 +166,17 @@ class Cache:
                     yield False
                     return
                 waited += self.report_every_s
-                self.notify(f"[pto-checks] waiting {waited:.0f} s for cache entry {stage}/{key}: "
-                            f"{describe_holder(holder)}")
+                line = f"[pto-checks] waiting {waited:.0f} s for cache entry {stage}/{key}: {describe_holder(holder)}"
+                if holder_stopped(holder):
+                    stopped_since = waited if stopped_since is None else stopped_since
+                    if waited - stopped_since + self.report_every_s >= self.stopped_after_s:
+                        pid = _holder_record(holder).get("pid")
+                        line += (f"; PID {pid} is STOPPED (SIGSTOP or a debugger; seen stopped for "
+                                 f"{waited - stopped_since + self.report_every_s:.0f} s): it will not release the "
+                                 f"entry until continued (kill -CONT {pid}) or ended")
+                else:
+                    stopped_since = None
+                self.notify(line)
         try:
             write_json_atomic(holder, {"host": socket.gethostname(), "pid": os.getpid(), "start": time.time(),
                                        "start_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
@@ -169,6 +213,11 @@ class Cache:
                 work = final.parent / f"{key}.partial"
                 if not self.enabled:
                     shutil.rmtree(work, ignore_errors=True)
+                try:
+                    if work.exists() or work.is_symlink():
+                        check_no_links(work)
+                except CorruptEntry as exc:  # never write through a planted link
+                    quarantine(work, str(exc))
                 work.mkdir(exist_ok=True)
             else:
                 work = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=final.parent))
@@ -194,6 +243,7 @@ class Cache:
         try:
             if not final.is_dir() or final.is_symlink():
                 raise CorruptEntry(final, "not a folder")
+            check_no_links(final)
             if not meta_path.exists():
                 raise CorruptEntry(meta_path, "missing (an entry without it is incomplete)")
             stored = check_file(final, "meta.json", lambda p: json.loads(p.read_text()))
@@ -206,6 +256,7 @@ class Cache:
                 raise CorruptEntry(meta_path, "its stored inputs differ from the ones asked for")
             if validate is not None:
                 validate(final, stored["data"])
+            _check_hashes(final, stored.get("files"))  # what the validator cannot see: an edited value
         except Exception as exc:
             reason = str(exc) if isinstance(exc, CorruptEntry) else f"{final}: {type(exc).__name__}: {exc}"
             quarantine(final, reason)
@@ -244,6 +295,26 @@ class Cache:
             return claim.folder, claim.data, False
 
 
+def _check_hashes(folder: Path, recorded: Any) -> None:
+    """The entry's files are the ones committed (SHA-256 recorded in ``meta.json``).  An entry of an
+    older version records none: then a file with another hard link (a report folder that linked it)
+    is refused, since it may have been edited through that link."""
+    if recorded is None:
+        for p in folder.rglob("*"):
+            if p.is_file() and p.stat().st_nlink > 1:
+                raise CorruptEntry(p, f"shares its inode with {p.stat().st_nlink - 1} other link(s) (it may have "
+                                      "been edited through one) and the entry records no checksum")
+        return
+    if not isinstance(recorded, dict):
+        raise CorruptEntry(folder / "meta.json", "'files' malformed")
+    now = file_hashes(folder)
+    for name, sha in recorded.items():
+        if name not in now:
+            raise CorruptEntry(folder / name, "missing")
+        if now[name] != sha:
+            raise CorruptEntry(folder / name, "changed since it was written (SHA-256 differs from meta.json)")
+
+
 class Claim:
     """An entry held by :meth:`Cache.claim`: ``hit`` with ``data``, or ``work`` to fill and commit."""
 
@@ -254,11 +325,15 @@ class Claim:
         self.committed = hit
 
     def commit(self, data: dict[str, Any], meta: dict[str, Any] | None = None) -> None:
-        """Write ``meta.json`` (with the key and inputs) and move the work folder into place (atomically)."""
+        """Write ``meta.json`` (with the key, the inputs and the SHA-256 of every file) and move the
+        work folder into place (atomically).  A work folder holding a link is refused."""
+        check_no_links(self.work)
         write_json_atomic(self.work / "meta.json", {"stage": self.stage, "key": self.key,
                                                     "inputs": _normal(self.inputs), "meta": meta or {},
-                                                    "data": data})
-        if self.folder.exists():
+                                                    "files": file_hashes(self.work), "data": data})
+        if self.folder.is_symlink():
+            self.folder.unlink()
+        elif self.folder.exists():
             shutil.rmtree(self.folder)
         os.replace(self.work, self.folder)
         self.data, self.committed = _normal(data), True
@@ -280,6 +355,33 @@ def _stderr_line(line: str) -> None:
     sys.__stderr__.flush()
 
 
+#: seconds a lock holder on this host must be seen stopped before a waiter reports it as stopped
+STOPPED_AFTER_S = 60.0
+
+
+def _holder_record(holder: Path) -> dict[str, Any]:
+    try:
+        h = json.loads(holder.read_text())
+    except (OSError, ValueError):
+        return {}
+    return h if isinstance(h, dict) else {}
+
+
+def holder_stopped(holder: Path) -> bool:
+    """Whether the lock holder (its ``.holder`` record) is a process on this host that is alive but
+    stopped (state T or t in ``/proc/PID/stat``: SIGSTOP, Ctrl-Z, a debugger).  False where that
+    cannot be told (another host, no ``/proc``)."""
+    h = _holder_record(holder)
+    if h.get("host") != socket.gethostname():
+        return False
+    try:
+        stat = Path(f"/proc/{int(h['pid'])}/stat").read_text()
+    except (OSError, KeyError, ValueError, TypeError):
+        return False
+    state = stat.rpartition(")")[2].split()[:1]  # the name in parentheses may hold spaces
+    return state in (["T"], ["t"])
+
+
 def describe_holder(holder: Path) -> str:
     """Who holds a lock, from its ``.holder`` record: host, PID, since when and for how long."""
     try:
@@ -299,12 +401,18 @@ def describe_holder(holder: Path) -> str:
             f"({age:.0f} s){alive}; stop that process to release it")
 
 
-def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
-    """Write JSON to ``path`` via a temporary file in the same folder and ``os.replace``."""
+def write_json_atomic(path: str | os.PathLike[str], obj: Any, shared: bool = False) -> None:
+    """Write JSON to ``path`` via a temporary file in the same folder and ``os.replace`` (a link at
+    ``path`` is replaced, never written through).  ``shared``: readable by others as the umask
+    allows (a report's results.json, a baseline); else private to this user (the cache)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        if shared:
+            from pto_checks.safe_files import shared_mode
+
+            os.fchmod(fd, shared_mode())
         with os.fdopen(fd, "w") as fh:
             json.dump(obj, fh, indent=2, sort_keys=False, default=_default)
             fh.write("\n")

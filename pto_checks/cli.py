@@ -7,11 +7,14 @@
                                                 (results merged into --report DIR)
     pto-checks report RESULTS.json... -o DIR    rebuild the HTML/Markdown report from saved results
                       [--compare OLD.json]      ... marking what changed since OLD.json
-    pto-checks verify out/results.json          exit 1 if the file is missing or malformed, records
-                                                no check, decided none (all skipped/inconclusive),
-                                                or any check ended in an error (failed verdicts
-                                                are accepted: they are results; inconclusive ones
-                                                are listed with what would decide them)
+    pto-checks verify out/results.json          exit 4 (one line naming the field) if the file is
+                                                missing, malformed or edited (a status its verdict
+                                                does not give, a NaN where a baseline compares);
+                                                exit 1 if it records no check, decided none (all
+                                                skipped/inconclusive), or any check ended in an
+                                                error (failed verdicts are accepted: they are
+                                                results; inconclusive ones are listed with what
+                                                would decide them)
     pto-checks nightly DIR [--protocol quick] [-n N] [--model all] [--baseline B.json]
                       [--fail-on-verdict]       every model that loads, results + report in
                                                 DIR/<UTC time>/, compared with the previous run.
@@ -32,12 +35,25 @@ from pathlib import Path
 
 from pto_checks import models
 from pto_checks.models import families
-from pto_checks.results import load
+from pto_checks.results import load, status_of
+
+
+def _model_files(files: list[str], command: str) -> list[str] | None:
+    """Register the models of ``files`` and return their names; None (after one line naming the
+    file) when one is malformed."""
+    names: list[str] = []
+    for f in files or []:
+        try:
+            names += [s.name for s in models.load_model_file(f)]
+        except (OSError, ValueError) as exc:  # tomllib.TOMLDecodeError is a ValueError
+            print(f"pto-checks {command}: --model-file {f}: {_one_line(exc)}", file=sys.stderr)
+            return None
+    return names
 
 
 def _models(args: argparse.Namespace) -> int:
-    for f in args.model_file or []:
-        models.load_model_file(f)
+    if _model_files(args.model_file, "models") is None:
+        return EXIT_BAD_INPUT
     print(f"{'name':16s} {'family':9s} {'version':20s} {'trained on':10s} weights")
     for name in models.available_names(include_hidden=True):
         s = models.get_spec(name)
@@ -46,12 +62,18 @@ def _models(args: argparse.Namespace) -> int:
     return 0
 
 
+#: exit status of a command given a file it cannot use (missing, malformed, edited), as pytest's usage error
+EXIT_BAD_INPUT = 4
+
+
 def _verify(args: argparse.Namespace) -> int:
+    from pto_checks.results import non_finite_quantities
+
     try:
         data = load(args.results)
     except (OSError, ValueError) as exc:
-        print(f"pto-checks verify: {exc}", file=sys.stderr)
-        return 1
+        print(f"pto-checks verify: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     try:
         from pto_checks.results import validate
 
@@ -61,17 +83,23 @@ def _verify(args: argparse.Namespace) -> int:
     except Exception as exc:  # jsonschema.ValidationError
         print(f"pto-checks verify: {args.results} does not match results.schema.json: "
               f"{str(exc).splitlines()[0]}", file=sys.stderr)
-        return 1
+        return EXIT_BAD_INPUT
+    nan = [q for q in non_finite_quantities(data) if not q.endswith(" = None")]
+    if nan:  # pto-checks writes null, never NaN: a NaN here was put there, and as a baseline it would pass anything
+        print(f"pto-checks verify: {args.results}: {nan[0]}: not a finite number (a baseline holding it would "
+              "compare as unchanged with any value)" + (f"; {len(nan) - 1} more" if len(nan) > 1 else ""),
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
     policy = args.inconclusive or data.get("harness", {}).get("inconclusive_policy") or "fail"
     bad, undecided, total = [], [], Counter()
     for name, entry in data["models"].items():
-        counts = Counter(c["status"] for c in entry["checks"].values())
+        counts = Counter(status_of(c) for c in entry["checks"].values())
         total.update(counts)
         print(f"{name}: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())))
-        bad += [f"{name} {tid}: {c['message'][:300]}" for tid, c in entry["checks"].items()
-                if c["status"] == "error"]
-        undecided += [f"{name} {tid}: {c.get('needs') or c['message'].splitlines()[0][:300]}"
-                      for tid, c in entry["checks"].items() if c["status"] == "inconclusive"]
+        bad += [f"{name} {tid}: {c.get('message', '')[:300]}" for tid, c in entry["checks"].items()
+                if status_of(c) == "error"]
+        undecided += [f"{name} {tid}: {c.get('needs') or (c.get('message') or '?').splitlines()[0][:300]}"
+                      for tid, c in entry["checks"].items() if status_of(c) == "inconclusive"]
     if not total:
         print("pto-checks verify: no check recorded", file=sys.stderr)
         return 1
@@ -90,6 +118,11 @@ def _verify(args: argparse.Namespace) -> int:
         print("pto-checks verify: no check was decided (every check skipped or inconclusive)", file=sys.stderr)
         return 1
     return 0
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:500] if text else type(exc).__name__
 
 
 def checks_dir() -> Path:
@@ -134,7 +167,9 @@ def _run(args: argparse.Namespace) -> int:
             print(f"pto-checks run: --env {kv}=...: unknown environment; known: {', '.join(envs.LAYOUT)}",
                   file=sys.stderr)
             return 4
-    file_models = [s.name for f in model_files for s in models.load_model_file(f)]
+    file_models = _model_files(model_files, "run")
+    if file_models is None:
+        return EXIT_BAD_INPUT
     explicit = [n.strip() for raw in (names or file_models or ["chgnet"]) for n in raw.split(",") if n.strip()]
     groups: dict[str, list[str]] = {}
     missing: list[tuple[str, str, bool]] = []
@@ -174,8 +209,14 @@ def _run_environments(cache: str, groups: dict[str, list[str]], pythons: dict[st
 
     from pto_checks import environments as envs
     from pto_checks.results import already_there, merge
+    from pto_checks.safe_files import UnsafePath, claim_report_dir
 
     out = Path(report_dir) if report_dir else Path(tempfile.mkdtemp(prefix="pto-checks-run-"))
+    try:
+        claim_report_dir(out)
+    except UnsafePath as exc:
+        print(f"pto-checks run: --report {exc}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     prior, unreadable = already_there(out / "results.json")
     if unreadable:
         print(f"pto-checks run: WARNING: {unreadable}", file=sys.stderr)
@@ -205,37 +246,40 @@ def _run_environments(cache: str, groups: dict[str, list[str]], pythons: dict[st
     rc = max(codes, default=0)
     if any(explicit for _, _, explicit in missing):
         rc = max(rc, 4)
-    data.setdefault("harness", {})["exit_status"] = rc
-    data["harness"]["command"] = " ".join(sys.argv)
-    _write_json(out / "results.json", data)
+    data.setdefault("harness", {})["command"] = " ".join(sys.argv)
     from pto_checks import report
+    from pto_checks.results import write_results
 
     compare = argparse.ArgumentParser(add_help=False)
     compare.add_argument("--compare", default=None)
     previous = compare.parse_known_args(rest)[0].compare
-    html = report.build_report(data, out, load(previous) if previous else None)
+    html = None
+    try:  # the report first: results.json, written last, records the exit status this command returns
+        html = report.build_report(data, out, load(previous) if previous else None)
+    except (OSError, ValueError) as exc:
+        print(f"pto-checks run: the report could not be written: {_one_line(exc)}", file=sys.stderr)
+        rc = max(rc, 3)
+    data["harness"]["exit_status"] = rc
+    if data.get("runs"):
+        data["runs"][-1]["exit_status"] = rc
+    write_results(out / "results.json", data)
     print(f"merged results of {len(parts)} environment(s): {out / 'results.json'}; report {html}")
     return rc
-
-
-def _write_json(path: Path, data: dict) -> None:
-    import json
-    import os
-    import tempfile
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-    with os.fdopen(fd, "w") as fh:
-        json.dump(data, fh, indent=1)
-    os.replace(tmp, path)
 
 
 def _report(args: argparse.Namespace) -> int:
     from pto_checks import report
     from pto_checks.results import merge
+    from pto_checks.safe_files import UnsafePath, claim_report_dir
 
-    data = merge([load(p) for p in args.results])
-    previous = load(args.compare) if args.compare else None
+    try:
+        data = merge([load(p) for p in args.results])
+        previous = load(args.compare) if args.compare else None
+        claim_report_dir(args.output)
+    except (OSError, ValueError) as exc:  # missing, malformed or edited files; a folder of the user's
+        print(f"pto-checks report: {_one_line(exc)}" + (" (-o)" if isinstance(exc, UnsafePath) else ""),
+              file=sys.stderr)
+        return EXIT_BAD_INPUT
     html = report.build_report(data, args.output, previous)
     print(f"report written to {html}")
     return 0
@@ -263,18 +307,19 @@ def nightly_outcome(data: dict | None, pytest_rc: int, baseline: dict | None,
         return NIGHTLY_ERRORS, [f"pytest exit status {pytest_rc} (interrupted, usage or internal error)"]
     checks = [(m, tid, c) for m, e in data["models"].items() for tid, c in e.get("checks", {}).items()]
     errors = [f"{m} {tid}: error: {c.get('message', '').splitlines()[0][:200] if c.get('message') else ''}"
-              for m, tid, c in checks if c["status"] == "error"]
+              for m, tid, c in checks if status_of(c) == "error"]
     if errors:
         return NIGHTLY_ERRORS, errors
     if baseline is not None:
         regressions = []
         for m, tid, c in checks:
-            before = baseline.get("models", {}).get(m, {}).get("checks", {}).get(tid, {}).get("status")
-            if c["status"] == "fail" and (before == "pass" or "regression" in c.get("markers", [])):
+            prior = baseline.get("models", {}).get(m, {}).get("checks", {}).get(tid)
+            before = status_of(prior) if prior else None
+            if status_of(c) == "fail" and (before == "pass" or "regression" in c.get("markers", [])):
                 regressions.append(f"{m} {tid}: {before or 'new'} -> fail")
         if regressions:
             return NIGHTLY_REGRESSIONS, regressions
-    failed = [f"{m} {tid}: fail" for m, tid, c in checks if c["status"] == "fail" and not c.get("gate")]
+    failed = [f"{m} {tid}: fail" for m, tid, c in checks if status_of(c) == "fail" and not c.get("gate")]
     if fail_on_verdict and failed:
         return NIGHTLY_FAILED_VERDICTS, failed
     return NIGHTLY_OK, []
@@ -367,7 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dir")
     p.add_argument("--protocol", default="quick")
     p.add_argument("--model", action="append", default=[], help="default: all")
-    p.add_argument("-m", dest="marker", default="sanity or static or phonon or dynamic")
+    p.add_argument("-m", dest="marker", default="sanity or conservation or static or phonon or dynamic")
     p.add_argument("-n", dest="workers", type=int, default=0, help="pytest-xdist workers")
     p.add_argument("--model-file", action="append", default=[], help="register models from a TOML file")
     p.add_argument("--baseline", help="accepted results: a check that passed there and fails now, or a "

@@ -11,6 +11,8 @@ MARKERS: dict[str, str] = {
     "slow": "takes minutes on CPU",
     "regression": "CI-gate comparison with --baseline results",
     "benchmark": "speed benchmarks (pytest-benchmark)",
+    "conservation": "energy-force and energy-stress consistency, a smooth energy surface, NVE energy conservation "
+                    "(CPU-cheap)",
     "accuracy": "energies, forces and stresses against PBEsol ab initio MD frames of PbTiO3 (CPU-cheap)",
     "equivalence": "the batched MD engine against the ASE engine, per model (runs only when -m names it)",
 }

@@ -522,5 +522,7 @@ def plot_bands(result: PhononResult, path: str | Path, title: str = "", caption:
         fig.tight_layout(rect=(0, 0.12, 1, 1))
     else:
         fig.tight_layout()
-    fig.savefig(path, dpi=300)
+    from pto_checks.safe_files import write_with
+
+    write_with(path, lambda tmp: fig.savefig(tmp, dpi=300))  # atomic, never through a link
     plt.close(fig)

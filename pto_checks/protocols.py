@@ -84,7 +84,17 @@ def _f(default: Any, allowed: Allowed, affects: tuple[str, ...], why: str = "") 
 
 
 _POS = Allowed(lo=0, lo_open=True)
-_POS_INT = Allowed(lo=1, integer=True)
+#: Upper bound of MD step counts (``md.steps``, ``md.max_steps`` and the intervals counted in steps):
+#: 10^7 steps are 20 ns at 2 fs, 200 times the study's 100 ps per temperature and about two days per
+#: temperature for 625 atoms on one GPU (about 60 steps/s): past it a run would never finish, and a
+#: run keeps its whole history in memory and in each checkpoint (steps / sample_every samples), so a
+#: mistyped 1e12 would slow to a crawl instead of running.
+MAX_MD_STEPS = 10_000_000
+#: Upper bound of ``static.max_steps``: BFGS relaxes the 5-atom cells here in under 200 steps.
+MAX_RELAX_STEPS = 100_000
+#: Seeds are numpy ``SeedSequence`` entropy: non-negative; 32 bits are plenty and portable.
+_SEED = Allowed(lo=0, hi=2**32 - 1, integer=True)
+_STEPS = Allowed(lo=1, hi=MAX_MD_STEPS, integer=True)
 _LATTICE = Allowed(lo=2.0, hi=10.0)  # Angstrom per perovskite cell
 
 
@@ -104,12 +114,12 @@ class StaticProtocol:
     """
 
     fmax: float = _f(1e-3, Allowed(lo=0, lo_open=True, hi=1.0), ("ground_state",))
-    max_steps: int = _f(1000, _POS_INT, ("ground_state",))
+    max_steps: int = _f(1000, Allowed(lo=1, hi=MAX_RELAX_STEPS, integer=True), ("ground_state",))
     symprec: float = _f(1e-3, Allowed(lo=0, lo_open=True, hi=0.1), ("ground_state", "phonons"))
     hold_symmetry: bool = _f(True, Allowed(choices=(True, False)), ("ground_state", "phonons"))
     free_start_rattle_A: float = _f(0.02, Allowed(lo=0, hi=0.5), ("ground_state",))
     free_start_shear: float = _f(0.003, Allowed(lo=0, hi=0.1), ("ground_state",))
-    free_start_seed: int = _f(7, Allowed(integer=True), ("ground_state",))
+    free_start_seed: int = _f(7, _SEED, ("ground_state",))
 
 
 @dataclass(frozen=True)
@@ -156,7 +166,7 @@ class MDProtocol:
     temperatures_K: tuple[int, ...] = _f((300, 400, 500, 600, 700, 800, 900, 1000),
                                          Allowed(lo=0, lo_open=True, hi=5000, min_length=1), (),
                                          "one cache entry per temperature: each task's temperature_K is keyed")
-    steps: int = _f(50_000, _POS_INT, _MD)
+    steps: int = _f(50_000, _STEPS, _MD)
     timestep_fs: float = _f(2.0, Allowed(lo=0, lo_open=True, hi=10.0), _MD)
     production_fraction: float = _f(0.5, Allowed(lo=0, lo_open=True, hi=1.0), (),
                                     "averages are recomputed on read from the stored samples.csv")
@@ -171,11 +181,11 @@ class MDProtocol:
     start_c: float = _f(4.15, _LATTICE, _MD)
     nvt_a: float = _f(3.90, _LATTICE, _MD)
     nvt_c: float = _f(4.15, _LATTICE, _MD)
-    seed: int = _f(20250311, Allowed(lo=0, hi=2**32 - 1, integer=True), _MD)
-    sample_every: int = _f(10, _POS_INT, _MD)
-    trajectory_every: int = _f(50, _POS_INT, _MD)
-    checkpoint_every: int = _f(500, _POS_INT, _MD)
-    max_steps: int = _f(0, Allowed(lo=0, hi=10**9, integer=True), _MD,
+    seed: int = _f(20250311, _SEED, _MD)
+    sample_every: int = _f(10, _STEPS, _MD)
+    trajectory_every: int = _f(50, _STEPS, _MD)
+    checkpoint_every: int = _f(500, _STEPS, _MD)
+    max_steps: int = _f(0, Allowed(lo=0, hi=MAX_MD_STEPS, integer=True), _MD,
                         "sequential MD: how long a temperature may run and the looks' Bonferroni level")
     tc_resolution_K: float = _f(25.0, Allowed(lo=0, lo_open=True, hi=5000), _MD,
                                 "sequential MD: which bisection temperatures are run")
@@ -364,3 +374,37 @@ def apply_overrides(protocol: Protocol, overrides: list[str]) -> Protocol:
         sections.setdefault(section, {})[fld] = value
     new = protocol.with_overrides(**sections)
     return replace(new, name=f"{protocol.name}+custom", reduced=True, overrides=tuple(overrides)).validate()
+
+
+#: the parts of a recorded protocol that decide what a run computes and how its checks count
+#: (``name``, ``reduced`` and ``overrides`` follow from them)
+COMPARED_PARTS = ("static", "phonon", "md", "accuracy", "inconclusive")
+
+
+def _flat(d: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(d, dict):
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            out.update(_flat(v, f"{prefix}{k}."))
+        return out
+    return {prefix[:-1]: d}
+
+
+def protocol_differences(recorded: Any, current: dict[str, Any]) -> list[str]:
+    """The fields in which protocol ``current`` (:meth:`Protocol.to_dict`) differs from ``recorded``
+    (a protocol as a results file or baseline holds it), as ``section.field: old -> new`` (``missing``
+    where one side has no such field)."""
+    import json
+
+    def norm(p: Any) -> dict[str, Any]:
+        p = json.loads(json.dumps(p if isinstance(p, dict) else {}, default=str))
+        return _flat({k: p.get(k) for k in COMPARED_PARTS})
+
+    old, new = norm(recorded), norm(current)
+    out = []
+    for k in sorted(set(old) | set(new)):
+        if old.get(k, "missing") != new.get(k, "missing"):
+            show = [_show(tuple(v)) if isinstance(v, list) else str(v) for v in (old.get(k, "missing"),
+                                                                                new.get(k, "missing"))]
+            out.append(f"{k}: {show[0]} -> {show[1]}")
+    return out

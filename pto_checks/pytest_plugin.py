@@ -6,6 +6,8 @@ The hooks live here; the work is split by job in :mod:`pto_checks.plugin`:
 * :mod:`~pto_checks.plugin.session`: the run's state (:class:`~pto_checks.plugin.session.PtoSession`);
 * :mod:`~pto_checks.plugin.fixtures`: ``model``, ``ground_state``, ``phonon_bands``, ``npt_sweep``,
   ``nvt_sweep``, ``engine_sweeps``, ``check``, ...;
+* :mod:`~pto_checks.plugin.conservation`: the conservation tier's ``energy_force_paths``,
+  ``energy_stress_cells``, ``energy_surface``, ``nve_runs``;
 * :mod:`~pto_checks.plugin.gate`: which checks run (equivalence only when asked, regression only
   with a baseline, baseline failures as strict xfails);
 * :mod:`~pto_checks.plugin.report_hooks`: outcomes into results.json, the xdist merge, the report
@@ -22,6 +24,13 @@ import pytest
 from pto_checks import models as registry
 from pto_checks.plugin import session as _session
 from pto_checks.plugin.accuracy import accuracy_tier  # noqa: F401  (fixture of the accuracy tier)
+from pto_checks.plugin.conservation import (  # noqa: F401  (fixtures of the conservation tier)
+    conservation_settings,
+    energy_force_paths,
+    energy_stress_cells,
+    energy_surface,
+    nve_runs,
+)
 from pto_checks.plugin.fixtures import (  # noqa: F401  (fixtures are found in this module)
     check,
     engine_sweeps,

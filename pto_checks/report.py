@@ -20,7 +20,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pto_checks.results import comparable_quantities, finite_or_zero, movement_limit, protocol_label
+from pto_checks.results import (
+    comparable_quantities,
+    finite_or_zero,
+    is_finite_number,
+    movement_limit,
+    protocol_label,
+    status_of,
+)
+from pto_checks.safe_files import KEEP_NEWEST, UnsafePath, claim_report_dir, copy_file, prune, shared_mode, write_text
 
 # Okabe & Ito (2008), "Color Universal Design": distinguishable with every common colour-vision
 # deficiency.  Yellow last (weak on white); beyond eight models the line style changes too.
@@ -31,7 +39,8 @@ STATUS_SYMBOL = {"pass": "✔ pass", "fail": "✘ fail", "inconclusive": "? inco
                  "error": "⚠ error"}
 KNOWN_STATUSES = tuple(STATUS_SYMBOL)
 # verdict-matrix groups, in the order of the study; a check belongs to the first marker it carries
-GROUPS = ("sanity", "static", "phonon", "accuracy", "npt", "nvt", "equivalence", "regression", "benchmark")
+GROUPS = ("sanity", "conservation", "static", "phonon", "accuracy", "npt", "nvt", "equivalence", "regression",
+          "benchmark")
 MATRIX_MODELS_PER_TABLE = 10  # wider sweeps wrap into further tables
 
 
@@ -249,6 +258,8 @@ def protocol_text(label: str, data: dict[str, Any], md: bool = False) -> str:
     temperature)`` from the protocol recorded under ``label``."""
     proto = data.get("protocols", {}).get(label) or {}
     bits = []
+    if proto.get("overrides"):  # a loosened protocol is never shown as the named one alone
+        bits.append("overrides " + ", ".join(map(str, proto["overrides"])))
     if md and proto.get("reduced"):  # 0 K and phonon settings are the same in every named protocol
         bits.append("reduced: qualitative only")
     m = proto.get("md") or {}
@@ -277,7 +288,7 @@ def _verdict_summary(entry: dict[str, Any], tids: list[str]) -> str:
         return "no verdict recorded"
     by: dict[str, list[str]] = {}
     for t in tids:
-        by.setdefault(entry["checks"][t]["status"], []).append(_short(t))
+        by.setdefault(status_of(entry["checks"][t]), []).append(_short(t))
     npass = len(by.pop("pass", []))
     if not by:
         return f"all {npass} checks pass"
@@ -305,7 +316,9 @@ class Figure:
 
 
 def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)
+    from pto_checks.safe_files import safe_name
+
+    return safe_name(name)
 
 
 def make_figures(data: dict[str, Any], figdir: Path) -> list[Figure]:
@@ -378,11 +391,17 @@ def make_figures(data: dict[str, Any], figdir: Path) -> list[Figure]:
             continue
         base = figdir / f"phonons_{_safe(n)}"
         png = base.with_suffix(".png")
-        shutil.copy(plot, png)
+        try:
+            copy_file(plot, png)
+        except UnsafePath:
+            continue
         svg = None
         if files.get("plot_svg") and Path(files["plot_svg"]).is_file():
             svg = base.with_suffix(".svg")
-            shutil.copy(files["plot_svg"], svg)
+            try:
+                copy_file(files["plot_svg"], svg)
+            except UnsafePath:
+                svg = None
         lab = protocol_label(ph.get("f_min"), data)
         sc = (data.get("protocols", {}).get(lab) or {}).get("phonon", {}).get("supercell")
         bits = [f"{n}: harmonic phonon bands of the model's relaxed P4mm cell (phonopy finite displacements"
@@ -411,7 +430,10 @@ def make_figures(data: dict[str, Any], figdir: Path) -> list[Figure]:
                 continue
             base = figdir / f"accuracy_{_safe(n)}_{key}"
             png = base.with_suffix(".png")
-            shutil.copy(src, png)
+            try:
+                copy_file(src, png)
+            except UnsafePath:
+                continue
             lab = protocol_label(acc["files"], data)
             caption = (f"{n} (trained on {functional}) against PbTiO3 PBEsol ab initio MD frames: {what}; "
                        f"{protocol_text(lab, data)}" + (f"; frames: {sub}" if sub else "")
@@ -446,27 +468,22 @@ def _engine_text(data: dict[str, Any]) -> str:
 
 def export_md_files(rows: list[dict[str, Any]], report_dir: str | Path, model: str, sweep: str) -> list[dict[str, str]]:
     """Copy each temperature's ``trajectory.extxyz`` and ``samples.csv`` from its cache folder
-    (``row["folder"]``) into ``report_dir/md/<model>/<sweep>/<T>K_*`` (hard link when the cache is on
-    the same file system, else an atomic copy); return per row ``{"trajectory": ..., "samples": ...}``,
-    paths relative to ``report_dir`` (what results.json links)."""
+    (``row["folder"]``) into ``report_dir/md/<model>/<sweep>/<T>K_*`` (an atomic copy, a new file:
+    never a hard link, so editing the report's copy never edits the cache; a link in the entry is
+    not followed, a link at the destination is replaced); return per row
+    ``{"trajectory": ..., "samples": ...}``, paths relative to ``report_dir`` (what results.json links)."""
     report_dir = Path(report_dir)
-    dst_dir = report_dir / "md" / _safe(model) / sweep
+    dst_dir = report_dir / "md" / _safe(model) / _safe(sweep)
     out = []
     for r in rows:
         files: dict[str, str] = {}
         folder = Path(r["folder"]) if r.get("folder") else None
         for name, key in (("trajectory.extxyz", "trajectory"), ("samples.csv", "samples")):
             src = folder / name if folder else None
-            if src is None or not src.is_file():
+            if src is None or src.is_symlink() or not src.is_file():
                 continue
-            dst_dir.mkdir(parents=True, exist_ok=True)
             dst = dst_dir / f"{_num(r.get('T_K')):04.0f}K_{name}"
-            tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
-            try:
-                os.link(src, tmp)
-            except OSError:
-                shutil.copyfile(src, tmp)
-            os.replace(tmp, dst)
+            copy_file(src, dst)
             files[key] = dst.relative_to(report_dir).as_posix()
         out.append(files)
     return out
@@ -501,8 +518,23 @@ def matrix_groups(data: dict[str, Any]) -> list[tuple[str, list[str]]]:
 
 
 def _group_protocols(entry: dict[str, Any], tids: list[str], data: dict[str, Any]) -> str:
+    """The protocol label(s) of a group of checks, each with its overrides (``smoke+custom
+    (static.fmax=1.0)``)."""
     labels = sorted({protocol_label(entry["checks"][t], data) for t in tids if t in entry.get("checks", {})})
-    return ", ".join(labels)
+    out = []
+    for lab in labels:
+        over = (data.get("protocols", {}).get(lab) or {}).get("overrides") or []
+        out.append(f"{lab} ({', '.join(map(str, over))})" if over else lab)
+    return ", ".join(out)
+
+
+def gate_text(data: dict[str, Any]) -> str | None:
+    """The header line of a gate run that differed from its baseline's protocol (``--allow-protocol-change``)."""
+    gate = data.get("harness", {}).get("gate") or {}
+    if not gate.get("protocol_change"):
+        return None
+    return (f"Gate against {gate.get('baseline')} with --allow-protocol-change: this run's protocol differs from "
+            f"the baseline's in {'; '.join(map(str, gate['protocol_change']))}")
 
 
 def _chunks(names: list[str], n: int) -> list[list[str]]:
@@ -578,8 +610,8 @@ def matrix_markdown(data: dict[str, Any], per_table: int = 8) -> list[str]:
                     if chk is None:
                         cells.append("")
                         continue
-                    cell = _symbol(chk["status"])
-                    if chk["status"] != "pass" and chk.get("message"):
+                    cell = _symbol(status_of(chk))
+                    if status_of(chk) != "pass" and chk.get("message"):
                         if (n, tid) not in note_of:
                             notes.append(f"[{len(notes) + 1}] {n}, {tid}: {chk['message'].splitlines()[0]}")
                             note_of[(n, tid)] = len(notes)
@@ -614,7 +646,7 @@ def matrix_html(data: dict[str, Any], per_table: int = MATRIX_MODELS_PER_TABLE) 
                     if chk is None:
                         cells.append("<td class='none'></td>")
                         continue
-                    st = str(chk["status"])
+                    st = status_of(chk)
                     ref = ""
                     if st != "pass" and chk.get("message"):
                         if (n, tid) not in note_of:
@@ -652,13 +684,18 @@ def compare(new: dict[str, Any], old: dict[str, Any]) -> list[dict[str, Any]]:
             continue
         for tid, chk in m.get("checks", {}).items():
             prev = o.get("checks", {}).get(tid)
-            if prev and prev["status"] != chk["status"]:
-                changes.append({"kind": "verdict", "model": name, "what": tid, "old": prev["status"],
-                                "new": chk["status"],
-                                "worse": STATUS_RANK.get(chk["status"], 1.5) > STATUS_RANK.get(prev["status"], 1.5)})
+            if prev and status_of(prev) != status_of(chk):
+                changes.append({"kind": "verdict", "model": name, "what": tid, "old": status_of(prev),
+                                "new": status_of(chk),
+                                "worse": STATUS_RANK.get(status_of(chk), 1.5) > STATUS_RANK.get(status_of(prev), 1.5)})
         qn, qo = comparable_quantities(m), comparable_quantities(o)
         for k in sorted(set(qn) & set(qo)):
             (vn, en), (vo, eo) = qn[k], qo[k]
+            if not (is_finite_number(vn) and is_finite_number(vo)):
+                if vn != vo:
+                    changes.append({"kind": "quantity", "model": name, "what": k, "old": vo, "new": vn,
+                                    "limit": math.nan, "worse": False})
+                continue
             limit = movement_limit(k, en, eo)
             if abs(vn - vo) > limit:
                 changes.append({"kind": "quantity", "model": name, "what": k, "old": vo, "new": vn,
@@ -670,6 +707,8 @@ def _change_text(c: dict[str, Any]) -> str:
     if c["kind"] == "verdict":
         return f"{c['model']}: {c['what']} {c['old']} -> {c['new']}" + (" (WORSE)" if c["worse"] else "")
     if c["kind"] == "quantity":
+        if not (is_finite_number(c["old"]) and is_finite_number(c["new"])):
+            return f"{c['model']}: {c['what']} {c['old']!r} -> {c['new']!r} (not a finite number)"
         return f"{c['model']}: {c['what']} moved {c['old']:.4g} -> {c['new']:.4g} (limit {c['limit']:.3g})"
     return f"{c['model']}: {c['what']}"
 
@@ -703,7 +742,10 @@ def write_markdown(data: dict[str, Any], figs: list[Figure], changes: list[dict[
     """Markdown summary: protocols, verdict matrix with numbered notes, changes, models, figures."""
     lines = ["# pto-checks report", "",
              f"Harness {data['harness']['version']}, last run {data['harness']['created']}; {_engine_text(data)}; "
-             f"{len(data.get('runs', []))} run(s) accumulated in these results.", "", "## Protocols", ""]
+             f"{len(data.get('runs', []))} run(s) accumulated in these results.", ""]
+    if gate_text(data):
+        lines += [f"**{gate_text(data)}.**", ""]
+    lines += ["## Protocols", ""]
     lines += [f"- **{lab}**: {text}" for lab, text in _protocol_summary(data)] + [""]
     if changes is not None:
         lines += ["## Changes since the previous results", ""]
@@ -722,7 +764,7 @@ def write_markdown(data: dict[str, Any], figs: list[Figure], changes: list[dict[
             rel = f.png.relative_to(path.parent).as_posix()
             svg = f" ([SVG]({f.svg.relative_to(path.parent).as_posix()}))" if f.svg else ""
             lines += [f"![{f.name}]({rel})", "", f"*{f.caption}*{svg}", ""]
-    path.write_text("\n".join(lines) + "\n")
+    write_text(path, "\n".join(lines) + "\n")
 
 
 CSS = """
@@ -798,6 +840,7 @@ def write_html(data: dict[str, Any], figs: list[Figure], changes: list[dict[str,
 <h1>pto-checks report</h1>
 <p>Harness {esc(str(data['harness']['version']))}, last run {esc(str(data['harness']['created']))};
 {esc(_engine_text(data))}; {len(data.get('runs', []))} run(s) accumulated in these results.</p>
+{f'<p class="gate"><b>{esc(gate_text(data) or "")}.</b></p>' if gate_text(data) else ''}
 <h2>Protocols</h2><ul id="protocols">{protos}</ul>
 {change_html}
 <h2>Verdicts</h2>
@@ -822,31 +865,41 @@ window.addEventListener('load', function () {{
 </script>
 </body></html>
 """
-    path.write_text(page)
+    write_text(path, page)
+
+
+#: lists the files of ``figures/`` that pto-checks wrote (anything else there is kept)
+FIGURES_MANIFEST = ".pto-checks-figures"
 
 
 def build_report(data: dict[str, Any], out: str | Path, previous: dict[str, Any] | None = None) -> Path:
     """Write ``out/report.html``, ``out/report.md`` and ``out/figures`` (rebuilt whole from
-    ``data`` into a fresh folder that then replaces the old one: no stale figure survives);
-    return the HTML path."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    ``data`` into a fresh folder that then replaces the old one: no stale figure of pto-checks
+    survives; a file pto-checks did not write there is moved into the new folder, never deleted);
+    return the HTML path.  ``out`` must be a report folder (:func:`~pto_checks.safe_files.claim_report_dir`:
+    new, empty or marked); every file is written atomically, never through a link."""
+    out = claim_report_dir(out)
     fresh = Path(tempfile.mkdtemp(prefix=".figures-new-", dir=out))
-    fresh.chmod(0o755)  # mkdtemp makes it private; the report folder is meant to be shared
+    fresh.chmod(shared_mode(executable=True))  # mkdtemp makes it private; the report folder is meant to be shared
     try:
         figs = make_figures(data, fresh)
+        write_text(fresh / FIGURES_MANIFEST, "".join(f"{p.name}\n" for p in sorted(fresh.iterdir())))
     except BaseException:
         shutil.rmtree(fresh, ignore_errors=True)
         raise
     final = out / "figures"
     old = None
-    if final.exists():
-        old = out / f".figures-old-{os.getpid()}"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(final, old)
+    if final.is_symlink():
+        final.unlink()  # a link in our folder: replaced, its target untouched
+    elif final.exists():
+        _keep_foreign_files(final, fresh)
+        old = Path(tempfile.mkdtemp(prefix=".figures-old-", dir=out))
+        os.replace(final, old / "figures")
     os.replace(fresh, final)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+    for pattern in (".figures-new-*", ".figures-old-*"):  # left by interrupted runs
+        prune(out, pattern, KEEP_NEWEST)
     for f in figs:
         f.png = final / f.png.name
         f.svg = final / f.svg.name if f.svg else None
@@ -854,6 +907,22 @@ def build_report(data: dict[str, Any], out: str | Path, previous: dict[str, Any]
     write_markdown(data, figs, changes, out / "report.md")
     write_html(data, figs, changes, out / "report.html")
     return out / "report.html"
+
+
+def _keep_foreign_files(old: Path, fresh: Path) -> None:
+    """Move every entry of ``old`` (the previous ``figures/``) that its manifest does not list
+    into ``fresh`` (unless ``fresh`` has that name): files of the user are never deleted."""
+    manifest = old / FIGURES_MANIFEST
+    ours: set[str] = set()
+    if manifest.is_file() and not manifest.is_symlink():
+        ours = set(manifest.read_text().split("\n")) | {FIGURES_MANIFEST}
+    for p in old.iterdir():
+        if p.name in ours:
+            continue
+        dest = fresh / p.name
+        if dest.exists() or dest.is_symlink():
+            dest = fresh / f"{p.stem}.kept{p.suffix}"
+        os.replace(p, dest)
 
 
 def _cap(text: str) -> str:

@@ -68,7 +68,8 @@ class Results:
     def check(self, model: str, test_id: str, status: str, *, message: str = "",
               verdict: dict[str, Any] | None = None, markers: list[str] | None = None) -> None:
         """Record a check's outcome: ``pass``, ``fail``, ``skip`` or ``error`` (readers must accept
-        other strings, e.g. ``inconclusive``)."""
+        other strings, e.g. ``inconclusive``); with a verdict, the status must be one its outcome
+        allows (:data:`STATUS_WITH_OUTCOME`; readers refuse a file where they disagree)."""
         entry = self.model_entry(model)["checks"].setdefault(test_id, {})
         entry.update(status=status, message=message, markers=markers or entry.get("markers", []),
                      protocol=self.protocol_label, recorded=_now())
@@ -76,7 +77,113 @@ class Results:
             entry["verdict"] = verdict
 
     def write(self, path: str | Path) -> None:
-        write_json_atomic(path, self.data)
+        write_results(path, self.data)
+
+
+def strict(obj: Any) -> Any:
+    """``obj`` with every non-finite float (NaN, inf) as None, so that the file is strict JSON (a
+    bare ``NaN`` is not JSON, and a NaN read back compares as "unchanged" with anything)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: strict(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [strict(v) for v in obj]
+    try:
+        import numpy as np
+
+        if isinstance(obj, np.generic):
+            return strict(obj.item())
+        if isinstance(obj, np.ndarray):
+            return strict(obj.tolist())
+    except ImportError:  # pragma: no cover
+        pass
+    return obj
+
+
+def write_results(path: str | Path, data: dict[str, Any]) -> None:
+    """Write a results file (results.json, a baseline) atomically, as strict JSON (:func:`strict`),
+    readable by others as the umask allows (like the report's figures)."""
+    write_json_atomic(path, strict(data), shared=True)
+
+
+class ResultsError(ValueError):
+    """A results file (or baseline) that cannot be trusted as it is: one line naming the file and
+    the field."""
+
+
+#: statuses a check may carry next to a verdict whose outcome is the key: the outcome itself, or
+#: ``error`` (the check's teardown failed after its verdict)
+STATUS_WITH_OUTCOME = {"pass": {"pass", "error"}, "fail": {"fail", "error"},
+                       "inconclusive": {"inconclusive", "error"}}
+
+
+def status_of(chk: dict[str, Any]) -> str:
+    """The status of a check entry as its verdict decides it (the recorded ``status`` only where
+    there is no verdict: a skip, an error before the verdict).  Never the file's word alone."""
+    verdict = chk.get("verdict")
+    if isinstance(verdict, dict) and verdict.get("outcome") in STATUS_WITH_OUTCOME:
+        return "error" if chk.get("status") == "error" else str(verdict["outcome"])
+    return str(chk.get("status"))
+
+
+def check_integrity(data: Any, source: str | Path) -> None:
+    """Raise :class:`ResultsError` (one line: ``source``, the field, what is wrong) unless ``data``
+    is a results dict whose every check is an object with a string ``status`` and ``message`` and,
+    where it has a verdict, a status that the verdict's outcome allows (:data:`STATUS_WITH_OUTCOME`:
+    the status is recomputed from the verdict, never trusted)."""
+    def bad(where: str, what: str) -> ResultsError:
+        return ResultsError(f"{source}: {where}: {what}")
+
+    if not isinstance(data, dict):
+        raise bad("top level", "not a JSON object")
+    models = data.get("models")
+    if not isinstance(models, dict):
+        raise bad("models", f"{type(models).__name__}, not an object of models")
+    for name, entry in models.items():
+        if not isinstance(entry, dict):
+            raise bad(f"models.{name}", f"{type(entry).__name__}, not an object")
+        checks = entry.get("checks", {})
+        if not isinstance(checks, dict):
+            raise bad(f"models.{name}.checks", f"{type(checks).__name__}, not an object")
+        if not isinstance(entry.get("quantities", {}), dict):
+            raise bad(f"models.{name}.quantities", "not an object")
+        for tid, chk in checks.items():
+            where = f"models.{name}.checks.{tid}"
+            if not isinstance(chk, dict):
+                raise bad(where, f"{type(chk).__name__} {str(chk)[:40]!r}, not a check object")
+            if not isinstance(chk.get("status"), str):
+                raise bad(f"{where}.status", "missing or not a string" if "status" not in chk else
+                          f"{chk['status']!r} is not a string")
+            if not isinstance(chk.get("message", ""), str):
+                raise bad(f"{where}.message", f"{chk['message']!r} is not a string")
+            verdict = chk.get("verdict")
+            if verdict is None:
+                continue
+            if not isinstance(verdict, dict) or verdict.get("outcome") not in STATUS_WITH_OUTCOME:
+                raise bad(f"{where}.verdict", "not a verdict object with an outcome of pass, fail or inconclusive")
+            outcome = verdict["outcome"]
+            if verdict.get("status", outcome) != outcome or verdict.get("passed", outcome == "pass") != (
+                    outcome == "pass"):
+                raise bad(f"{where}.verdict", f"outcome {outcome!r} disagrees with its own status/passed fields")
+            if chk["status"] not in STATUS_WITH_OUTCOME[outcome]:
+                raise bad(f"{where}.status", f"{chk['status']!r}, but its verdict's outcome is {outcome!r} "
+                                             "(the status is derived from the verdict: the file was edited)")
+
+
+def non_finite_quantities(data: dict[str, Any]) -> list[str]:
+    """The comparable quantities (:func:`comparable_quantities`: what a baseline is compared on)
+    of ``data`` that are not finite numbers, as ``models.<name>: <quantity> = <value>``."""
+    out = []
+    for name, entry in data.get("models", {}).items():
+        for k, (v, _) in comparable_quantities(entry).items():
+            if not is_finite_number(v):
+                out.append(f"models.{name}: {k} = {v!r}")
+    return out
+
+
+def is_finite_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _upgrade(data: dict[str, Any]) -> dict[str, Any]:
@@ -166,8 +273,12 @@ def merge(parts: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def load(path: str | Path) -> dict[str, Any]:
-    """Read a results file (schema version 1 or 2; version 1 is upgraded), checking its version."""
+    """Read a results file (schema version 1 or 2; version 1 is upgraded), checking its version and
+    every check (:func:`check_integrity`; a :class:`ResultsError`, a ``ValueError``, otherwise)."""
     data = json.loads(Path(path).read_text())
+    if not isinstance(data, dict):
+        raise ResultsError(f"{path}: top level: not a JSON object")
+    check_integrity(data, path)
     if data.get("schema_version") not in READABLE_VERSIONS:
         raise ValueError(f"{path}: schema_version {data.get('schema_version')} is not one this pto-checks "
                          f"reads ({', '.join(map(str, READABLE_VERSIONS))}); upgrade pto-checks")
@@ -186,8 +297,11 @@ def already_there(path: str | Path) -> tuple[dict[str, Any] | None, str | None]:
     except (OSError, ValueError) as exc:  # json.JSONDecodeError is a ValueError
         import os
 
+        from pto_checks.safe_files import KEEP_NEWEST, prune
+
         aside = path.with_name(f"{path.name}.unreadable-{_dt.datetime.now(_dt.timezone.utc):%Y%m%dT%H%M%S}")
         os.replace(path, aside)
+        prune(path.parent, f"{path.name}.unreadable-*", KEEP_NEWEST)
         return None, f"{path}: {exc}; kept as {aside}, not merged"
 
 
@@ -225,9 +339,9 @@ def annotate_integrator_flips(data: dict[str, Any]) -> dict[str, Any]:
             if not tid.endswith("[mtk]"):
                 continue
             base = checks.get(tid[: -len("[mtk]")])
-            if base and {base["status"], chk["status"]} == {"pass", "fail"}:
-                flips.append({"check": tid[: -len("[mtk]")], "melchionna": base["status"],
-                              "mtk": chk["status"]})
+            if base and {status_of(base), status_of(chk)} == {"pass", "fail"}:
+                flips.append({"check": tid[: -len("[mtk]")], "melchionna": status_of(base),
+                              "mtk": status_of(chk)})
         if flips:
             entry["integrator_artefacts"] = flips
         else:
@@ -244,29 +358,41 @@ def finite_or_zero(x: Any) -> float:
     return 0.0 if math.isnan(x) else x
 
 
-def sweep_quantities(key: str, rows: list[dict[str, Any]], tc: dict[str, Any]) -> dict[str, tuple[float, float]]:
+def sweep_quantities(key: str, rows: list[dict[str, Any]], tc: dict[str, Any]) -> dict[str, tuple[Any, float]]:
     """Comparable quantities of one MD sweep (``key`` e.g. ``npt_melchionna``): Tc, and c/a and Pz
-    at the lowest temperature, as ``{name: (value, standard error)}``."""
-    out = {}
-    if tc.get("tc") is not None:
+    at the lowest temperature, as ``{name: (value, standard error)}`` (values as recorded: a
+    reader checks they are finite numbers)."""
+    out: dict[str, tuple[Any, float]] = {}
+    if isinstance(tc, dict) and tc.get("tc") is not None:
         out[f"md.{key}.tc"] = (tc["tc"], 0.0)
-    if rows:
+    if rows and isinstance(rows, list) and isinstance(rows[0], dict):
         r = rows[0]
-        out[f"md.{key}.c_over_a@{r['T_K']:.0f}K"] = (r["c_over_a"], finite_or_zero(r.get("c_over_a_err")))
-        out[f"md.{key}.Pz@{r['T_K']:.0f}K"] = (r["Pz"], finite_or_zero(r.get("Pz_err")))
+        t = r.get("T_K")
+        at = f"{t:.0f}K" if is_finite_number(t) else f"{t}K"
+        out[f"md.{key}.c_over_a@{at}"] = (r.get("c_over_a"), finite_or_zero(r.get("c_over_a_err")))
+        out[f"md.{key}.Pz@{at}"] = (r.get("Pz"), finite_or_zero(r.get("Pz_err")))
     return out
 
 
-def comparable_quantities(entry: dict[str, Any]) -> dict[str, tuple[float, float]]:
+def _value(q: Any) -> Any:
+    return q.get("value") if isinstance(q, dict) else None
+
+
+def comparable_quantities(entry: dict[str, Any]) -> dict[str, tuple[Any, float]]:
     """The quantities of a model's results entry that runs are compared on (nightly report, CI
-    gate): ground-state a, c, c/a, dE, the lowest phonon, and each sweep's :func:`sweep_quantities`."""
-    q = entry.get("quantities", {})
-    out = {f"ground_state.{k}": (v["value"], 0.0) for k, v in q.get("ground_state", {}).items()
-           if k in ("a", "c", "c_over_a", "delta_e")}
-    if "f_min" in q.get("phonons", {}):
-        out["phonons.f_min"] = (q["phonons"]["f_min"]["value"], 0.0)
-    for key, sweep in q.get("md", {}).items():
-        out.update(sweep_quantities(key, sweep["value"]["rows"], sweep["value"]["tc"]))
+    gate): ground-state a, c, c/a, dE, the lowest phonon, and each sweep's :func:`sweep_quantities`.
+    Values as recorded (None, NaN or a string where the file holds one: readers check)."""
+    q = entry.get("quantities", {}) if isinstance(entry, dict) else {}
+    gs = q.get("ground_state", {}) if isinstance(q.get("ground_state"), dict) else {}
+    out = {f"ground_state.{k}": (_value(v), 0.0) for k, v in gs.items() if k in ("a", "c", "c_over_a", "delta_e")}
+    ph = q.get("phonons", {}) if isinstance(q.get("phonons"), dict) else {}
+    if "f_min" in ph:
+        out["phonons.f_min"] = (_value(ph["f_min"]), 0.0)
+    md = q.get("md", {}) if isinstance(q.get("md"), dict) else {}
+    for key, sweep in md.items():
+        value = _value(sweep) or {}
+        if isinstance(value, dict):
+            out.update(sweep_quantities(key, value.get("rows") or [], value.get("tc") or {}))
     return out
 
 

@@ -40,8 +40,9 @@ def ground_state_valid(folder: Path, data: dict[str, Any]) -> None:
     for name in ("tetragonal.extxyz", "cubic.extxyz"):
         check_file(folder, name, _read_cell)
     for k in ("a", "c", "c_over_a", "delta_e", "cubic_a"):
-        if not isinstance(data.get(k), (int, float)):
-            raise CorruptEntry(folder / "meta.json", f"{k!r} missing or not a number")
+        v = data.get(k)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not np.isfinite(v):
+            raise CorruptEntry(folder / "meta.json", f"data.{k} = {v!r}: missing or not a finite number")
 
 
 def phonon_key(model: LoadedModel, protocol: Protocol, atoms, supercell=None) -> tuple[str, dict[str, Any]]:

@@ -40,9 +40,22 @@ def writable_dir(option: str, value: str | os.PathLike[str]) -> Path:
     return path
 
 
+def report_dir(option: str, value: str | os.PathLike[str]) -> Path:
+    """``value`` is a writable folder that is new, empty or a pto-checks report folder (its marker
+    file, :data:`pto_checks.safe_files.REPORT_MARKER`, is written now): a folder of the user's
+    files is refused before any work, since the report replaces files there."""
+    from pto_checks.safe_files import UnsafePath, claim_report_dir
+
+    writable_dir(option, value)
+    try:
+        return claim_report_dir(value)
+    except UnsafePath as exc:
+        raise OptionError(f"{option} {exc}") from None
+
+
 def results_file(option: str, value: str | os.PathLike[str]) -> dict[str, Any]:
     """``value`` is a readable pto-checks results file of the current schema; returns it."""
-    from pto_checks.results import SCHEMA_VERSION, load
+    from pto_checks.results import SCHEMA_VERSION, ResultsError, load
 
     try:
         data = load(value)
@@ -50,6 +63,8 @@ def results_file(option: str, value: str | os.PathLike[str]) -> dict[str, Any]:
         raise OptionError(f"{option} {value}: no such file") from None
     except OSError as exc:
         raise OptionError(f"{option} {value}: unreadable ({exc.strerror or exc})") from None
+    except ResultsError as exc:  # a check that is no object, a status its verdict does not give, ...
+        raise OptionError(f"{option} {exc}") from None
     except (ValueError, AttributeError) as exc:  # JSONDecodeError is a ValueError; a list has no .get
         msg = str(exc).splitlines()[0][:200] if str(exc) else type(exc).__name__
         raise OptionError(f"{option} {value}: not a pto-checks results file of schema_version "
@@ -85,7 +100,7 @@ def check_startup(get: Callable[[str], Any], specs: Iterable[Any]) -> dict[str, 
     raise :class:`OptionError` on the first problem.  Returns what was read: ``baseline``, ``compare``."""
     out: dict[str, Any] = {"baseline": None, "compare": None}
     if get("--report"):
-        writable_dir("--report", get("--report"))
+        report_dir("--report", get("--report"))
     if get("--pto-cache"):
         writable_dir("--pto-cache", get("--pto-cache"))
     if get("--compare"):

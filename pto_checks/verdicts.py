@@ -684,31 +684,52 @@ def polarization_vanishes(sweep: dict[str, Any], functional: str) -> Verdict:
     return _sweep_verdict("polarization_vanishes_above_tc", ok, what, sweep, functional, top["Pz"], thr)
 
 
+#: key of a loaded baseline dict naming the file it was read from (set by the plugin; never written)
+BASELINE_SOURCE = "_source"
+
+
 def unchanged_vs_baseline(model: str, baseline: dict[str, Any], current: dict[str, tuple[float, float]]) -> Verdict:
     """Quantities ``{name: (value, std error)}`` vs the baseline results (CI gate).
 
-    Moved = |diff| > max(threshold, 2 x combined error); a model absent from the baseline fails
-    with the command that records it.
+    Moved = |diff| > max(threshold, 2 x combined error).  The check fails, naming the baseline file
+    and the field, when the model is absent from the baseline (with the command that records it),
+    when a quantity measured now is missing from the baseline or is not a finite number there (a
+    NaN compares as "unchanged" with anything), when a quantity measured now is not finite, and
+    when there is nothing to compare at all: a gate never passes on a comparison it did not make.
     """
-    from pto_checks.results import comparable_quantities, movement_limit
+    from pto_checks.results import comparable_quantities, is_finite_number, movement_limit
 
+    src = baseline.get(BASELINE_SOURCE, "the baseline")
     entry = baseline.get("models", {}).get(model)
     if entry is None:
         return Verdict("unchanged_vs_baseline", False,
-                       f"model {model!r} is not in the baseline: record it with --update-baseline")
+                       f"model {model!r} is not in {src}: record it with --update-baseline")
     old = comparable_quantities(entry)
-    moved, rows = [], []
+    moved, unusable, rows = [], [], []
+    if not current:
+        unusable.append("no quantity was measured to compare (an empty sweep?)")
     for k, (v, e) in sorted(current.items()):
         if k not in old:
+            unusable.append(f"{k} is missing from {src} (models.{model}); record it with --update-baseline")
             continue
         vo, eo = old[k]
+        if not is_finite_number(vo):
+            unusable.append(f"{k} in {src} (models.{model}) is {vo!r}, not a finite number")
+            continue
+        if not is_finite_number(v):
+            unusable.append(f"{k} measured now is {v!r}, not a finite number (baseline {vo:.4f})")
+            continue
         limit = movement_limit(k, e, eo)
         rows.append(f"{k}: {vo:.4f} -> {v:.4f} (limit {limit:.3g})")
-        if abs(v - vo) > limit:
+        if not abs(v - vo) <= limit:
             moved.append(k)
-    msg = ("REGRESSION: moved beyond tolerance: " + ", ".join(moved) if moved else
-           "unchanged within tolerance") + "; " + "; ".join(rows)
-    return Verdict("unchanged_vs_baseline", not moved, msg, current, None, None)
+    parts = []
+    if unusable:
+        parts.append("NOT COMPARED: " + "; ".join(unusable))
+    if moved:
+        parts.append("REGRESSION: moved beyond tolerance: " + ", ".join(moved))
+    msg = "; ".join(parts or ["unchanged within tolerance"]) + ("; " + "; ".join(rows) if rows else "")
+    return Verdict("unchanged_vs_baseline", not (moved or unusable), msg, current, None, None)
 
 
 def engines_agree(reference: list[dict[str, Any]], candidate: list[dict[str, Any]], ensemble: str,

@@ -24,7 +24,9 @@ def _save(plt, fig, path: str | Path, title: str) -> Path:
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    from pto_checks.safe_files import write_with
+
+    write_with(path, lambda tmp: fig.savefig(tmp, dpi=100))  # atomic, never through a link
     plt.close(fig)
     return Path(path)
 

@@ -467,14 +467,16 @@ def write_outputs(folder: Path, res: dict[str, Any]) -> None:
 
     import ase.io
 
-    if res["samples"]:
-        with (folder / "samples.csv").open("w", newline="") as fh:
+    from pto_checks.safe_files import replacing, write_with
+
+    if res["samples"]:  # through a fresh file that replaces the old: a planted link is never written through
+        with replacing(folder / "samples.csv", shared=False) as tmp, tmp.open("w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=list(res["samples"][0]))
             w.writeheader()
             w.writerows(res["samples"])
     frames = [frame_atoms(f) for f in res["frames"]]
     if frames:
-        ase.io.write(folder / "trajectory.extxyz", frames)
+        write_with(folder / "trajectory.extxyz", lambda tmp: ase.io.write(tmp, frames, format="extxyz"))
 
 
 def md_valid(folder: Path, data: dict[str, Any]) -> None:
@@ -493,3 +495,8 @@ def md_valid(folder: Path, data: dict[str, Any]) -> None:
         got = check_file(folder, "samples.csv", analysis.read_samples)
         if len(got) != n:
             raise CorruptEntry(folder / "samples.csv", f"{len(got)} samples, {n} recorded (truncated?)")
+        for i, row in enumerate(got):  # a blow-up ends a run before a non-finite sample: NaN here was not written by it
+            bad = [k for k, v in row.items() if not np.isfinite(v)]
+            if bad:
+                raise CorruptEntry(folder / "samples.csv",
+                                   f"row {i + 1}: {bad[0]} = {row[bad[0]]} is not a finite number")

@@ -131,19 +131,29 @@ def _load_entry_points() -> None:
 def load_model_file(path: str | os.PathLike[str]) -> list[ModelSpec]:
     """Register the models of a TOML file and return their specs.
 
+    A model file is code: a family's loader unpickles the files it names (``torch.load``) and an
+    ``ase`` entry's ``factory`` may name any importable callable, which is called.  Use model files
+    (and entry points of the group ``pto_checks.models``) you would run as a script.
+
     Each table ``[models.NAME]`` has ``family`` (a built-in family or ``ase``), ``functional``,
     optionally ``version``, ``energy_reference``, ``description`` and ``options`` (passed to the
     adapter: e.g. ``path`` for mace/deepmd, ``factory`` + ``kwargs`` for ``ase``).  Relative paths
-    in ``options.path``/``options.weights`` are resolved against the file's folder.
+    in ``options.path``/``options.weights`` are resolved against the file's folder.  A malformed
+    file raises ``ValueError`` naming the table and the key, before any model is registered.
     """
     from pto_checks.reference import tomllib
 
     path = Path(path)
     with path.open("rb") as fh:
         data = tomllib.load(fh)
+    models = data.get("models", {})
+    if not isinstance(models, dict):
+        raise ValueError(f"'models' is {type(models).__name__} {models!r}; it must be a table of [models.NAME] tables")
+    for name, entry in models.items():
+        _check_entry(name, entry)
     specs = []
-    for name, entry in data.get("models", {}).items():
-        family = entry.get("family") if isinstance(entry, dict) else None
+    for name, entry in models.items():
+        family = entry.get("family")
         if family not in FAMILIES:
             raise ValueError(f"[models.{name}] family = {family!r}: unknown model family; known: "
                              f"{', '.join(FAMILIES)}")
@@ -167,6 +177,30 @@ def load_model_file(path: str | os.PathLike[str]) -> list[ModelSpec]:
         )
         specs.append(register(spec, replace=True))
     return specs
+
+
+#: the keys of a [models.NAME] table and the type each must have
+_ENTRY_TYPES: dict[str, type | tuple[type, ...]] = {
+    "family": str, "functional": str, "version": (str, int, float), "energy_reference": str,
+    "description": str, "extra": str, "options": dict, "in_all": bool}
+
+
+def _check_entry(name: str, entry: Any) -> None:
+    """Raise ``ValueError`` (one line: the table, the key, what it must be) for a malformed entry."""
+    if not name.strip() or any(ord(c) < 32 for c in name):
+        raise ValueError(f"[models.{name!r}]: a model name must be non-empty and printable")
+    if not isinstance(entry, dict):
+        raise ValueError(f"models.{name} is {type(entry).__name__} {entry!r}; it must be a table ([models.{name}])")
+    for key, kind in _ENTRY_TYPES.items():
+        if key in entry and not isinstance(entry[key], kind):
+            want = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise ValueError(f"[models.{name}] {key} = {entry[key]!r}: must be a {want}")
+    options = entry.get("options", {})
+    if "kwargs" in options and not isinstance(options["kwargs"], dict):
+        raise ValueError(f"[models.{name}.options] kwargs = {options['kwargs']!r}: must be a table")
+    for key in ("path", "weights", "factory"):
+        if key in options and not isinstance(options[key], str):
+            raise ValueError(f"[models.{name}.options] {key} = {options[key]!r}: must be a string")
 
 
 def _synthetic_loader(spec: ModelSpec, device: str) -> Loaded:

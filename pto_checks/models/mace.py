@@ -37,8 +37,8 @@ def load(spec: ModelSpec, device: str) -> Loaded:
         try:
             calc = MACECalculator(model_paths=str(path), device=device, default_dtype=dtype)
         except Exception as exc:
-            readable, details = _converted(spec, path, exc)
-            calc = MACECalculator(model_paths=str(readable), device=device, default_dtype=dtype)
+            module, details = _converted(spec, path, exc)
+            calc = MACECalculator(models=module, device=device, default_dtype=dtype)
             return Loaded(calc, details["file_sha256"], [str(path)], details)
         return Loaded(calc, sha256_module(calc.models[0]), [str(path)], {"file_sha256": sha256_files([path])})
     hub = spec.options.get("hub", "medium-0b")
@@ -46,8 +46,8 @@ def load(spec: ModelSpec, device: str) -> Loaded:
         try:
             calc = mace_mp(model=hub, device=device, default_dtype=dtype)
         except Exception as exc:
-            readable, details = _converted(spec, hub, exc)
-            calc = mace_mp(model=str(readable), device=device, default_dtype=dtype)
+            module, details = _converted(spec, hub, exc)
+            calc = MACECalculator(models=module, device=device, default_dtype=dtype)
             return Loaded(calc, details["file_sha256"], [str(hub)], {"hub": hub, **details})
         return Loaded(calc, sha256_files([hub]), [str(hub)], {"hub": hub})
     try:
@@ -122,8 +122,9 @@ def _ts_neighbor_list(positions, cell, pbc, cutoff):
 
     i, j, shifts, _ = neighbor_list(positions, cell, float(cutoff))
     return torch.stack([i, j]), shifts.to(positions.dtype)
-def _converted(spec: ModelSpec, path: str | Path, exc: Exception) -> tuple[Path, dict]:
-    """The file rebuilt under the installed e3nn (cached), or the load error if it is another one."""
+def _converted(spec: ModelSpec, path: str | Path, exc: Exception) -> tuple[Any, dict]:
+    """The module of the file rebuilt under the installed e3nn (its weights cached, verified, loaded
+    with ``weights_only=True``), or the load error if it is another one."""
     from pto_checks.models import mace_convert
 
     if not mace_convert.is_e3nn_mismatch(exc):
@@ -133,7 +134,7 @@ def _converted(spec: ModelSpec, path: str | Path, exc: Exception) -> tuple[Path,
 
     sha = mace_convert.file_sha256(path)
     try:
-        out = mace_convert.converted_path(path, sha)
+        module, out = mace_convert.load_converted(path, sha)
     except Exception as conv_exc:
         raise ModelUnavailable(
             spec.name, "weights",
@@ -141,5 +142,5 @@ def _converted(spec: ModelSpec, path: str | Path, exc: Exception) -> tuple[Path,
             f"({type(exc).__name__}: {exc}) and could not be converted ({type(conv_exc).__name__}: {conv_exc}). "
             "Fix: run it in mace-torch's own environment: bash scripts/install.sh mace-legacy",
         ) from conv_exc
-    return out, {"file_sha256": sha, "converted_for_e3nn": e3nn.__version__, "converted_file": str(out),
+    return module, {"file_sha256": sha, "converted_for_e3nn": e3nn.__version__, "converted_file": str(out),
                  "load_error_before_conversion": f"{type(exc).__name__}: {exc}"[:200]}

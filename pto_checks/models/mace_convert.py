@@ -9,8 +9,10 @@ objects are never run), reads the architecture with MACE's own
 ``mace.tools.scripts_utils.extract_config_mace_model`` (what MACE's converters use), builds the same
 class under the installed e3nn, and loads the file's ``state_dict``: every tensor of the file, no
 unexpected key, no missing key except the constants of e3nn's own generated code (Wigner 3j
-buffers). The converted module is saved once, keyed by the SHA-256 of the user's file, written
-atomically under a lock and re-checked when read. ``tests/harness/test_adapters.py`` shows
+buffers). The converted weights are saved once as a ``state_dict`` (loaded with
+``weights_only=True``: no object is unpickled from the cache folder), keyed by the SHA-256 of the
+user's file, with their own SHA-256 recorded beside them and checked before they are read; written
+atomically under a lock. ``tests/harness/test_adapters.py`` shows
 energies, forces and stress equal to those computed under mace-torch's own pins (to 1.3e-14 here;
 the test demands 1e-6).
 """
@@ -85,6 +87,11 @@ def read_foreign(path: str | os.PathLike[str]) -> Any:
 
 def rebuild(old: Any) -> Any:
     """The same MACE architecture built under the installed e3nn, with ``old``'s weights (strict)."""
+    return _load_checked(_build(old), old.state_dict())
+
+
+def _build(old: Any) -> Any:
+    """An untrained module of ``old``'s architecture under the installed e3nn, in ``old``'s dtype."""
     import torch
     from mace.tools.scripts_utils import extract_config_mace_model
 
@@ -95,24 +102,32 @@ def rebuild(old: Any) -> Any:
     previous = torch.get_default_dtype()
     torch.set_default_dtype(dtype)
     try:
-        new = old.__class__(**config)
+        return old.__class__(**config).to(dtype)
     finally:
         torch.set_default_dtype(previous)
-    state = old.state_dict()
+
+
+def _load_checked(new: Any, state: dict) -> Any:
+    """``new`` with ``state`` loaded: every tensor of it, no unexpected key, no missing key but the
+    constants of e3nn's own generated code (Wigner 3j buffers)."""
     result = new.load_state_dict(state, strict=False)
-    # Every tensor of the file is loaded; the only keys the file may lack are the constants of the
-    # code e3nn generates itself from the irreps (Wigner 3j buffers of its compiled submodules).
     generated = tuple(f"{prefix}.{fname}." if prefix else f"{fname}."
                       for prefix, mod in new.named_modules() for fname in getattr(mod, "__codegen__", []))
     not_generated = [k for k in result.missing_keys if not k.startswith(generated)]
     if result.unexpected_keys or not_generated:
         raise ValueError(f"weights do not fit the rebuilt architecture: unexpected {result.unexpected_keys[:5]}, "
                          f"missing {not_generated[:5]}")
-    return new.to(dtype)
+    return new
 
 
 def converted_path(path: str | os.PathLike[str], sha: str | None = None) -> Path:
-    """Path of the file converted for the installed e3nn (converting it once, cached by SHA-256)."""
+    """Path of the weights of ``path`` converted for the installed e3nn (converting once, keyed by
+    the file's SHA-256, the e3nn version and :data:`CONVERTER_VERSION`).
+
+    The file holds a ``state_dict`` only (tensors: loaded with ``torch.load(weights_only=True)``,
+    which unpickles no object), and its SHA-256 is recorded beside it (``.sha256``) and checked
+    before it is read: a file planted or damaged in the cache folder is never unpickled as code,
+    and one that does not match its record is rebuilt.  Written atomically, under a lock."""
     import e3nn
     import torch
     from filelock import FileLock
@@ -120,21 +135,48 @@ def converted_path(path: str | os.PathLike[str], sha: str | None = None) -> Path
     sha = sha or file_sha256(path)
     folder = cache_dir()
     folder.mkdir(parents=True, exist_ok=True)
-    out = folder / f"{sha}-e3nn{e3nn.__version__}-v{CONVERTER_VERSION}.model"
+    out = folder / f"{sha}-e3nn{e3nn.__version__}-v{CONVERTER_VERSION}.weights.pt"
+    record = out.with_name(out.name + ".sha256")
     with FileLock(str(out) + ".lock"):
-        if out.is_file():
-            try:
-                torch.load(str(out), map_location="cpu", weights_only=False)
-                return out
-            except Exception:  # a corrupt entry is rebuilt, never used
-                out.unlink()
-        new = rebuild(read_foreign(path))
+        if _matches_record(out, record):
+            return out
+        for p in (out, record):  # stale, damaged or planted: rebuilt, never read
+            if p.is_symlink() or p.exists():
+                p.unlink()
+        state = rebuild(read_foreign(path)).state_dict()
         fd, tmp = tempfile.mkstemp(dir=folder, suffix=".part")
         os.close(fd)
         try:
-            torch.save(new, tmp)
+            torch.save(state, tmp)
+            digest = file_sha256(tmp)
             os.replace(tmp, out)
+            fd, tmp_rec = tempfile.mkstemp(dir=folder, suffix=".part")
+            with os.fdopen(fd, "w") as fh:
+                fh.write(digest + "\n")
+            os.replace(tmp_rec, record)
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
     return out
+
+
+def _matches_record(out: Path, record: Path) -> bool:
+    if out.is_symlink() or record.is_symlink() or not (out.is_file() and record.is_file()):
+        return False
+    try:
+        return record.read_text().strip() == file_sha256(out)
+    except OSError:
+        return False
+
+
+def load_converted(path: str | os.PathLike[str], sha: str | None = None) -> tuple[Any, Path]:
+    """The MACE module of ``path`` for the installed e3nn: the architecture read from the user's
+    own file, the weights from the verified conversion cache (:func:`converted_path`), loaded with
+    ``weights_only=True``.  Returns (module, the cached weights file)."""
+    import torch
+
+    out = converted_path(path, sha)
+    if not _matches_record(out, out.with_name(out.name + ".sha256")):  # changed since it was checked
+        raise ValueError(f"{out}: does not match its recorded SHA-256; not loaded")
+    state = torch.load(str(out), map_location="cpu", weights_only=True)
+    return _load_checked(_build(read_foreign(path)), state), out

@@ -52,6 +52,18 @@ For MD (stiff springs, 38x the 0 K variants', so that the crystal holds together
                        no energy), which pumps energy in as a model with broken energy conservation
                        does: the MD stops on the kinetic-temperature bound.
 
+For the conservation tier (:mod:`pto_checks.conservation`; ``md_polar`` is the conservative one):
+
+``curl_force``         md_polar with every spring's force partly turned about z: on top of the central
+                       k (|r_ij| - d_ij) r_ij/|r_ij|, a term 0.2 k (|r_ij| - d_ij) z x r_ij/|r_ij|.
+                       Momentum-conserving and zero at the minimum, but its force constants are not
+                       symmetric, so it has a curl and no energy has it as its gradient (a directly
+                       predicted force that is not -dE/dx).  Energy and stress are md_polar's.
+``cutoff_step``        md_polar plus 5 meV for every Pb-O pair closer than 2.80 A, with no smooth
+                       envelope: the energy steps where a Pb-O distance crosses 2.80 A (it sits at
+                       2.78-2.80 A in the P4mm cells) while forces and stress, the derivatives, stay
+                       md_polar's (``pto_cutoffs_A`` names the cutoff).
+
 With a real ferroelectric transition (:mod:`pto_checks.models.ferro`):
 
 ``ferro``              local-mode double well + neighbour and strain coupling: tetragonal and
@@ -93,6 +105,8 @@ VARIANTS = (
     "md_supertetragonal",
     "liquid",
     "heating",
+    "curl_force",
+    "cutoff_step",
     "ferro",
     "aimd_oracle",
     "aimd_force_noise",
@@ -266,6 +280,53 @@ class HeatingCalculator(ElasticNetworkCalculator):
             self.results["forces"] = self.results["forces"] + self.rate_per_fs / units.fs * self.atoms.get_momenta()
 
 
+class CurlForceCalculator(ElasticNetworkCalculator):
+    """An elastic network whose spring forces are partly turned about z: each spring adds
+    ``curl_fraction`` x k (|r_ij| - d_ij) z x r_ij/|r_ij| on i (the opposite on j).  Newton's third
+    law holds, but the force constants are not symmetric: the term has a curl, so the forces are
+    not the gradient of any energy (``curl_force`` variant).  Energy and stress are the network's."""
+
+    def __init__(self, reference: Atoms, curl_fraction: float = 0.2, **kwargs):
+        super().__init__(reference, **kwargs)
+        self.curl_fraction = curl_fraction
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        ii, jj, E, D0, K = self._topology(self.atoms)
+        cell = self.atoms.cell.array
+        frac = np.linalg.solve(cell.T, self.atoms.positions.T).T
+        df = frac[jj] - frac[ii]
+        df -= np.rint(df - E)
+        rij = df @ cell
+        dist = np.linalg.norm(rij, axis=1)
+        # each pair appears twice (i->j and j->i): halved, as the network's own force
+        f = (0.5 * self.curl_fraction * K * (dist - D0) / dist)[:, None] * np.cross([0.0, 0.0, 1.0], rij)
+        extra = np.zeros_like(self.atoms.positions)
+        np.add.at(extra, ii, f)
+        np.add.at(extra, jj, -f)
+        self.results["forces"] = self.results["forces"] + extra
+
+
+class CutoffStepCalculator(ElasticNetworkCalculator):
+    """An elastic network plus ``step_eV`` for every pair of ``elements`` closer than ``step_cutoff_A``,
+    with no smooth envelope (``cutoff_step`` variant): the energy steps where such a pair distance
+    crosses the cutoff; forces and stress (derivatives, zero for a constant) are the network's."""
+
+    def __init__(self, reference: Atoms, step_eV: float = 0.005, step_cutoff_A: float = 2.80,
+                 elements: tuple[str, str] = ("O", "Pb"), **kwargs):
+        super().__init__(reference, **kwargs)
+        self.step_eV, self.step_cutoff_A, self.elements = step_eV, step_cutoff_A, tuple(sorted(elements))
+        self.pto_cutoffs_A = {f"{self.elements[0]}-{self.elements[1]} step term": step_cutoff_A}
+
+    def calculate(self, atoms=None, properties=("energy",), system_changes=all_changes):
+        super().calculate(atoms, properties, system_changes)
+        i, j = neighbor_list("ij", self.atoms, self.step_cutoff_A)
+        sym = np.array(self.atoms.get_chemical_symbols())
+        n = int(np.sum([_pair(a, b) == self.elements for a, b in zip(sym[i], sym[j], strict=True)])) // 2
+        self.results["energy"] += self.step_eV * n
+        self.results["free_energy"] = self.results["energy"]
+
+
 class SoftMinCalculator(Calculator):
     """The smooth minimum of several calculators' energy surfaces (eV, eV/A, eV/A^3):
 
@@ -410,6 +471,10 @@ def make(variant: str) -> Calculator:
         return ElasticNetworkCalculator(good, k=stiff)
     if variant == "heating":
         return HeatingCalculator(good, k=stiff)
+    if variant == "curl_force":
+        return CurlForceCalculator(good, k=stiff)
+    if variant == "cutoff_step":
+        return CutoffStepCalculator(good, k=stiff)
     if variant == "md_cubic":
         return ElasticNetworkCalculator(structures.cubic(3.93), k=stiff)
     if variant == "md_supertetragonal":

@@ -95,8 +95,9 @@ def accuracy_tier(request: pytest.FixtureRequest, model, pto_protocol, pto_cache
     report = request.config.getoption("--report")
     if report:
         from pto_checks.accuracy import figures
+        from pto_checks.safe_files import safe_name
 
-        out = Path(report) / "accuracy" / model.name.replace(":", "_").replace("/", "_")
+        out = Path(report) / "accuracy" / safe_name(model.name)
         out.mkdir(parents=True, exist_ok=True)
         title = f"{model.name} (trained on {model.spec.functional}) vs {_data.FUNCTIONAL} AIMD; {tier.subsample}"
         parity = figures.plot_parity(results, out / "parity.png", title)

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from pto_checks import models as registry
 from pto_checks.cache import Cache
 from pto_checks.plugin.session import state, xdist_worker
 from pto_checks.results import Results
+from pto_checks.safe_files import copy_file, safe_name
 from pto_checks.verdicts import Verdict
 
 VERDICT_KEY = pytest.StashKey[Verdict]()
@@ -121,11 +121,10 @@ def ground_state(request: pytest.FixtureRequest, model: registry.LoadedModel) ->
     res.quantity(model.name, "ground_state", "symmetry", sym, "eV/f.u. (energy_gain_per_fu), Angstrom (symprec)")
     report = request.config.getoption("--report")
     if report:
-        out = Path(report) / "structures" / model.name
-        out.mkdir(parents=True, exist_ok=True)
+        out = Path(report) / "structures" / safe_name(model.name)
         for f in ("tetragonal.extxyz", "cubic.extxyz", "tetragonal_free.extxyz"):
             if (folder / f).is_file():
-                shutil.copy(folder / f, out / f"relaxed_{f}")
+                copy_file(folder / f, out / f"relaxed_{f}")
     return dict(data, folder=folder)
 
 
@@ -149,10 +148,9 @@ def phonon_bands(request: pytest.FixtureRequest, model: registry.LoadedModel,
     results.quantity(model.name, "phonons", "decision", dec, "THz")
     report = request.config.getoption("--report")
     if report:
-        out = Path(report) / "phonons" / model.name
-        out.mkdir(parents=True, exist_ok=True)
-        shutil.copy(folder / "band.yaml", out / "band.yaml")
-        shutil.copy(folder / "phonopy_params.yaml", out / "phonopy_params.yaml")
+        out = Path(report) / "phonons" / safe_name(model.name)
+        copy_file(folder / "band.yaml", out / "band.yaml")
+        copy_file(folder / "phonopy_params.yaml", out / "phonopy_params.yaml")
         # the stage's decision (its outcome and the mode that decided), not the check's verdict: the
         # check computes that; the full reasoning is in results.json
         m = dec["mode"]

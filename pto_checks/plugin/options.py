@@ -55,6 +55,10 @@ def add_options(parser: pytest.Parser) -> None:
     group.addoption("--baseline", default=None, metavar="FILE",
                     help="CI gate: accepted results; checks that failed there are strict xfails, and "
                          "quantities must not move beyond the regression thresholds")
+    group.addoption("--allow-protocol-change", action="store_true",
+                    help="with --baseline: gate although this run's protocol differs from the baseline's (the "
+                         "differing fields are printed in the terminal summary and the report). Without it such "
+                         "a run is refused before any work: a loosened protocol must not pass a gate unseen")
     group.addoption("--inconclusive", default=None, choices=["fail", "warn"],
                     help="whether an inconclusive check (its confidence interval contains the threshold, "
                          "or the run is too short or not equilibrated) fails the run: fail (default for "

@@ -13,7 +13,7 @@ import pytest
 from pto_checks.plugin.fixtures import VERDICT_KEY
 from pto_checks.plugin.gate import test_id_of
 from pto_checks.plugin.session import PtoSession, parts_dir, session_state, xdist_worker
-from pto_checks.results import already_there, annotate_integrator_flips, merge
+from pto_checks.results import already_there, annotate_integrator_flips, merge, status_of
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -51,8 +51,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
         st.results.check(name, test_id, status, message=msg,
                             verdict=verdict.to_dict() if verdict else None, markers=markers)
         if st.baseline and not gate:
-            was = st.baseline.get("models", {}).get(name, {}).get("checks", {}).get(test_id, {}).get("status")
-            if was == "inconclusive":  # not a pass there either: judged as any other check now
+            prior = st.baseline.get("models", {}).get(name, {}).get("checks", {}).get(test_id)
+            if prior and status_of(prior) == "inconclusive":  # not a pass there either: judged as any other check now
                 gate = f"inconclusive in the baseline; now {status}"
         if gate:
             st.results.model_entry(name)["checks"][test_id]["gate"] = gate
@@ -135,29 +135,65 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     parts.mkdir(parents=True, exist_ok=True)
     st.results.write(parts / f"{worker or 'main'}.json")
     if worker is None:  # the controlling process (or a run without xdist) merges
-        prior, st.unreadable_results = already_there(parts.parent / "results.json")  # results accumulate
-        prior_parts = [prior] if prior is not None else []
-        n_prior = len(prior.get("runs", [])) if prior is not None else 0
-        data = annotate_integrator_flips(merge(prior_parts + [json.loads(p.read_text())
-                                                              for p in sorted(parts.glob("*.json"))]))
-        # one runs entry per run, not per xdist worker: the controller's (its protocol label as merged)
-        own = st.results.data["runs"][0]
-        mine = next((r for r in data["runs"][n_prior:]
-                     if (r.get("created"), r.get("command")) == (own["created"], own["command"])), own)
-        data["runs"] = data["runs"][:n_prior] + [dict(mine, exit_status=int(session.exitstatus))]
-        data["harness"] = dict(st.results.data["harness"], exit_status=int(session.exitstatus))
-        st.merged = data
-        from pto_checks.cache import write_json_atomic
+        _write_outputs(session, st, parts)
 
-        write_json_atomic(parts.parent / "results.json", data)
-        shutil.rmtree(parts, ignore_errors=True)
-        from pto_checks import report
-        from pto_checks.results import load
 
+def _write_outputs(session: pytest.Session, st: PtoSession, parts: Path) -> None:
+    """Merge the parts into ``results.json``, in this order: the baseline (``--update-baseline``)
+    first, atomically, before anything that can fail after it; then the report (atomic files);
+    then ``results.json`` last, with the exit status the process returns.  A file that cannot be
+    written sets the exit status to 3 (pytest's internal error) and is named in the summary; a
+    results.json that cannot be replaced is moved aside (it described an earlier run)."""
+    from pto_checks import report
+    from pto_checks.results import load, write_results
+
+    config = session.config
+    out = parts.parent
+    prior, st.unreadable_results = already_there(out / "results.json")  # results accumulate
+    prior_parts = [prior] if prior is not None else []
+    n_prior = len(prior.get("runs", [])) if prior is not None else 0
+    data = annotate_integrator_flips(merge(prior_parts + [json.loads(p.read_text())
+                                                          for p in sorted(parts.glob("*.json"))]))
+    # one runs entry per run, not per xdist worker: the controller's (its protocol label as merged)
+    own = st.results.data["runs"][0]
+    mine = next((r for r in data["runs"][n_prior:]
+                 if (r.get("created"), r.get("command")) == (own["created"], own["command"])), own)
+    data["runs"] = data["runs"][:n_prior] + [dict(mine)]
+    data["harness"] = dict(st.results.data["harness"])
+    st.merged = data
+    shutil.rmtree(parts, ignore_errors=True)
+
+    def stamp() -> None:
+        data["runs"][-1]["exit_status"] = data["harness"]["exit_status"] = int(session.exitstatus)
+
+    def failed(what: str, exc: BaseException) -> None:
+        st.output_errors.append(f"{what}: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+        session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
+
+    if st.update_baseline:
+        stamp()
+        try:
+            write_results(config.getoption("--baseline"), data)
+            st.baseline_written = True
+        except OSError as exc:
+            failed(f"the baseline {config.getoption('--baseline')} was NOT written", exc)
+    try:
         previous = config.getoption("--compare")
-        report.build_report(data, parts.parent, load(previous) if previous else None)
-        if st.update_baseline:
-            write_json_atomic(config.getoption("--baseline"), data)
+        report.build_report(data, out, load(previous) if previous else None)
+    except (OSError, ValueError) as exc:
+        failed(f"the report in {out} could not be written", exc)
+    stamp()
+    try:
+        write_results(out / "results.json", data)
+    except OSError as exc:
+        failed(f"{out / 'results.json'} could not be written", exc)
+        if (out / "results.json").is_file():
+            import os
+            import time
+
+            aside = out / f"results.json.stale-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}"
+            os.replace(out / "results.json", aside)  # a rename needs no space: no file claims this run
+            st.output_errors.append(f"the previous {out / 'results.json'} moved to {aside.name}: it is not this run's")
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
@@ -193,8 +229,17 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
                "says what: a longer MD run, --protocol-set md.steps=N; a larger phonon supercell, "
                "--protocol-set phonon.escalation=3,4,5) or accept warnings with --inconclusive=warn" if fails else
                "listed, not failing the run; none of them counts as a pass"))
-    if st.update_baseline:
+    if st.baseline_written:
         terminalreporter.write_line(f"pto-checks: baseline written to {config.getoption('--baseline')}")
+    if st.output_errors:
+        terminalreporter.section("pto-checks: output NOT written (exit status 3)")
+        for line in st.output_errors:
+            terminalreporter.write_line(line, red=True)
+    change = st.results.data["harness"].get("gate", {}).get("protocol_change")
+    if change and xdist_worker(config) is None:
+        terminalreporter.section("pto-checks: gate run with --allow-protocol-change")
+        terminalreporter.write_line(f"this run's protocol differs from the baseline's in: {'; '.join(change)}",
+                                    yellow=True)
     flips = {m: e["integrator_artefacts"] for m, e in st.merged.get("models", {}).items()
              if e.get("integrator_artefacts")}
     if flips:

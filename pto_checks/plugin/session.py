@@ -3,6 +3,7 @@ and registered as a plugin so that its own hooks see every report, also from xdi
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ from pto_checks.cache import Cache
 from pto_checks.plugin.options import DEFAULT_MODEL
 from pto_checks.protocols import InconclusivePolicy, Protocol, apply_overrides, get_protocol
 from pto_checks.results import Results
+from pto_checks.verdicts import BASELINE_SOURCE
 
 
 @dataclass(eq=False)  # hashable by identity: it is registered as a plugin
@@ -44,6 +46,8 @@ class PtoSession:
     inconclusive: list[tuple[str, str, str]] = field(default_factory=list)
     inconclusive_failed_run: bool = False
     update_baseline: bool = False
+    baseline_written: bool = False
+    output_errors: list[str] = field(default_factory=list)  #: files that could not be written (controller)
     executor_settings: dict[str, Any] = field(default_factory=dict)  #: --executor and cluster options
     executor: Any = None  #: the MD executor (:meth:`md_executor`)
 
@@ -110,7 +114,8 @@ def configure(config: pytest.Config) -> PtoSession:
         try:
             file_models += [s.name for s in registry.load_model_file(f)]
         except (OSError, KeyError, ValueError) as exc:
-            raise pytest.UsageError(f"--model-file {f}: {type(exc).__name__}: {exc}") from None
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+            raise pytest.UsageError(f"--model-file {f}: {type(exc).__name__}: {first}") from None
     try:
         protocol = get_protocol(config.getoption("--protocol"))
         protocol = apply_overrides(protocol, config.getoption("--protocol-set") or [])
@@ -121,8 +126,8 @@ def configure(config: pytest.Config) -> PtoSession:
         specs = registry.specs_for(requested)
     except registry.ModelUnavailable as exc:
         raise pytest.UsageError(str(exc)) from None
-    try:  # paths, device and model files: refused now, before any work (exit status 4)
-        validate.check_startup(config.getoption, specs)
+    try:  # paths, device, model files and the baseline: refused now, before any work (exit status 4)
+        startup = validate.check_startup(config.getoption, specs)
     except validate.OptionError as exc:
         raise pytest.UsageError(str(exc)) from None
     explicit = {s.name for s in specs} - (
@@ -140,22 +145,58 @@ def configure(config: pytest.Config) -> PtoSession:
     if config.getoption("--update-baseline") and not (bpath and config.getoption("--report")):
         raise pytest.UsageError("--update-baseline needs --baseline FILE (where to write it) and "
                                 "--report DIR (whose results.json becomes the baseline)")
+    gate: dict[str, Any] = {}
     if bpath and not config.getoption("--update-baseline"):
-        if not Path(bpath).is_file():
-            raise pytest.UsageError(f"--baseline {bpath}: no such file. Create it with "
-                                    f"--baseline {bpath} --update-baseline")
-        from pto_checks.results import load
-
-        baseline = load(bpath)
+        baseline = startup["baseline"]
+        baseline[BASELINE_SOURCE] = str(bpath)
+        gate = {"baseline": str(bpath), "protocol_change": _protocol_change(config, bpath, baseline, protocol)}
     policy = InconclusivePolicy(config.getoption("--inconclusive") or protocol.inconclusive)
     st = PtoSession(specs=specs, explicit=explicit, protocol=protocol,
                     cache=Cache(cache_root, enabled=not config.getoption("--recompute")),
                     results=Results(protocol.to_dict()), baseline=baseline, inconclusive_policy=policy,
                     executor_settings=_executor_settings(config))
+    st.cache.notify = visible_line(config)
     st.results.data["harness"]["inconclusive_policy"] = policy.value
+    if gate:
+        st.results.data["harness"]["gate"] = gate
     config.stash[STATE_KEY] = st
     config.pluginmanager.register(st, "pto-checks-session")
     return st
+
+
+def visible_line(config: pytest.Config):
+    """A function that prints one line on the terminal past pytest's output capture (a waiting
+    process's messages must be seen while it waits, not in the captured output of a test): through
+    the terminal reporter in the controlling process, to the real stderr in an xdist worker."""
+    import sys
+
+    def write(line: str) -> None:
+        capman = config.pluginmanager.getplugin("capturemanager")
+        tr = config.pluginmanager.getplugin("terminalreporter")
+        ctx = capman.global_and_fixture_disabled() if capman is not None else contextlib.nullcontext()
+        with ctx:
+            if tr is not None and xdist_worker(config) is None:
+                tr.write_line(line, yellow=True)
+            else:
+                sys.stderr.write(line + "\n")
+                sys.stderr.flush()
+
+    return write
+
+
+def _protocol_change(config: pytest.Config, bpath: str, baseline: dict[str, Any], protocol: Protocol) -> list[str]:
+    """The fields in which this run's protocol differs from the baseline's; a usage error unless
+    ``--allow-protocol-change`` (then they are returned, to be shown in the report)."""
+    from pto_checks.protocols import protocol_differences
+
+    diffs = protocol_differences(baseline.get("protocol"), protocol.to_dict())
+    if diffs and not config.getoption("--allow-protocol-change"):
+        more = f" and {len(diffs) - 6} more" if len(diffs) > 6 else ""
+        raise pytest.UsageError(
+            f"--baseline {bpath}: this run's protocol ({protocol.name}) differs from the baseline's in "
+            f"{'; '.join(diffs[:6])}{more}: gate with the baseline's protocol (its --protocol and --protocol-set), "
+            "or pass --allow-protocol-change (the differences are then printed in the report)")
+    return diffs
 
 
 def _executor_settings(config: pytest.Config) -> dict[str, Any]:
