@@ -18,7 +18,7 @@ from pto_checks.cli import checks_dir
 #: in all (`OMP_NUM_THREADS=1 pytest -m "harness and unit"`).
 E2E_MODULES = {"test_adapters", "test_batched", "test_checks_can_fail", "test_environments", "test_executors",
                "test_inconclusive", "test_md_path", "test_package", "test_report_gate", "test_reports"}
-E2E_FIXTURES = {"pytester", "check_files", "good_model", "md_model"}
+E2E_FIXTURES = {"pytester", "check_files", "good_model", "md_model", "tier_results"}
 E2E_TESTS = {
     "test_chgnet_force_rmse_matches_an_independent_computation",
     "test_chunked_run_equals_one_long_run_bit_for_bit",
@@ -26,6 +26,7 @@ E2E_TESTS = {
     "test_interrupted_run_resumes_to_the_same_result",
     "test_interrupted_sequential_sweep_resumes_to_the_same_rows",
     "test_module_imports_alone",
+    "test_planted_mace_conversion_file_is_never_unpickled",
     "test_relaxed_observables_invariant_under_axis_permutation",
     "test_same_seed_same_trajectory",
     "test_sequential_sweep_on_ferro",
