@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # The example's CI gate, run here as its workflow runs it (.github/workflows/ci.yml): build the
 # pto-checks wheel, install it and this example package into a fresh virtualenv, then
+#   0. gate:   the committed checkpoint on the committed pto-baseline.json passes (exit 0),
 #   1. accept: the gate command with --update-baseline writes pto-baseline.json (exit 0),
 #   2. gate:   the same checkpoint against that baseline passes (exit 0),
 #   3. a regressed checkpoint (checkpoints/regressed.json: lattice 4 % short) fails the gate (exit 1).
 # The dependencies come from an existing environment through a .pth line (nothing is downloaded).
-# Usage: bash examples/model-dev/run_gate.sh [PYTHON]   (default: .venv/bin/python of the checkout)
+# Usage: bash examples/model-dev/run_gate.sh [PYTHON]   (default: .venv/bin/python of the checkout;
+# PTO_EXAMPLE_BASELINE_OUT=FILE keeps the accepted baseline)
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 repo=$(cd "$here/../.." && pwd)
@@ -21,7 +23,6 @@ echo "== build the pto-checks wheel; a fresh venv with it and the example packag
 "$PY" -c "import site; print(site.getsitepackages()[0])" \
     > "$("$work/venv/bin/python" -c "import site; print(site.getsitepackages()[0])")/deps.pth"
 cp -r "$here" "$work/example"   # the developer's repository (a copy: the checkpoint gets replaced)
-rm -f "$work/example/pto-baseline.json"
 cd "$work/example"
 install() { "$work/venv/bin/pip" install -q --no-deps --force-reinstall $isolation "$work"/dist/pto_checks-*.whl .; }
 install
@@ -37,9 +38,17 @@ PY
 echo "   gate command: $gate"
 run() { set +e; bash -c "$1"; rc=$?; set -e; echo "   exit $rc"; }
 
+echo "== 0. gate the committed checkpoint on the committed baseline (the workflow on a push)"
+run "$gate"
+[ "$rc" -eq 0 ] || { echo "the committed pto-baseline.json no longer passes; regenerate it:" \
+    "PTO_EXAMPLE_BASELINE_OUT=examples/model-dev/pto-baseline.json bash examples/model-dev/run_gate.sh"; \
+    [ -n "${PTO_EXAMPLE_BASELINE_OUT:-}" ] || exit 1; }
 echo "== 1. accept the current checkpoint"
+rm -f pto-baseline.json
 run "$gate --update-baseline"
 [ "$rc" -eq 0 ] && [ -f pto-baseline.json ] || { echo "accept failed"; exit 1; }
+# the example's committed baseline is this file: PTO_EXAMPLE_BASELINE_OUT=examples/model-dev/pto-baseline.json
+if [ -n "${PTO_EXAMPLE_BASELINE_OUT:-}" ]; then cp pto-baseline.json "$PTO_EXAMPLE_BASELINE_OUT"; fi
 echo "== 2. gate the same checkpoint: passes"
 run "$gate"
 [ "$rc" -eq 0 ] || { echo "the gate failed on the accepted checkpoint"; exit 1; }

@@ -12,11 +12,29 @@ import yaml  # noqa: F401
 from pto_checks.cli import checks_dir
 
 #: Modules whose every test runs the harness end to end: pytest in a subprocess or pytester, the CLI,
-#: Dask, a browser, real models or MD sweeps.  Tests elsewhere are end-to-end when they use pytester
-#: (directly or through a fixture) or are listed in E2E_TESTS; every other test is a unit test.
+#: Dask, a browser, real models or MD sweeps.  Tests elsewhere are end-to-end when they use one of
+#: E2E_FIXTURES (directly or through another fixture) or are listed in E2E_TESTS (MD runs, real
+#: models, relaxations, other processes); every other test is a unit test: pure functions, seconds
+#: in all (`OMP_NUM_THREADS=1 pytest -m "harness and unit"`).
 E2E_MODULES = {"test_adapters", "test_batched", "test_checks_can_fail", "test_environments", "test_executors",
                "test_inconclusive", "test_md_path", "test_package", "test_report_gate", "test_reports"}
-E2E_TESTS: set[str] = set()
+E2E_FIXTURES = {"pytester", "check_files", "good_model", "md_model", "tier_results"}
+E2E_TESTS = {
+    "test_chgnet_force_rmse_matches_an_independent_computation",
+    "test_chunked_run_equals_one_long_run_bit_for_bit",
+    "test_heating_model_fails_the_run_on_kinetic_temperature",
+    "test_interrupted_run_resumes_to_the_same_result",
+    "test_interrupted_sequential_sweep_resumes_to_the_same_rows",
+    "test_module_imports_alone",
+    "test_planted_mace_conversion_file_is_never_unpickled",
+    "test_relaxed_observables_invariant_under_axis_permutation",
+    "test_same_seed_same_trajectory",
+    "test_sequential_sweep_on_ferro",
+    "test_short_real_run_of_a_disordered_ferro_model_is_decided_cubic",
+    "test_sigkill_during_md_then_resume",
+    "test_two_processes_compute_once",
+    "test_two_workers_share_a_sweep",
+}
 
 
 def pytest_configure(config):
@@ -31,7 +49,7 @@ def pytest_collection_modifyitems(config, items):
         item.add_marker(pytest.mark.harness)
         module = item.path.stem
         e2e = (module in E2E_MODULES or getattr(item, "originalname", item.name) in E2E_TESTS
-               or "pytester" in getattr(item, "fixturenames", ()))
+               or not E2E_FIXTURES.isdisjoint(getattr(item, "fixturenames", ())))
         item.add_marker(pytest.mark.e2e if e2e else pytest.mark.unit)
 
 

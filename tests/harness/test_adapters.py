@@ -174,7 +174,7 @@ def test_m3gnet_dgl_era_weights_refused_under_pyg_matgl():
     from pto_checks.models.m3gnet import _matgl_major
 
     if _matgl_major() < 2:
-        pytest.skip("DGL-era matgl installed: the model runs (see tests/test_sanity.py --model m3gnet)")
+        pytest.skip("DGL-era matgl installed: the model runs (see pto_checks/checks/test_sanity.py --model m3gnet)")
     with pytest.raises(models.ModelUnavailable) as exc:
         models.load_model("m3gnet", "cpu")
     assert exc.value.kind == "broken" and "dgl" in str(exc.value).lower()
