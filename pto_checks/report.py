@@ -935,7 +935,7 @@ window.addEventListener('load', function () {{
     write_text(path, page)
 
 
-#: lists the files of ``figures/`` that pto-checks wrote (anything else there is kept)
+#: in the report folder: the files of ``figures/`` that pto-checks wrote (anything else there is kept)
 FIGURES_MANIFEST = ".pto-checks-figures"
 
 
@@ -950,19 +950,23 @@ def build_report(data: dict[str, Any], out: str | Path, previous: dict[str, Any]
     fresh.chmod(shared_mode(executable=True))  # mkdtemp makes it private; the report folder is meant to be shared
     try:
         figs = make_figures(data, fresh)
-        write_text(fresh / FIGURES_MANIFEST, "".join(f"{p.name}\n" for p in sorted(fresh.iterdir())))
     except BaseException:
         shutil.rmtree(fresh, ignore_errors=True)
         raise
     final = out / "figures"
+    manifest = out / FIGURES_MANIFEST
+    ours = _manifest(manifest)
+    new = sorted(p.name for p in fresh.iterdir())
     old = None
     if final.is_symlink():
         final.unlink()  # a link in our folder: replaced, its target untouched
     elif final.exists():
-        _keep_foreign_files(final, fresh)
+        _keep_foreign_files(final, fresh, ours)
         old = Path(tempfile.mkdtemp(prefix=".figures-old-", dir=out))
         os.replace(final, old / "figures")
+    write_text(manifest, "".join(f"{n}\n" for n in sorted(ours | set(new))))  # an interruption never orphans ours
     os.replace(fresh, final)
+    write_text(manifest, "".join(f"{n}\n" for n in new))
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
     for pattern in (".figures-new-*", ".figures-old-*"):  # left by interrupted runs
@@ -976,13 +980,16 @@ def build_report(data: dict[str, Any], out: str | Path, previous: dict[str, Any]
     return out / "report.html"
 
 
-def _keep_foreign_files(old: Path, fresh: Path) -> None:
-    """Move every entry of ``old`` (the previous ``figures/``) that its manifest does not list
-    into ``fresh`` (unless ``fresh`` has that name): files of the user are never deleted."""
-    manifest = old / FIGURES_MANIFEST
-    ours: set[str] = set()
-    if manifest.is_file() and not manifest.is_symlink():
-        ours = set(manifest.read_text().split("\n")) | {FIGURES_MANIFEST}
+def _manifest(path: Path) -> set[str]:
+    """The names of the figures pto-checks wrote into ``figures/`` (its manifest)."""
+    if path.is_file() and not path.is_symlink():
+        return {n for n in path.read_text().splitlines() if n}
+    return set()
+
+
+def _keep_foreign_files(old: Path, fresh: Path, ours: set[str]) -> None:
+    """Move every entry of ``old`` (the previous ``figures/``) that is not one of ``ours`` (the
+    manifest) into ``fresh``: files pto-checks did not write are never deleted."""
     for p in old.iterdir():
         if p.name in ours:
             continue

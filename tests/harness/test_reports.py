@@ -45,7 +45,9 @@ def runs(tmp_path_factory):
     r1 = _pytest(folder, "-m", "static or phonon", model, f"--report={out}")
     assert (out / "results.json").is_file(), r1.stdout[-3000:] + r1.stderr[-3000:]
     shutil.copy(out / "results.json", folder / "static_paper.json")
-    (out / "figures" / "left_over_from_an_old_run.png").write_bytes(b"stale")
+    (out / "figures" / "left_over_from_an_old_run.png").write_bytes(b"stale")  # a figure pto-checks wrote
+    with (out / ".pto-checks-figures").open("a") as fh:
+        fh.write("left_over_from_an_old_run.png\n")
     r2 = _pytest(folder, "-m", "dynamic", model, "--protocol=smoke", f"--report={out}")
     r3 = _pytest(folder, "-m", "dynamic", model, "--protocol=smoke", f"--report={dyn}")
     return {"folder": folder, "out": out, "dynamic_only": dyn, "runs": (r1, r2, r3)}
