@@ -380,7 +380,8 @@ def find_steps(energy_per_fu_eV: Sequence[float], min_step_meV: float) -> tuple[
 
 def model_cutoffs(calc: Calculator) -> dict[str, float]:
     """The radial cutoffs (A) a calculator exposes, by name: CHGNet's atom and bond graph cutoffs,
-    SevenNet's and M3GNet's ``cutoff`` (and three-body cutoff), MACE's ``r_max``, or a
+    SevenNet's and M3GNet's ``cutoff`` (and three-body cutoff), MACE's ``r_max``, GPTFF's bond and
+    angle cutoffs (``graph.r_cut``, ``graph.a_cut``), or a
     ``pto_cutoffs_A`` dict on any calculator.  Empty when none is found."""
     found: dict[str, float] = {}
     own = getattr(calc, "pto_cutoffs_A", None)
@@ -391,8 +392,10 @@ def model_cutoffs(calc: Calculator) -> dict[str, float]:
     for name in ("atom_graph_cutoff", "bond_graph_cutoff"):
         if conv is not None and isinstance(getattr(conv, name, None), (int, float)):
             found[name] = float(getattr(conv, name))
-    for holder in (calc, getattr(calc, "potential", None), getattr(getattr(calc, "potential", None), "model", None)):
-        for name in ("cutoff", "threebody_cutoff", "r_max"):
+    holders = (calc, getattr(calc, "potential", None), getattr(getattr(calc, "potential", None), "model", None),
+               getattr(calc, "graph", None))
+    for holder in holders:
+        for name in ("cutoff", "threebody_cutoff", "r_max", "r_cut", "a_cut"):
             v = getattr(holder, name, None) if holder is not None else None
             if isinstance(v, (int, float)) or (hasattr(v, "item") and getattr(v, "numel", lambda: 0)() == 1):
                 found.setdefault(name, float(v))
