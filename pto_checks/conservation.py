@@ -53,7 +53,8 @@ class ConservationSettings:
     ``stress_strain``: the finite-difference strain; ``volume_changes``: relative volumes of the
     cubic cell; ``c_over_a``: tetragonal cells at the PBEsol tetragonal volume; ``scan_points``
     per scan and the scans' ranges (c/a at fixed a and fractional coordinates; relative volume
-    of the cubic cell; polar-mode amplitude, 0 = centrosymmetric, 1 = PBEsol P4mm); NVE:
+    of the cubic cell; polar-mode amplitude, 0 = centrosymmetric, 1 = PBEsol P4mm); an interval
+    whose residual exceeds ``refine_above_meV_per_fu`` is bisected ``refine_levels`` times; NVE:
     ``nve_timestep_fs``, ``nve_steps``, ``nve_repeat`` (supercell of the MD start cell).
     """
 
@@ -69,12 +70,29 @@ class ConservationSettings:
     scan_c_over_a: tuple[float, float] = (0.98, 1.26)
     scan_volume: tuple[float, float] = (-0.08, 0.08)
     scan_polar: tuple[float, float] = (-0.25, 1.5)
+    refine_above_meV_per_fu: float = 0.25
+    refine_levels: int = 4
     nve_timestep_fs: float = 2.0
     nve_steps: int = 250
     nve_repeat: tuple[int, int, int] = (1, 1, 1)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def part(self, name: str) -> dict[str, Any]:
+        """The fields that part ``name`` (energy_force, energy_stress, energy_scans, nve) depends on:
+        its cache key, so that changing one part's settings recomputes that part only."""
+        return {k: getattr(self, k) for k in PART_FIELDS[name]}
+
+
+#: the settings each cached part depends on (:meth:`ConservationSettings.part`)
+PART_FIELDS = {
+    "energy_force": ("seed", "path_points", "path_rms_A", "snapshot_rms_A", "snapshot_repeat"),
+    "energy_stress": ("seed", "stress_strain", "volume_changes", "c_over_a", "snapshot_rms_A", "snapshot_repeat"),
+    "energy_scans": ("scan_points", "scan_c_over_a", "scan_volume", "scan_polar", "refine_above_meV_per_fu",
+                     "refine_levels"),
+    "nve": ("seed", "nve_timestep_fs", "nve_steps", "nve_repeat"),
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,7 +275,8 @@ def energy_stress_consistency(calc: Calculator, settings: ConservationSettings) 
 class Step:
     """A jump of the energy between two neighbouring scan points, beyond the smooth trend.
 
-    ``size_meV_per_fu``: the jump minus what the neighbouring differences predict;
+    ``size_meV_per_fu``: the jump minus the smooth trend over the last bisected sub-interval
+    [``x_from``, ``x_to``]; ``grid_residual_meV_per_fu``: the same on the scan's grid interval;
     ``crossings``: pair distances crossing one of the model's cutoffs between the two points
     (text, e.g. ``"Pb-O 5.997 -> 6.004 A crosses the 6.0 A cutoff (atom_graph_cutoff), 4 pairs"``).
     """
@@ -268,6 +287,7 @@ class Step:
     x_to: float
     size_meV_per_fu: float
     crossings: list[str]
+    grid_residual_meV_per_fu: float = math.nan
 
     def describe(self) -> str:
         where = f"{self.scan} at {self.coordinate} {self.x_from:.4f} -> {self.x_to:.4f}"
@@ -297,28 +317,36 @@ class EnergyScan:
         return asdict(self)
 
 
-def scan_cells(settings: ConservationSettings) -> dict[str, tuple[str, np.ndarray, list[Atoms]]]:
-    """The three scans: name -> (coordinate label, values, cells)."""
+def scan_builders(settings: ConservationSettings) -> dict[str, tuple[str, np.ndarray, Callable[[float], Atoms]]]:
+    """The three scans: name -> (coordinate label, grid values, cell at any value of the coordinate)."""
     n = settings.scan_points
     tet = structures.tetragonal()
     a0 = tet.cell[0, 0]
-    r = np.linspace(*settings.scan_c_over_a, n)
-    c_cells = [structures.tetragonal(a=a0, c=x * a0) for x in r]
-    v = np.linspace(*settings.scan_volume, n)
-    cub = structures.cubic()
-    v_cells = [structures.cubic(cub.cell[0, 0] * (1 + x) ** (1 / 3)) for x in v]
-    lam = np.linspace(*settings.scan_polar, n)
+    cub_a = structures.cubic().cell[0, 0]
     centro = structures.cubic().get_scaled_positions()
     polar = tet.get_scaled_positions() - centro
     polar -= np.rint(polar)  # the displacement from the nearest centrosymmetric site
-    p_cells = []
-    for x in lam:
+
+    def c_cell(x: float) -> Atoms:
+        return structures.tetragonal(a=a0, c=x * a0)
+
+    def v_cell(x: float) -> Atoms:
+        return structures.cubic(cub_a * (1 + x) ** (1 / 3))
+
+    def p_cell(x: float) -> Atoms:
         a = tet.copy()
         a.set_scaled_positions(centro + x * polar)
-        p_cells.append(a)
-    return {"c (fixed a, fractional coordinates)": ("c/a", r, c_cells),
-            "volume (cubic)": ("V/V0 - 1", v, v_cells),
-            "polar mode (PBEsol tetragonal cell)": ("amplitude (1 = PBEsol P4mm)", lam, p_cells)}
+        return a
+
+    return {"c (fixed a, fractional coordinates)": ("c/a", np.linspace(*settings.scan_c_over_a, n), c_cell),
+            "volume (cubic)": ("V/V0 - 1", np.linspace(*settings.scan_volume, n), v_cell),
+            "polar mode (PBEsol tetragonal cell)": ("amplitude (1 = PBEsol P4mm)", np.linspace(*settings.scan_polar, n),
+                                                    p_cell)}
+
+
+def scan_cells(settings: ConservationSettings) -> dict[str, tuple[str, np.ndarray, list[Atoms]]]:
+    """The three scans: name -> (coordinate label, values, cells)."""
+    return {k: (coord, x, [build(float(v)) for v in x]) for k, (coord, x, build) in scan_builders(settings).items()}
 
 
 def step_residuals(energy: Sequence[float]) -> np.ndarray:
@@ -352,7 +380,8 @@ def find_steps(energy_per_fu_eV: Sequence[float], min_step_meV: float) -> tuple[
 
 def model_cutoffs(calc: Calculator) -> dict[str, float]:
     """The radial cutoffs (A) a calculator exposes, by name: CHGNet's atom and bond graph cutoffs,
-    SevenNet's and M3GNet's ``cutoff`` (and three-body cutoff), MACE's ``r_max``, or a
+    SevenNet's and M3GNet's ``cutoff`` (and three-body cutoff), MACE's ``r_max``, GPTFF's bond and
+    angle cutoffs (``graph.r_cut``, ``graph.a_cut``), or a
     ``pto_cutoffs_A`` dict on any calculator.  Empty when none is found."""
     found: dict[str, float] = {}
     own = getattr(calc, "pto_cutoffs_A", None)
@@ -363,8 +392,10 @@ def model_cutoffs(calc: Calculator) -> dict[str, float]:
     for name in ("atom_graph_cutoff", "bond_graph_cutoff"):
         if conv is not None and isinstance(getattr(conv, name, None), (int, float)):
             found[name] = float(getattr(conv, name))
-    for holder in (calc, getattr(calc, "potential", None), getattr(getattr(calc, "potential", None), "model", None)):
-        for name in ("cutoff", "threebody_cutoff", "r_max"):
+    holders = (calc, getattr(calc, "potential", None), getattr(getattr(calc, "potential", None), "model", None),
+               getattr(calc, "graph", None))
+    for holder in holders:
+        for name in ("cutoff", "threebody_cutoff", "r_max", "r_cut", "a_cut"):
             v = getattr(holder, name, None) if holder is not None else None
             if isinstance(v, (int, float)) or (hasattr(v, "item") and getattr(v, "numel", lambda: 0)() == 1):
                 found.setdefault(name, float(v))
@@ -400,34 +431,79 @@ def cutoff_crossings(a: Atoms, b: Atoms, cutoffs: dict[str, float]) -> list[str]
             groups.setdefault(pair, []).append((float(da[k]), float(db[k])))
         for pair, dd in sorted(groups.items()):
             d0, d1 = dd[0]
-            out.append(f"{pair[0]}-{pair[1]} {d0:.3f} -> {d1:.3f} A crosses the {rc:g} A cutoff ({name}), "
+            out.append(f"{pair[0]}-{pair[1]} {d0:.4f} -> {d1:.4f} A crosses the {rc:g} A cutoff ({name}), "
                        f"{len(dd)} pair(s) in the {len(a)}-atom cell")
     return out
 
 
-def scan_energies(calc: Calculator, settings: ConservationSettings) -> dict[str, list[float]]:
-    """E per formula unit (eV) at every point of every :func:`scan_cells` scan (what is cached)."""
-    out = {}
-    for scan, (_, _, cells) in scan_cells(settings).items():
-        e = []
-        for atoms in cells:
-            w = atoms.copy()
-            w.calc = calc
-            e.append(float(w.get_potential_energy()) / (len(w) / 5))
-        out[scan] = e
+def _energy_per_fu(atoms: Atoms, calc: Calculator) -> float:
+    w = atoms.copy()
+    w.calc = calc
+    return float(w.get_potential_energy()) / (len(w) / 5)
+
+
+def refine_interval(build: Callable[[float], Atoms], calc: Calculator, x_lo: float, x_hi: float, e_lo: float,
+                    e_hi: float, slope: float, levels: int) -> list[list[float]]:
+    """Bisect a candidate interval ``levels`` times, each time into the half whose energy change departs
+    most from ``slope`` (the local trend, eV/f.u. per unit of the coordinate).  Returns one row
+    [x_lo, x_hi, E_lo, E_hi, residual (meV/f.u.)] per level: level 0 the interval itself (residual
+    against ``slope``), then each chosen half with the difference between its energy change and its
+    sibling's.  A step keeps its full size at every level; a smooth but sharply curved stretch (which
+    the grid's neighbours fit badly) leaves E'' w^2, vanishing with the width w."""
+    rows = [[x_lo, x_hi, e_lo, e_hi, 1000.0 * ((e_hi - e_lo) - slope * (x_hi - x_lo))]]
+    for _ in range(levels):
+        mid = 0.5 * (x_lo + x_hi)
+        e_mid = _energy_per_fu(build(mid), calc)
+        left, right = e_mid - e_lo, e_hi - e_mid
+        w = mid - x_lo
+        if abs(left - slope * w) >= abs(right - slope * w):
+            x_hi, e_hi, r = mid, e_mid, left - right
+        else:
+            x_lo, e_lo, r = mid, e_mid, right - left
+        rows.append([x_lo, x_hi, e_lo, e_hi, 1000.0 * r])
+    return rows
+
+
+def scan_energies(calc: Calculator, settings: ConservationSettings) -> dict[str, dict[str, Any]]:
+    """E per formula unit (eV) at every point of every scan, and the bisection
+    (:func:`refine_interval`) of each interval whose residual exceeds ``refine_above_meV_per_fu``
+    (what is cached): scan -> {"energies": [...], "refined": {interval: rows}}."""
+    out: dict[str, dict[str, Any]] = {}
+    for scan, (_, x, build) in scan_builders(settings).items():
+        e = [_energy_per_fu(build(float(v)), calc) for v in x]
+        idx, res, _ = find_steps(e, settings.refine_above_meV_per_fu)
+        refined = {}
+        d = np.diff(e)
+        for k in idx:
+            h = float(x[k + 1] - x[k])
+            near = [d[j] for j in (k - 2, k - 1, k + 1, k + 2) if 0 <= j < len(d)]
+            slope = float(np.median(near)) / h  # robust to a step in one neighbour
+            refined[str(k)] = refine_interval(build, calc, float(x[k]), float(x[k + 1]), e[k], e[k + 1], slope,
+                                              settings.refine_levels)
+        out[scan] = {"energies": e, "refined": refined}
     return out
 
 
-def analyse_scans(energies: dict[str, list[float]], settings: ConservationSettings, cutoffs: dict[str, float],
+def analyse_scans(scans: dict[str, dict[str, Any]], settings: ConservationSettings, cutoffs: dict[str, float],
                   min_step_meV: float) -> list[EnergyScan]:
-    """Steps of each scan (:func:`find_steps`), each named by the pair distances crossing one of
-    ``cutoffs`` between its two points (:func:`cutoff_crossings`)."""
+    """Steps of each scan: a grid interval whose residual (:func:`find_steps`) exceeds ``min_step_meV``
+    and still does after bisection (the last level of :func:`refine_interval`), located at the last
+    level's sub-interval and named by the pair distances crossing one of ``cutoffs`` there
+    (:func:`cutoff_crossings`)."""
+    if min_step_meV < settings.refine_above_meV_per_fu:
+        raise ValueError(f"the step limit {min_step_meV} meV/f.u. is below the bisection threshold "
+                         f"{settings.refine_above_meV_per_fu}: lower ConservationSettings.refine_above_meV_per_fu")
     out = []
-    for scan, (coord, x, cells) in scan_cells(settings).items():
-        e = energies[scan]
+    for scan, (coord, x, build) in scan_builders(settings).items():
+        e = scans[scan]["energies"]
         idx, res, noise = find_steps(e, min_step_meV)
-        steps = [Step(scan, coord, float(x[k]), float(x[k + 1]), float(res[k]),
-                      cutoff_crossings(cells[k], cells[k + 1], cutoffs)) for k in idx]
+        steps = []
+        for k in idx:
+            rows = scans[scan]["refined"].get(str(k))
+            lo, hi, _, _, r = rows[-1] if rows else (float(x[k]), float(x[k + 1]), 0.0, 0.0, float(res[k]))
+            if abs(r) > min_step_meV:
+                steps.append(Step(scan, coord, lo, hi, r, cutoff_crossings(build(lo), build(hi), cutoffs),
+                                  float(res[k])))
         out.append(EnergyScan(scan, coord, [float(v) for v in x], list(e), res.tolist(), noise, steps))
     return out
 

@@ -1,11 +1,12 @@
 """Fixtures of the conservation tier (registered by importing them into :mod:`pto_checks.pytest_plugin`).
 
 Each part is one cache entry per model (stage ``conservation``, keyed by the model's identity, the
-part, :class:`~pto_checks.conservation.ConservationSettings` and the module's code version): the
-model's raw outputs (energies, forces' work, stresses, the NVE series).  What the limits decide
-(steps, drift, bounds) is recomputed on read, so a changed limit never needs a rerun.  Every
-part's numbers go to results.json (``quantities.conservation``), with the seconds its computation
-took (``compute_s``: 0 on a cache hit is not recorded; the first run's time is kept in the entry).
+part, the :class:`~pto_checks.conservation.ConservationSettings` fields it uses and the module's code
+version): the model's raw outputs (energies, forces' work, stresses, the NVE series).  What the
+limits decide (steps, drift, bounds) is recomputed on read, so a changed limit never needs a rerun.
+Every part's numbers go to results.json (``quantities.conservation``) with ``compute_s``, the
+seconds its computation took when it was computed (kept in the entry, so a cache hit reports the
+original cost).
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def _validator(keys: tuple[str, ...]):
 def _stage(request: pytest.FixtureRequest, model, settings: cons.ConservationSettings, part: str,
            compute: Callable[[], dict[str, Any]], **extra: Any) -> dict[str, Any]:
     st = state(request)
-    key, inputs = stage_key("conservation", model=model.identity(), part=part, settings=settings.to_dict(),
+    key, inputs = stage_key("conservation", model=model.identity(), part=part, settings=settings.part(part),
                             code=cons.STAGE_VERSION, **extra)
 
     def run(_work) -> dict[str, Any]:
@@ -83,9 +84,9 @@ def energy_surface(request: pytest.FixtureRequest, model, conservation_settings)
     from pto_checks.reference import tolerance
 
     data = _stage(request, model, conservation_settings, "energy_scans",
-                  lambda: {"energies": cons.scan_energies(model.calculator, conservation_settings)})
+                  lambda: {"scans": cons.scan_energies(model.calculator, conservation_settings)})
     cutoffs = cons.model_cutoffs(model.calculator)
-    scans = cons.analyse_scans(data["energies"], conservation_settings, cutoffs,
+    scans = cons.analyse_scans(data["scans"], conservation_settings, cutoffs,
                                float(tolerance("conservation_smoothness")["min_step_meV_per_fu"]))
     state(request).results.quantity(model.name, "conservation", "energy_scans", [s.to_dict() for s in scans],
                                     "eV/f.u. (energies), meV/f.u. (residuals, steps)", cutoffs_A=cutoffs,

@@ -5,6 +5,7 @@ fluctuation scales as dt^2 under the stated bound; steps are found where they ar
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -64,8 +65,14 @@ def test_cutoff_step_fails_smoothness_naming_the_pair_and_cutoff(tier_results):
     c = res["synthetic:cutoff_step"]["test_smooth_energy_surface"]
     assert c["status"] == "fail"
     msg = c["message"]
-    assert "step of -60.00 meV/f.u. along volume (cubic)" in msg, msg
-    assert "O-Pb 2.797 -> 2.804 A crosses the 2.8 A cutoff" in msg, msg
+    # located to 1/16 of a grid interval (bisection), where the cubic Pb-O distance a/sqrt(2) = 2.80 A
+    m = re.search(r"step of (-?[\d.]+) meV/f.u. along volume \(cubic\) at V/V0 - 1 ([\d.]+) -> ([\d.]+); "
+                  r"O-O [\d.]+ -> [\d.]+ A crosses the 2.8 A cutoff \(O-Pb step term\), 12 pair\(s\)[^;]*; "
+                  r"O-Pb [\d.]+ -> [\d.]+ A crosses the 2.8 A cutoff", msg)
+    assert m, msg
+    assert float(m.group(1)) == pytest.approx(-60.0, abs=0.5)  # 12 pairs x 5 meV
+    v_step = (2.8 * 2**0.5 / 3.9217) ** 3 - 1
+    assert float(m.group(2)) <= v_step <= float(m.group(3)) and float(m.group(3)) - float(m.group(2)) < 0.001
 
 
 def test_gpa_stress_fails_energy_stress_naming_the_unit(tier_results):
@@ -140,6 +147,7 @@ def test_cutoff_crossings_name_the_pair():
 
     a, b = structures.cubic(3.90), structures.cubic(3.98)  # Pb-O = O-O = a / sqrt(2): 2.758 -> 2.814 A
     lines = cons.cutoff_crossings(a, b, {"test": 2.8})
-    assert any(line.startswith("O-Pb 2.758 -> 2.814 A crosses the 2.8 A cutoff (test), 12 pair(s)") for line in lines)
+    assert any(line.startswith("O-Pb 2.7577 -> 2.8143 A crosses the 2.8 A cutoff (test), 12 pair(s)")
+               for line in lines), lines
     assert cons.cutoff_crossings(a, b, {"test": 3.5}) == []
     assert cons.model_cutoffs(make("cutoff_step")) == {"O-Pb step term": 2.8}
