@@ -22,17 +22,16 @@ t0=$(date +%s)
 took() { echo "[install.sh] $1: $(( $(date +%s) - t0 )) s, $(du -sh "$2" | cut -f1)"; t0=$(date +%s); }
 
 main_extras=test,cluster  # cluster: Dask + dask-jobqueue (--executor dask, --cluster)
-for f in chgnet sevennet orb; do has $f && main_extras="$main_extras,$f"; done
+for f in chgnet sevennet orb mace; do has $f && main_extras="$main_extras,$f"; done
 
 if has chgnet || has sevennet || has orb || has mace || has deepmd; then
   [ -d .venv ] || $PY -m venv .venv
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/pip install -c constraints/cpu.txt -e ".[$main_extras]"
   if has mace; then
-    # mace-torch pins e3nn==0.4.4 but runs on the e3nn 0.6 that sevenn needs: install it without deps.
-    .venv/bin/pip install -c constraints/cpu.txt "e3nn>=0.5.9" matscipy lmdb h5py opt_einsum torchmetrics orjson
-    .venv/bin/pip install --no-deps mace-torch torch-ema ConfigArgParse GitPython gitdb smmap \
-      prettytable python-hostlist wcwidth
+    # mace-torch pins e3nn==0.4.4 but runs on the e3nn 0.6 that sevenn needs: the extra "mace" holds
+    # its other dependencies and e3nn>=0.5.9; mace-torch itself goes in without its pin (the README's pip route)
+    .venv/bin/pip install --no-deps "mace-torch==0.3.16"
     # TorchSim: MACE's device-side interface for the batched MD engine (extra "batched"), and vesin
     .venv/bin/pip install -c constraints/cpu.txt "torch-sim-atomistic>=0.3" "vesin[torch]>=0.3"
   fi
