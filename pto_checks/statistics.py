@@ -35,6 +35,8 @@ from typing import Any
 
 import numpy as np
 
+from pto_checks.drift import DriftBound, drift_bound
+
 #: Fewer samples than this: no error estimate (the autocorrelation cannot be estimated).
 MIN_SAMPLES = 8
 
@@ -97,6 +99,8 @@ class SeriesStats:
     ``mean``, ``std``, ``sem`` in ``unit``; ``sample_interval_ps``: time between samples;
     ``blocking_plateau`` / ``sem_blocking``: the independent blocking estimate;
     ``note``: why an estimate is degenerate (``constant``, ``too short``, ``no samples``) or None.
+    ``drift``: what the series could still reach if it has not equilibrated
+    (:class:`pto_checks.drift.DriftBound`; None for series too short to fit a trend).
     """
 
     name: str
@@ -112,6 +116,7 @@ class SeriesStats:
     blocking_plateau: bool
     sem_blocking: float
     note: str | None = None
+    drift: DriftBound | None = None
 
     @property
     def t0_ps(self) -> float:
@@ -162,13 +167,13 @@ def series_statistics(x: Sequence[float], name: str = "", unit: str = "", t0: in
     y = x[t0:]
     if np.ptp(y) == 0.0:
         return SeriesStats(name, unit, n, t0, 1.0, float(len(y)), float(y[0]), 0.0, 0.0,
-                           sample_interval_ps, True, 0.0, "constant")
+                           sample_interval_ps, True, 0.0, "constant", drift=drift_bound(x, sample_interval_ps))
     g = inefficiency(y)
     std = float(y.std(ddof=1))
     sem = std * math.sqrt(g / len(y))
     blk = blocking(y)
     return SeriesStats(name, unit, n, t0, g, len(y) / g, float(y.mean()), std, sem, sample_interval_ps,
-                       blk.plateau, blk.sem)
+                       blk.plateau, blk.sem, drift=drift_bound(x, sample_interval_ps))
 
 
 def inefficiency(y: np.ndarray) -> float:

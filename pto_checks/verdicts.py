@@ -290,12 +290,7 @@ def needs_summary(verdict: Verdict) -> str:
     for d in verdict.details.get("decisions") or []:
         if d.get("side") != Side.UNDECIDED.value:
             continue
-        iv = d.get("interval") or {}
-        td = ThresholdDecision(Side.UNDECIDED, d["mean"], d["sem"], d["threshold"],
-                               Interval(iv.get("low", math.nan), iv.get("high", math.nan),
-                                        iv.get("level", 0.95), iv.get("unit", "")),
-                               d["n_eff"], d.get("reason", ""), d.get("extra_ps"), d.get("temperature_K"))
-        text = td.needs()
+        text = ThresholdDecision.from_dict(d).needs()
         if text not in out:
             out.append(text)
     if not out:
@@ -351,9 +346,13 @@ def row_decision(row: dict[str, Any], name: str, threshold: float, *, offset: fl
 
 
 def _undecided_decision(row: dict[str, Any], what: str) -> ThresholdDecision:
+    """A comparison the row cannot make: it carries no statistics for ``what`` (a run too short to
+    sample it, or one recorded without it): a run of the current code, long enough, decides it."""
     nan = math.nan
+    at = f" at {row['T_K']:.0f} K" if isinstance(row.get("T_K"), (int, float)) else ""
     return ThresholdDecision(Side.UNDECIDED, nan, nan, nan, Interval(nan, nan, statistics_settings().confidence_level),
-                             0.0, f"no statistics for {what}", None, row.get("T_K"))
+                             nan, f"no statistics for {what}", None, row.get("T_K"),
+                             step=f"a run{at} that samples it (rerun with this version of pto-checks)")
 
 
 def _drifted_past(d: ThresholdDecision, limit: float, above: bool) -> bool:
@@ -436,15 +435,16 @@ def phase_decision(row: dict[str, Any], ensemble: str, settings: StatisticsSetti
         tet = row_decision(row, "c_over_a", thr["tetragonal_min"], offset=-1.0, settings=settings) \
             or _undecided_decision(row, "c/a")
         order = polar_order_decision(row, settings=settings)
-        if order is None:  # small cell or no per-frame statistics: the time-averaged c/a alone
-            order = frame_p = _undecided_decision(row, "polar order (cell too small or no statistics)")
+        if order is None:  # small cell or no per-frame statistics: the time-averaged c/a alone decides
+            frame_p = None
             polar, nonpolar = False, tet.side is Side.BELOW
+            decisions += [tet, sup]
         else:
             frame_p = row_decision(row, "P_frame_abs", polar_threshold(thr, row.get("born_convention")),
                                    settings=settings) or _undecided_decision(row, "per-frame |P|")
             polar = order.side is Side.ABOVE and frame_p.side is Side.ABOVE
             nonpolar = order.side is Side.BELOW or frame_p.side is Side.BELOW
-        decisions += [order, tet, sup, frame_p]
+            decisions += [order, tet, sup, frame_p]
         if sup.side is Side.ABOVE:
             phase = "supertetragonal"
         elif (polar or tet.side is Side.ABOVE) and sup.side is Side.BELOW:
@@ -453,9 +453,14 @@ def phase_decision(row: dict[str, Any], ensemble: str, settings: StatisticsSetti
             phase = "cubic"
         else:
             phase = None
-        desc = (sup.describe("c/a") if phase == "supertetragonal" else
-                f"{order.describe('polar order |P|/<|p|>', digits=3)}; "
-                f"{frame_p.describe('per-frame |P|', 'C/m^2', 3)}; {tet.describe('c/a - 1')}")
+        if phase == "supertetragonal":
+            desc = sup.describe("c/a")
+        elif frame_p is None:  # the c/a rule of small cells: what it compared
+            desc = f"{tet.describe('c/a - 1')}; {sup.describe('c/a')}"
+        else:
+            desc = (f"{order.describe('polar order |P|/<|p|>', digits=3)}; "
+                    f"{frame_p.describe('per-frame |P|', 'C/m^2', 3)}; {tet.describe('c/a - 1')}"
+                    + (f"; {sup.describe('c/a')}" if sup.side is not Side.BELOW else ""))
     else:
         pol = row_decision(row, "P_abs", polar_threshold(thr, row.get("born_convention")), settings=settings) \
             or _undecided_decision(row, "|P|")
