@@ -5,6 +5,7 @@ Pure functions.  Lengths in Angstrom, energies in eV, stress in eV/A^3.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -281,68 +282,18 @@ def block_average(x: np.ndarray, n_blocks: int = 5) -> tuple[float, float]:
     return float(x.mean()), err
 
 
-def classify_phase(row: dict[str, Any], ensemble: str, thresholds: dict[str, Any],
-                   melt: dict[str, Any]) -> str:
-    """Phase of one temperature: ``unstable``, ``molten``, ``supertetragonal``, ``tetragonal``, ``cubic``.
-
-    ``row`` holds production means: ``c_over_a``, ``P_abs`` (C/m^2), ``lindemann``, ``order``,
-    and ``failure`` (None or a description).  NPT decides by c/a and, where the row carries it,
-    the axis-free per-frame polar order (``P_alignment``; tetragonal when either is above its
-    threshold), NVT by |P|.  The verdicts decide the same rule from confidence intervals
-    (:func:`pto_checks.verdicts.phase_decision`).
-    """
-    if row.get("failure") or not row.get("n_samples", 1):
-        return "unstable"
-    if row["lindemann"] > melt["max_lindemann"] or row["order"] < melt["min_order"]:
-        return "molten"
-    if ensemble == "npt":
-        if row["c_over_a"] >= thresholds["supertetragonal_min"]:
-            return "supertetragonal"
-        if row["c_over_a"] - 1 >= thresholds["tetragonal_min"]:
-            return "tetragonal"
-        # axis-free: a cell whose polar axis turns averages c/a to 1 while every frame is polar
-        series = (row.get("stats") or {}).get("series", {})
-        align = (series.get("P_alignment") or {}).get("mean")
-        frame_p = (series.get("P_frame_abs") or {}).get("mean")
-        n = n_cells_of(row)
-        if (align is not None and frame_p is not None and n is not None and "min_polar_order" in thresholds
-                and n >= thresholds.get("min_cells_polar_order", 27)):
-            polar = (align >= polar_order_threshold(n, thresholds["min_polar_order"])
-                     and frame_p >= polar_threshold(thresholds, row.get("born_convention")))
-            return "tetragonal" if polar else "cubic"
-        return "cubic"
-    return "tetragonal" if row["P_abs"] >= thresholds["polar_min_c_per_m2"] else "cubic"
-
-
-def transition_temperature(temperatures: list[float], phases: list[str]) -> dict[str, Any]:
-    """Tc from a heating sweep: midpoint between the last polar and the first cubic temperature.
-
-    Returns ``{"tc": K or None, "resolution": +-K, "method": text}``; ``tc`` is None where the
-    sweep never goes cubic after a polar phase (or is never polar).
-    """
-    method = "midpoint between the last tetragonal and the first cubic temperature of the sweep"
-    temps = list(temperatures)
-    for i in range(1, len(temps)):
-        if phases[i] == "cubic" and phases[i - 1] in ("tetragonal", "supertetragonal") and all(
-            p == "cubic" for p in phases[i:]
-        ):
-            return {"tc": 0.5 * (temps[i - 1] + temps[i]), "resolution": 0.5 * (temps[i] - temps[i - 1]),
-                    "method": method}
-    return {"tc": None, "resolution": None, "method": method}
-
-
 #: Units of the per-frame series analysed by :func:`run_statistics`.
 SERIES_UNITS = {"a": "Angstrom", "c": "Angstrom", "c_over_a": "", "a_x": "Angstrom", "b_y": "Angstrom",
                 "c_z": "Angstrom", "tetragonality_frames": "", "Px": "C/m^2", "Py": "C/m^2", "Pz": "C/m^2",
-                "P_frame_abs": "C/m^2", "P_alignment": "",
+                "P_frame_abs": "C/m^2", "Pz_frame_abs": "C/m^2", "P_alignment": "",
                 "P_local_abs": "C/m^2", "lindemann": "", "order": "", "T_measured": "K", "epot_eV": "eV"}
-#: Series on which the equilibrated start is detected (the latest start wins): the potential
-#: energy (relaxation from the starting cell), the cell's tetragonality and the Lindemann ratio.
-#: Only measures invariant under relabelling the axes (a polar crystal whose polarization turns
-#: from z to x, as it may in equilibrium, is not still relaxing), and not the polarization
-#: itself: near Tc it fluctuates slowly in equilibrium, which its statistical inefficiency (and
-#: so its n_eff) accounts for, rather than a later start.
-EQUILIBRATION_FROM = ("epot_eV", "tetragonality_frames", "lindemann")
+#: Series on which the equilibrated start is detected: the potential energy only.  It relaxes
+#: with the cell and the atoms from the starting state, and no check decides on it, so the window
+#: is never chosen by looking at a decided quantity's own error (choosing the start on c/a or the
+#: Lindemann ratio themselves prefers windows whose inefficiency comes out small: measured
+#: coverage of "95 %" intervals 0.57-0.90, benchmarks/calibration.md).  A run without a
+#: potential energy (a user's CSV) discards the fixed fraction ``1 - production_fraction``.
+EQUILIBRATION_FROM = ("epot_eV",)
 
 
 def _sorted_c_over_a(lens: np.ndarray) -> np.ndarray:
@@ -351,23 +302,38 @@ def _sorted_c_over_a(lens: np.ndarray) -> np.ndarray:
     return srt[:, 2] / (0.5 * (srt[:, 0] + srt[:, 1]))
 
 
-def run_statistics(samples: list[dict[str, Any]], long_axis: int | None = None):
+def production_start(samples: list[dict[str, Any]], fixed_discard: float = 0.5) -> int:
+    """Index of the first production sample: the equilibrated start detected on
+    :data:`EQUILIBRATION_FROM` (the potential energy), else the fixed fraction ``fixed_discard``."""
+    from pto_checks import statistics
+
+    n = len(samples)
+    if n and all(k in samples[0] for k in EQUILIBRATION_FROM):
+        return max(statistics.equilibration_start([s[k] for s in samples]) for k in EQUILIBRATION_FROM)
+    return int(math.floor(n * min(max(fixed_discard, 0.0), 1.0)))
+
+
+def run_statistics(samples: list[dict[str, Any]], long_axis: int | None = None, fixed_discard: float = 0.5,
+                   t0: int | None = None):
     """:class:`pto_checks.statistics.RunStatistics` of one temperature's samples.
 
     Per-frame series: ``a``, ``c``, ``c_over_a`` (long axis ``long_axis``, default: that of the
-    mean lengths), the three per-cell lengths ``a_x``, ``b_y``, ``c_z``, ``tetragonality_frames``
-    (per-frame longest over the mean of the other two), ``Px``, ``Py``, ``Pz``,
-    ``P_frame_abs`` (per-frame |P|), ``P_local_abs``, ``P_alignment`` (per-frame |P| over the
-    mean local |p|: 1 when every cell's dipole points the same way, about
-    :func:`disordered_alignment` when they point at random; axis-free), ``lindemann``, ``order``, ``T_measured``
-    and ``epot_eV``; plus ``P_abs``, |<P>| with its propagated error.  One production window for
-    all, starting at the equilibrated start detected on :data:`EQUILIBRATION_FROM`.
+    mean lengths over the production window), the three per-cell lengths ``a_x``, ``b_y``,
+    ``c_z``, ``tetragonality_frames`` (per-frame longest over the mean of the other two), ``Px``,
+    ``Py``, ``Pz``, ``P_frame_abs`` (per-frame |P|), ``Pz_frame_abs`` (per-frame |Pz|),
+    ``P_local_abs``, ``P_alignment`` (per-frame |P| over the mean local |p|: 1 when every cell's
+    dipole points the same way; axis-free), ``lindemann``, ``order``, ``T_measured`` and
+    ``epot_eV``; plus ``P_abs``, |<P>| with its propagated error.  One production window for all,
+    from :func:`production_start` (or ``t0``).
     """
     from pto_checks import statistics
 
+    if t0 is None:
+        t0 = production_start(samples, fixed_discard)
     lens = np.array([[s["a"], s["b"], s["c"]] for s in samples], dtype=float).reshape(-1, 3)
     if long_axis is None:
-        long_axis = int(np.argmax(lens.mean(axis=0))) if len(lens) else 2
+        prod = lens[min(t0, max(len(lens) - 1, 0)):]
+        long_axis = int(np.argmax(prod.mean(axis=0))) if len(prod) else 2
     others = [i for i in range(3) if i != long_axis]
     a_f = lens[:, others].mean(axis=1)
     c_f = lens[:, long_axis]
@@ -375,7 +341,7 @@ def run_statistics(samples: list[dict[str, Any]], long_axis: int | None = None):
     series = {"a": a_f, "c": c_f, "c_over_a": c_f / a_f, "a_x": lens[:, 0], "b_y": lens[:, 1],
               "c_z": lens[:, 2], "tetragonality_frames": _sorted_c_over_a(lens),
               "Px": pvec[:, 0], "Py": pvec[:, 1], "Pz": pvec[:, 2],
-              "P_frame_abs": np.linalg.norm(pvec, axis=1)}
+              "P_frame_abs": np.linalg.norm(pvec, axis=1), "Pz_frame_abs": np.abs(pvec[:, 2])}
     for key, name in (("P_local_abs", "P_local_abs"), ("lindemann", "lindemann"), ("order", "order"),
                       ("T_K", "T_measured"), ("epot_eV", "epot_eV")):
         if samples and key in samples[0]:
@@ -387,72 +353,52 @@ def run_statistics(samples: list[dict[str, Any]], long_axis: int | None = None):
                                           where=local > 0)
     times = np.array([s.get("time_ps", np.nan) for s in samples], dtype=float)
     dt = float(np.median(np.diff(times))) if len(times) > 1 else float("nan")
-    rs = statistics.run_statistics(series, SERIES_UNITS, dt, EQUILIBRATION_FROM)
+    rs = statistics.run_statistics(series, SERIES_UNITS, dt, EQUILIBRATION_FROM, fixed_discard, t0=t0)
     stats = dict(rs.series)
     stats["P_abs"] = statistics.norm_statistics([stats["Px"], stats["Py"], stats["Pz"]], "P_abs")
     return statistics.RunStatistics(rs.t0, rs.n, rs.sample_interval_ps, rs.equilibration_from, stats)
 
 
+#: the row entries summarised from the statistics (mean as ``name``, its decisive error as ``name_err``)
+ROW_SERIES = ("a", "c", "c_over_a", "Px", "Py", "Pz", "P_abs", "P_frame_abs", "Pz_frame_abs", "P_alignment",
+              "P_local_abs", "T_measured", "lindemann", "order")
+
+
 def summarize_run(samples: list[dict[str, Any]], failure: dict[str, Any] | None, temperature_K: float,
                   production_fraction: float) -> dict[str, Any]:
-    """Production averages of one temperature, with block-average errors (no phase: see
-    :func:`classify_phase`, applied on reading so that changed thresholds need no new MD).
+    """The row of one temperature, summarised from exactly the samples its decisions use: the
+    production window of :func:`run_statistics` (equilibrated start detected on the potential
+    energy; without one, after the fixed fraction ``1 - production_fraction``).
 
-    a, c in Angstrom (per perovskite cell, long axis from the averaged lengths), |P| and Pz in
-    C/m^2.  A run that failed keeps what it has: averages over its samples.
-
-    Also the statistics of :func:`run_statistics` (equilibrated start, statistical inefficiency,
-    n_eff, mean and standard error of every series, over the detected production window rather
-    than the fixed fraction): ``row["stats"]`` (:meth:`RunStatistics.to_dict`), and flat
-    ``<name>_mean``, ``<name>_sem``, ``<name>_n_eff`` for a, c, c_over_a, P_abs, Pz, P_local_abs,
-    lindemann and order, ``t0_ps`` and ``production_ps``.  Computed from the samples alone, so a
-    changed analysis needs no new MD (see :func:`read_samples`).
+    Each of :data:`ROW_SERIES` as ``name`` (the window's mean) and ``name_err`` (its decisive
+    standard error, :class:`pto_checks.statistics.SeriesStats`); ``P`` = [Px, Py, Pz];
+    ``c_over_a_frames`` (per-frame longest over the other two); ``row["stats"]``
+    (:meth:`RunStatistics.to_dict`), flat ``<name>_mean``, ``<name>_sem``, ``<name>_n_eff``,
+    ``t0_ps``, ``production_ps`` and ``n_samples`` (samples in the window).  No phase: see
+    :func:`pto_checks.phase.decide_phase`, applied on reading so that changed thresholds need no
+    new MD.  Units: Angstrom, C/m^2, K.
     """
-    n = len(samples)
-    start = int(round(n * (1 - production_fraction))) if failure is None else n // 2
-    prod = samples[start:] if n else []
-    row: dict[str, Any] = {"T_K": float(temperature_K), "n_samples": len(prod), "failure": failure}
-    if prod:
-        lens = np.array([[s["a"], s["b"], s["c"]] for s in prod])
-        # long axis from the production-averaged lengths: per-frame max(a, b, c) is biased above
-        # the mean for a fluctuating cubic cell (that per-frame value is kept as c_over_a_frames)
-        axis = int(np.argmax(lens.mean(axis=0)))
-        others = [i for i in range(3) if i != axis]
-        a_f = lens[:, others].mean(axis=1)
-        c_f = lens[:, axis]
-        srt = np.sort(lens, axis=1)
-        row["long_axis"] = axis
-        row["c_over_a_frames"] = float(np.mean(srt[:, 2] / (0.5 * (srt[:, 0] + srt[:, 1]))))
-        for name, series in (("a", a_f), ("c", c_f),
-                             ("Px", np.array([s["Px"] for s in prod])),
-                             ("Py", np.array([s["Py"] for s in prod])),
-                             ("Pz", np.array([s["Pz"] for s in prod])),
-                             ("P_local_abs", np.array([s["P_local_abs"] for s in prod])),
-                             ("T_measured", np.array([s["T_K"] for s in prod])),
-                             ("lindemann", np.array([s["lindemann"] for s in prod])),
-                             ("order", np.array([s["order"] for s in prod]))):
-            row[name], row[f"{name}_err"] = block_average(series)
-        row["c_over_a"] = row["c"] / row["a"]
-        rel = np.hypot(row["c_err"] / row["c"], row["a_err"] / row["a"]) if len(prod) > 1 else float("nan")
-        row["c_over_a_err"] = float(row["c_over_a"] * rel)
-        pvec = np.array([[s["Px"], s["Py"], s["Pz"]] for s in prod]).mean(axis=0)
-        row["P"] = pvec.tolist()
-        row["P_abs"] = float(np.linalg.norm(pvec))
-        # error of |P| from the components' errors (linear propagation; its own error bar, not Pz's)
-        perr = np.array([row["Px_err"], row["Py_err"], row["Pz_err"]])
-        row["P_abs_err"] = (float(np.sqrt(np.sum((pvec * perr) ** 2)) / row["P_abs"]) if row["P_abs"] > 0
-                            else float(np.linalg.norm(perr)))
-        rs = run_statistics(samples, axis)
-        row["stats"] = rs.to_dict()
-        row["t0_ps"] = rs.t0_ps
-        row["production_ps"] = rs["c_over_a"].production_ps
-        for name in ("a", "c", "c_over_a", "P_abs", "Pz", "P_local_abs", "lindemann", "order"):
-            if name in rs.series:
-                st = rs[name]
-                row[f"{name}_mean"], row[f"{name}_sem"], row[f"{name}_n_eff"] = st.mean, st.sem, st.n_eff
-    else:
-        row.update(a=float("nan"), c=float("nan"), c_over_a=float("nan"), Pz=float("nan"),
-                   P_abs=float("nan"), lindemann=float("nan"), order=float("nan"))
+    row: dict[str, Any] = {"T_K": float(temperature_K), "n_samples": 0, "failure": failure}
+    if not samples:
+        row.update({k: float("nan") for k in ROW_SERIES})
+        return row
+    rs = run_statistics(samples, fixed_discard=1.0 - production_fraction)
+    axis_lens = np.array([[s["a"], s["b"], s["c"]] for s in samples[rs.t0:]])
+    row["long_axis"] = int(np.argmax(axis_lens.mean(axis=0)))
+    row["n_samples"] = rs.n - rs.t0
+    for name in ROW_SERIES:
+        if name in rs.series:
+            st = rs[name]
+            row[name], row[f"{name}_err"] = st.mean, st.sem
+    row["c_over_a_frames"] = rs["tetragonality_frames"].mean
+    row["P"] = [row["Px"], row["Py"], row["Pz"]]
+    row["stats"] = rs.to_dict()
+    row["t0_ps"] = rs.t0_ps
+    row["production_ps"] = rs["c_over_a"].production_ps
+    for name in ("a", "c", "c_over_a", "P_abs", "Pz", "P_local_abs", "lindemann", "order"):
+        if name in rs.series:
+            st = rs[name]
+            row[f"{name}_mean"], row[f"{name}_sem"], row[f"{name}_n_eff"] = st.mean, st.sem, st.n_eff
     return row
 
 

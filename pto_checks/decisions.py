@@ -1,11 +1,13 @@
 """Deciding "above or below a threshold" from a mean and its standard error: three outcomes.
 
-With mean m, standard error s and a two-sided confidence level (``[statistics]`` in
-``reference_data/pto.toml``, z = Phi^-1(1 - alpha/2)): the quantity is *above* the threshold when
-m - z s > threshold, *below* when m + z s < threshold, and *undecided* otherwise.  A run that has
-not equilibrated, has too few effectively independent samples (n_eff < ``min_n_eff``) or whose
-error estimate did not reach a blocking plateau is undecided whatever m is: its error bar cannot
-be trusted.  A check maps the side it wants to :class:`Outcome` pass / fail and *undecided* to
+With mean m, standard error s with ``dof`` degrees of freedom and a two-sided confidence level
+(``[statistics]`` in ``reference_data/pto.toml``; q = the Student-t quantile t_dof(1 - alpha/2),
+the normal one for infinite dof): the quantity is *above* the threshold when m - q s > threshold,
+*below* when m + q s < threshold, and *undecided* otherwise.  A run that has not equilibrated,
+has too few effectively independent samples (n_eff < ``min_n_eff``), whose error estimate did
+not reach a blocking plateau, or whose window holds a mode slower than about half of itself
+(:func:`pto_checks.statistics.slow_power_ratio`) is undecided whatever m is: its error bar
+cannot be trusted.  A check maps the side it wants to :class:`Outcome` pass / fail and *undecided* to
 inconclusive, and says what would decide it: the extra simulation time at that temperature,
 estimated from the current standard error and the rate of independent samples (n_eff per ps):
 the error falls as 1/sqrt(n_eff), so reaching s' = |m - threshold| / z needs
@@ -22,7 +24,8 @@ its estimated extra length in ps at that temperature), a larger cell (a per-fram
 more cells), or nothing (the mean sits on the threshold); no message prints a NaN.
 
 Looking at the data repeatedly (sequential MD) inflates false decisions; ``looks`` > 1 applies a
-Bonferroni split of alpha over the planned number of looks (a stricter level per look).
+Bonferroni split of alpha over the planned number of looks (a stricter level per look), and the
+interval is labelled with that per-look level (e.g. 98.75 % for 95 % over 4 looks).
 """
 
 from __future__ import annotations
@@ -53,6 +56,11 @@ class Side(str, Enum):
     UNDECIDED = "undecided"
 
 
+def level_text(level: float) -> str:
+    """A confidence level as a percentage, as precise as it is ('95%', '98.75%')."""
+    return f"{100.0 * level:.4g}%"
+
+
 @dataclass(frozen=True)
 class Interval:
     """Two-sided confidence interval ``[low, high]`` at ``level`` (e.g. 0.95), in ``unit``."""
@@ -66,7 +74,7 @@ class Interval:
         return asdict(self)
 
     def __str__(self) -> str:
-        return f"[{self.low:.4g}, {self.high:.4g}]{' ' + self.unit if self.unit else ''} ({self.level:.0%})"
+        return f"[{self.low:.4g}, {self.high:.4g}]{' ' + self.unit if self.unit else ''} ({level_text(self.level)})"
 
 
 @dataclass(frozen=True)
@@ -82,8 +90,21 @@ class StatisticsSettings:
         """Two-sided normal quantile for the level, alpha split over ``looks`` (Bonferroni)."""
         from statistics import NormalDist
 
-        alpha = (1.0 - self.confidence_level) / max(1, int(looks))
-        return NormalDist().inv_cdf(1.0 - alpha / 2.0)
+        return NormalDist().inv_cdf(1.0 - self.alpha(looks) / 2.0)
+
+    def alpha(self, looks: int = 1) -> float:
+        """Two-sided error rate per look (Bonferroni over ``looks``)."""
+        return (1.0 - self.confidence_level) / max(1, int(looks))
+
+    def level(self, looks: int = 1) -> float:
+        """The confidence level of one look's interval (the stated level when ``looks`` is 1)."""
+        return 1.0 - self.alpha(looks)
+
+    def quantile(self, looks: int = 1, dof: float = math.inf) -> float:
+        """Two-sided Student-t quantile for ``dof`` degrees of freedom at the level per look."""
+        from pto_checks.statistics import t_quantile
+
+        return t_quantile(1.0 - self.alpha(looks) / 2.0, dof)
 
 
 def statistics_settings() -> StatisticsSettings:
@@ -158,11 +179,11 @@ class ThresholdDecision:
             return f"{what}: not measured [{self.needs() or self.reason}]"
         if self.basis == "drift":
             head = (f"{what} = {self.mean:.{digits}f}{u}, still drifting: its reach over another run as long "
-                    f"({iv.level:.0%}) is [{iv.low:.{digits}f}, {iv.high:.{digits}f}]")
+                    f"({level_text(iv.level)}) is [{iv.low:.{digits}f}, {iv.high:.{digits}f}]")
         elif _finite(self.sem) and _finite(iv.low) and _finite(iv.high):
             neff = f", n_eff {self.n_eff:.0f}" if _finite(self.n_eff) else ""
             head = (f"{what} = {self.mean:.{digits}f} +- {self.sem:.{digits}f}{u} "
-                    f"({iv.level:.0%} CI [{iv.low:.{digits}f}, {iv.high:.{digits}f}]{neff})")
+                    f"({level_text(iv.level)} CI [{iv.low:.{digits}f}, {iv.high:.{digits}f}]{neff})")
         else:
             head = f"{what} = {self.mean:.{digits}f}{u} (no error estimate)"
         rel = {Side.ABOVE: "above", Side.BELOW: "below", Side.UNDECIDED: "undecided vs"}[self.side]
@@ -192,22 +213,25 @@ def _round_ps(x: float) -> str:
 def decide_threshold(mean: float, sem: float, threshold: float, *, n_eff: float = math.inf,
                      n_eff_per_ps: float = math.nan, equilibrated: bool = True, plateau: bool = True,
                      settings: StatisticsSettings | None = None, looks: int = 1,
-                     temperature_K: float | None = None, unit: str = "", drift: DriftBound | None = None,
-                     t0_ps: float = math.nan, production_ps: float = math.nan) -> ThresholdDecision:
-    """Decide whether ``mean`` (standard error ``sem``) is above or below ``threshold``.
+                     temperature_K: float | None = None, unit: str = "", dof: float = math.inf,
+                     stationary: bool = True, drift: DriftBound | None = None, t0_ps: float = math.nan,
+                     production_ps: float = math.nan) -> ThresholdDecision:
+    """Decide whether ``mean`` (standard error ``sem``, ``dof`` degrees of freedom) is above or
+    below ``threshold``.
 
     ``n_eff``: effectively independent samples behind the mean; ``n_eff_per_ps``: how fast more
     simulation adds them (for the estimate of the time that would decide); ``equilibrated``,
-    ``plateau``: whether the run equilibrated and the blocking error reached its plateau.
-    ``drift``: the reach of a run that has not equilibrated (decides when the threshold lies
-    outside it); ``t0_ps``, ``production_ps``: the detected equilibrated start and the window after
-    it (for the estimate of the run length that would equilibrate).
+    ``plateau``: whether the run equilibrated and the blocking error reached its plateau;
+    ``stationary``: whether the window is free of modes slower than about half of it.
+    ``drift``: the reach of a series that has not equilibrated or is not stationary (decides when
+    the threshold lies outside it); ``t0_ps``, ``production_ps``: the equilibrated start and the
+    window after it (for the estimate of the run length that would decide).
     """
     settings = settings or statistics_settings()
-    z = settings.z(looks)
+    z = settings.quantile(looks, dof)
     finite = math.isfinite(mean) and math.isfinite(sem)
     lo, hi = (mean - z * sem, mean + z * sem) if finite else (math.nan, math.nan)
-    interval = Interval(lo, hi, settings.confidence_level, unit)
+    interval = Interval(lo, hi, settings.level(looks), unit)
 
     def undecided(reason: str, extra: float | None, at_least: bool = False) -> ThresholdDecision:
         return ThresholdDecision(Side.UNDECIDED, mean, sem, threshold, interval, n_eff, reason, extra,
@@ -223,13 +247,14 @@ def decide_threshold(mean: float, sem: float, threshold: float, *, n_eff: float 
         # too short for an error estimate: at least twice as long (a bound, not an estimate)
         grow = production_ps if math.isfinite(production_ps) and production_ps > 0 else None
         return undecided("no error estimate (too few samples)", extra_min or grow, at_least=extra_min is None)
+    if (not equilibrated or not stationary) and drift is not None and drift.n_eff >= settings.min_n_eff:
+        # the observable still moves: decided where the whole reach of its drift is on one side
+        low, high = drift.reach(settings.quantile(looks, drift.n_eff - 2.0))
+        if low > threshold or high < threshold:
+            return ThresholdDecision(Side.ABOVE if low > threshold else Side.BELOW, mean, sem, threshold,
+                                     Interval(low, high, settings.level(looks), unit), n_eff, "", None,
+                                     temperature_K, basis="drift")
     if not equilibrated:
-        if drift is not None and drift.n_eff >= settings.min_n_eff:
-            low, high = drift.reach(z)
-            if low > threshold or high < threshold:
-                return ThresholdDecision(Side.ABOVE if low > threshold else Side.BELOW, mean, sem, threshold,
-                                         Interval(low, high, settings.confidence_level, unit), n_eff, "", None,
-                                         temperature_K, basis="drift")
         # the start must fall in the first max_discarded_fraction of the run, with min_n_eff after it
         # (a lower bound: a series still drifting at the end may start later than detected)
         extra = None
@@ -250,6 +275,11 @@ def decide_threshold(mean: float, sem: float, threshold: float, *, n_eff: float 
         if rate and math.isfinite(production_ps) and production_ps > 0:
             need = max(16.0 / rate - production_ps, production_ps)
         return undecided("the error estimate has not converged (no blocking plateau)", need, at_least=True)
+    if not stationary:
+        return undecided("a mode slower than half the production window (an oscillation it does not span "
+                         "twice, or a drift" + (", that could cross the threshold)" if drift is not None else ")"),
+                         production_ps if math.isfinite(production_ps) and production_ps > 0 else None,
+                         at_least=True)
     if lo > threshold:
         return ThresholdDecision(Side.ABOVE, mean, sem, threshold, interval, n_eff, "", None, temperature_K)
     if hi < threshold:
@@ -265,7 +295,7 @@ def decide_threshold(mean: float, sem: float, threshold: float, *, n_eff: float 
         extra = max(n_eff * ((sem / target_sem) ** 2 - 1.0), 0.0) / rate
         if extra_min is not None:
             extra = max(extra, extra_min)
-    return undecided(f"the {settings.confidence_level:.0%} interval contains the threshold", extra)
+    return undecided(f"the {level_text(interval.level)} interval contains the threshold", extra)
 
 
 def decide_series(stats: Any, threshold: float, *, offset: float = 0.0, scale: float = 1.0,
@@ -286,8 +316,9 @@ def decide_series(stats: Any, threshold: float, *, offset: float = 0.0, scale: f
     return decide_threshold(scale * (stats.mean + offset), abs(scale) * stats.sem, threshold,
                             n_eff=stats.n_eff, n_eff_per_ps=stats.n_eff_per_ps, equilibrated=equilibrated,
                             plateau=stats.blocking_plateau, settings=settings, looks=looks,
-                            temperature_K=temperature_K, unit=stats.unit, drift=drift,
-                            t0_ps=stats.t0_ps, production_ps=stats.production_ps)
+                            temperature_K=temperature_K, unit=stats.unit, dof=stats.dof,
+                            stationary=stats.halves_agree, drift=drift, t0_ps=stats.t0_ps,
+                            production_ps=stats.production_ps)
 
 
 def _transformed(d: DriftBound, offset: float, scale: float) -> DriftBound:

@@ -26,7 +26,9 @@ from pto_checks.results import comparable_quantities, finite_or_zero, movement_l
 # deficiency.  Yellow last (weak on white); beyond eight models the line style changes too.
 OKABE_ITO = ("#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#000000", "#F0E442")
 LINESTYLES = ("-", "--", ":", "-.")
-PHASE_MARKERS = {"tetragonal": "o", "cubic": "s", "supertetragonal": "^", "molten": "X", "unstable": "D"}
+#: one marker per :class:`pto_checks.phase.Phase` value (undecided has its own: never drawn as a phase)
+PHASE_MARKERS = {"tetragonal": "o", "cubic": "s", "supertetragonal": "^", "molten": "X", "unstable": "D",
+                 "undecided": "P"}
 STATUS_SYMBOL = {"pass": "✔ pass", "fail": "✘ fail", "inconclusive": "? inconclusive", "skip": "– skip",
                  "error": "⚠ error"}
 KNOWN_STATUSES = tuple(STATUS_SYMBOL)

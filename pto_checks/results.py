@@ -246,10 +246,11 @@ def finite_or_zero(x: Any) -> float:
 
 def sweep_quantities(key: str, rows: list[dict[str, Any]], tc: dict[str, Any]) -> dict[str, tuple[float, float]]:
     """Comparable quantities of one MD sweep (``key`` e.g. ``npt_melchionna``): Tc, and c/a and Pz
-    at the lowest temperature, as ``{name: (value, standard error)}``."""
+    at the lowest temperature, as ``{name: (value, standard error)}``.  Tc is the bracket of the
+    decided phases (:func:`pto_checks.phase.sweep_tc`); its error is the bracket's half-width."""
     out = {}
     if tc.get("tc") is not None:
-        out[f"md.{key}.tc"] = (tc["tc"], 0.0)
+        out[f"md.{key}.tc"] = (tc["tc"], finite_or_zero(tc.get("resolution")))
     if rows:
         r = rows[0]
         out[f"md.{key}.c_over_a@{r['T_K']:.0f}K"] = (r["c_over_a"], finite_or_zero(r.get("c_over_a_err")))

@@ -1,27 +1,39 @@
 """Statistics of one MD run (one temperature): equilibration, correlation, standard errors.
 
-For each sampled time series (c/a, a, c, |P|, Pz, the melting measures ...):
+For each sampled time series (c/a, a, c, |P|, Pz, the melting measures ...), over one production
+window ``[t0:]`` shared by every series of the run:
 
-* the equilibrated start ``t0`` (J. D. Chodera, J. Chem. Theory Comput. 12, 1799 (2016): the start
-  that maximises the number of effectively uncorrelated samples after it), detected on the run's
-  key observables and shared by every series of the run (one production window per run);
-* the statistical inefficiency ``g`` of the production window (g = 1 + 2 sum of the normalised
-  autocorrelation function; samples per independent sample) and ``n_eff = (n - t0) / g``;
-* the mean and its standard error ``sem = std * sqrt(g / (n - t0))``;
-* an independent check of the error by Flyvbjerg-Petersen blocking (J. Chem. Phys. 91, 461 (1989)):
-  the blocked standard error must reach a plateau, found with the criterion of Lee, Needs and
-  Drummond (Phys. Rev. B 84, 245117 (2011), as in the ``pyblock`` package): the smallest block
-  size B with B^3 > 2 N (SE_B / SE_1)^4.  No plateau means the run is too short to trust its error.
+* the equilibrated start ``t0``: detected (J. D. Chodera, J. Chem. Theory Comput. 12, 1799
+  (2016), pymbar) on the potential energy only, a series no check decides, so the window is never
+  chosen by looking at the decided quantity's own error (choosing it on that series prefers
+  windows whose inefficiency comes out small: measured, "95 %" intervals covered 0.57-0.90);
+  without a potential energy, a fixed discard (``1 - production_fraction`` of the run);
+* two error estimates of the mean, and the larger half-width is the interval:
+  the integrated autocorrelation (pymbar's statistical inefficiency ``g``,
+  ``sem_acf = std sqrt(g / n)``, Student-t with ``n_eff - 1`` degrees of freedom), which cuts the
+  autocorrelation at its first zero crossing and so sees only the fast noise, and
+  non-overlapping batch means (:data:`MIN_BATCHES` to :data:`MAX_BATCHES` batches, each at least
+  :data:`BATCH_N_EFF` effective samples; Student-t with batches - 1 degrees of freedom), which sees
+  any mode slower than a batch;
+* a guard for modes slower than the window (a cell that rings with a period of several ps): the
+  power at the two longest periods the window resolves (the window and half of it) may not
+  exceed :data:`SLOW_POWER_LIMIT` times what the fast noise predicts (:func:`slow_power_ratio`),
+  else the window spans less than about two periods of its dominant oscillation (or drifts) and
+  the run is undecided (``halves_agree`` False);
+* the Flyvbjerg-Petersen blocking estimate (J. Chem. Phys. 91, 461 (1989), plateau by the
+  criterion of Lee, Needs and Drummond, Phys. Rev. B 84, 245117 (2011)), kept as a third check:
+  no plateau, no decision.
 
-Equilibration and the inefficiency come from pymbar (``pymbar.timeseries``, the reference
-implementation of Chodera's method).  The blocking analysis is a few lines of numpy kept here:
-``pyblock`` (the package that implements it) is unmaintained since 2018 and pulls pandas.
+Independent replicas (``md.replicas``, :func:`combine_replicas`) add a third estimate, the spread
+of the replica means (Student-t with R - 1 degrees of freedom), calibrated by construction even
+for oscillations no single run resolves.
 
 Series pymbar cannot handle are treated explicitly: an empty series gives NaN; a constant series
 (e.g. the order parameter of a rigid crystal, exactly 1) has sem 0 and ``n_eff = n``; a series
 shorter than :data:`MIN_SAMPLES` has no error estimate (sem NaN: undecidable).
 
-Units: every :class:`SeriesStats` carries its ``unit``; times in ps.
+Units: every :class:`SeriesStats` carries its ``unit``; times in ps.  Calibration:
+``benchmarks/calibrate_statistics.py`` (coverage and wrong-decision rates through this path).
 """
 
 from __future__ import annotations
@@ -39,6 +51,25 @@ from pto_checks.drift import DriftBound, drift_bound
 
 #: Fewer samples than this: no error estimate (the autocorrelation cannot be estimated).
 MIN_SAMPLES = 8
+#: Periodogram bins (periods of the window, half the window) watched for a mode slower than the window.
+SLOW_BINS = 2
+#: Power in those bins over the fast-noise level above which the window is too short to decide.
+SLOW_POWER_LIMIT = 8.0
+#: Batch means: at least this many batches (Student-t with MIN_BATCHES - 1 degrees of freedom) ...
+MIN_BATCHES = 4
+#: ... at most this many ...
+MAX_BATCHES = 10
+#: ... each batch at least this many effectively independent samples long (when the run allows).
+BATCH_N_EFF = 5.0
+
+
+def t_quantile(p: float, dof: float) -> float:
+    """Student-t quantile (normal for infinite or NaN degrees of freedom)."""
+    from scipy.stats import norm, t
+
+    if not math.isfinite(dof) or dof <= 0:
+        return float(norm.ppf(p))
+    return float(t.ppf(p, max(dof, 1.0)))
 
 
 def _timeseries():
@@ -97,10 +128,15 @@ class SeriesStats:
     ``n``: samples in the whole series; ``t0``: index of the first production sample;
     ``g``: statistical inefficiency (samples); ``n_eff``: effectively independent samples;
     ``mean``, ``std``, ``sem`` in ``unit``; ``sample_interval_ps``: time between samples;
-    ``blocking_plateau`` / ``sem_blocking``: the independent blocking estimate;
-    ``note``: why an estimate is degenerate (``constant``, ``too short``, ``no samples``) or None.
-    ``drift``: what the series could still reach if it has not equilibrated
-    (:class:`pto_checks.drift.DriftBound`; None for series too short to fit a trend).
+    ``blocking_plateau`` / ``sem_blocking``: the blocking estimate;
+    ``note``: why an estimate is degenerate (``constant``, ``too short``, ``no samples``) or None;
+    ``sem_acf`` (dof ``n_eff - 1``) and ``sem_batch`` (``batches`` batch means, dof
+    ``batches - 1``): the two estimates; ``sem`` and ``dof`` are those of the one with the larger
+    95 % half-width (``t(dof) * sem``), which every interval uses; ``halves_agree``: no mode
+    slower than about half the window (:func:`slow_power_ratio`); ``replicas``: independent
+    runs behind the mean (:func:`combine_replicas`).  ``drift``: what the series could still reach
+    if it has not equilibrated or holds a slow mode (:class:`pto_checks.drift.DriftBound`; None for
+    series too short to fit a trend).
     """
 
     name: str
@@ -116,6 +152,12 @@ class SeriesStats:
     blocking_plateau: bool
     sem_blocking: float
     note: str | None = None
+    dof: float = math.inf
+    sem_acf: float = math.nan
+    sem_batch: float = math.nan
+    batches: int = 0
+    halves_agree: bool = True
+    replicas: int = 1
     drift: DriftBound | None = None
 
     @property
@@ -135,9 +177,10 @@ class SeriesStats:
             return float("nan")
         return 1.0 / (self.g * self.sample_interval_ps)
 
-    def interval(self, z: float) -> tuple[float, float]:
-        """``mean -+ z * sem`` (NaN when there is no error estimate)."""
-        return (self.mean - z * self.sem, self.mean + z * self.sem)
+    def interval(self, level: float = 0.95) -> tuple[float, float]:
+        """Two-sided ``level`` interval ``mean -+ t(dof) * sem`` (NaN without an error estimate)."""
+        h = t_quantile(0.5 + level / 2.0, self.dof) * self.sem
+        return (self.mean - h, self.mean + h)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,10 +213,49 @@ def series_statistics(x: Sequence[float], name: str = "", unit: str = "", t0: in
                            sample_interval_ps, True, 0.0, "constant", drift=drift_bound(x, sample_interval_ps))
     g = inefficiency(y)
     std = float(y.std(ddof=1))
-    sem = std * math.sqrt(g / len(y))
+    m = len(y)
+    n_eff = m / g
+    sem_acf = std * math.sqrt(g / m)
+    dof_acf = max(n_eff - 1.0, 1.0)
+    sem_bm, nb = batch_means_sem(y, n_eff)
+    sem, dof = sem_acf, dof_acf
+    if nb and t_quantile(0.975, nb - 1) * sem_bm > t_quantile(0.975, dof_acf) * sem_acf:
+        sem, dof = sem_bm, float(nb - 1)
     blk = blocking(y)
-    return SeriesStats(name, unit, n, t0, g, len(y) / g, float(y.mean()), std, sem, sample_interval_ps,
-                       blk.plateau, blk.sem, drift=drift_bound(x, sample_interval_ps))
+    return SeriesStats(name, unit, n, t0, g, n_eff, float(y.mean()), std, sem, sample_interval_ps,
+                       blk.plateau, blk.sem, None, dof, sem_acf, sem_bm, nb,
+                       slow_power_ratio(y, sem_acf) <= SLOW_POWER_LIMIT, drift=drift_bound(x, sample_interval_ps))
+
+
+def batch_means_sem(y: np.ndarray, n_eff: float) -> tuple[float, int]:
+    """(standard error of the mean from non-overlapping batch means, number of batches): as many
+    batches as give each at least :data:`BATCH_N_EFF` effective samples, clipped to
+    [:data:`MIN_BATCHES`, :data:`MAX_BATCHES`]; (NaN, 0) for fewer than 2 samples per batch."""
+    nb = int(min(MAX_BATCHES, max(MIN_BATCHES, math.floor(n_eff / BATCH_N_EFF))))
+    size = len(y) // nb
+    if size < 2:
+        return math.nan, 0
+    # the batches end at the end of the window (the oldest samples are the ones left over)
+    b = y[len(y) - nb * size:].reshape(nb, size).mean(axis=1)
+    return float(b.std(ddof=1) / math.sqrt(nb)), nb
+
+
+def slow_power_ratio(y: np.ndarray, sem_acf: float, bins: int = SLOW_BINS) -> float:
+    """How much more power ``y`` has at the longest periods its window resolves (the window and
+    half the window: periodogram bins 1 and 2) than the fast-noise estimate predicts.
+
+    For a series whose correlation is shorter than the window the spectral density at low
+    frequency is flat, S(0) = std^2 g = n sem_acf^2, and each periodogram ordinate over S(0) is
+    exponentially distributed with mean 1: a ratio above :data:`SLOW_POWER_LIMIT` (chance
+    exp(-8) per bin) means a mode slower than about half the window -- a cell that rings with a
+    period the window does not span twice, or a drift.  Returns max over the bins (0 when there
+    is no error estimate)."""
+    n = len(y)
+    if n < 2 * bins + 2 or not math.isfinite(sem_acf) or sem_acf <= 0:
+        return 0.0
+    z = np.fft.rfft(np.asarray(y, dtype=float) - float(np.mean(y)))
+    power = np.abs(z[1:bins + 1]) ** 2 / n
+    return float(power.max() / (n * sem_acf**2))
 
 
 def inefficiency(y: np.ndarray) -> float:
@@ -233,19 +315,26 @@ class RunStatistics:
 
 
 def run_statistics(series: Mapping[str, Sequence[float]], units: Mapping[str, str],
-                   sample_interval_ps: float, equilibration_from: Sequence[str]) -> RunStatistics:
+                   sample_interval_ps: float, equilibration_from: Sequence[str],
+                   fixed_discard: float = 0.5, t0: int | None = None) -> RunStatistics:
     """Statistics of several series sampled together (same length).
 
     The production window starts at the latest equilibrated start detected on the series named in
-    ``equilibration_from`` (those that are present and not constant), so all observables of a run
-    share one window.
+    ``equilibration_from`` (those that are present; series that no check decides, e.g. the
+    potential energy), so all observables of a run share one window; when none is present, after
+    the fixed fraction ``fixed_discard`` of the run.  ``t0`` (samples) given: that start.
     """
     lengths = {len(v) for v in series.values()}
     if len(lengths) > 1:
         raise ValueError(f"series of one run must have the same length, got {sorted(lengths)}")
     n = lengths.pop() if lengths else 0
     used = tuple(k for k in equilibration_from if k in series)
-    t0 = max((equilibration_start(series[k]) for k in used), default=0)
+    if t0 is not None:
+        pass
+    elif used:
+        t0 = max(equilibration_start(series[k]) for k in used)
+    else:
+        t0 = int(math.floor(n * min(max(fixed_discard, 0.0), 1.0)))
     stats = {k: series_statistics(v, k, units.get(k, ""), t0, sample_interval_ps) for k, v in series.items()}
     return RunStatistics(t0, n, sample_interval_ps, used, stats)
 
@@ -266,6 +355,51 @@ def norm_statistics(components: Sequence[SeriesStats], name: str = "P_abs") -> S
     note = None if not notes else ("constant" if notes == {"constant"} else "; ".join(sorted(notes)))
     blk = [c.sem_blocking for c in components]
     sem_blk = float(np.sqrt(np.sum((m / norm) ** 2 * np.square(blk)))) if norm > 0 else float(np.linalg.norm(blk))
+    dof = min((c.dof for c in components), default=math.inf)
     return SeriesStats(name, components[0].unit, worst.n, worst.t0, worst.g, worst.n_eff, norm,
                        float(np.linalg.norm([c.std for c in components])), sem, worst.sample_interval_ps,
-                       all(c.blocking_plateau for c in components), sem_blk, note)
+                       all(c.blocking_plateau for c in components), sem_blk, note, dof,
+                       replicas=min(c.replicas for c in components),
+                       halves_agree=all(c.halves_agree for c in components))
+
+
+def combine_replicas(stats: Sequence[SeriesStats]) -> SeriesStats:
+    """One series' statistics from R independent runs (replicas: same temperature, other seeds).
+
+    Mean: the mean of the replica means.  Two estimates of its error, the larger 95 % half-width
+    wins: between replicas, std(replica means) / sqrt(R) with Student-t R - 1 degrees of freedom
+    (independent runs: calibrated by construction, whatever the correlation inside a run), and
+    within, sqrt(sum sem_i^2) / R with the replicas' summed degrees of freedom.  ``n_eff`` and
+    ``n`` and ``t0`` are the shortest run and the latest start (the equilibration gate holds for
+    every replica); the blocking plateau must hold in every replica.  The halves guard is not
+    applied: a mode slower than one run dephases across independent replicas and shows in their
+    spread.
+    """
+    stats = list(stats)
+    if len(stats) == 1:
+        return stats[0]
+    r = len(stats)
+    means = np.array([s.mean for s in stats])
+    nan = math.nan
+    first = stats[0]
+    if not np.all(np.isfinite(means)):
+        return SeriesStats(first.name, first.unit, min(s.n for s in stats), first.t0, nan, 0.0, nan, nan, nan,
+                           first.sample_interval_ps, False, nan, "non-finite replica mean", replicas=r)
+    mean = float(means.mean())
+    sem_between = float(means.std(ddof=1) / math.sqrt(r))
+    sems = np.array([s.sem for s in stats])
+    sem_within = float(np.sqrt(np.sum(sems**2)) / r)
+    dof_within = float(sum(s.dof for s in stats))
+    sem, dof = sem_between, float(r - 1)
+    if math.isfinite(sem_within) and t_quantile(0.975, dof_within) * sem_within > t_quantile(0.975, dof) * sem:
+        sem, dof = sem_within, dof_within
+    notes = {s.note for s in stats if s.note}
+    note = None if not notes else ("constant" if notes == {"constant"} else "; ".join(sorted(notes)))
+    if note == "constant" and sem_between == 0.0:
+        sem, dof = 0.0, math.inf
+    n_eff = float(sum(s.n_eff for s in stats if math.isfinite(s.n_eff)))
+    return SeriesStats(first.name, first.unit, int(min(s.n for s in stats)), max(s.t0 for s in stats),
+                       float(np.mean([s.g for s in stats])), n_eff, mean,
+                       float(np.sqrt(np.mean([s.std**2 for s in stats]))), sem, first.sample_interval_ps,
+                       all(s.blocking_plateau for s in stats), sem_within, note, dof, sem_within, sem_between, r,
+                       True, r)

@@ -2,11 +2,10 @@
 
 A failing verdict's message states the measured value, the reference (and its source), the
 tolerance and the functional the model was trained on.  Dynamic verdicts decide from confidence
-intervals when the sweep asks for it and its rows carry statistics (:func:`decides_with_intervals`;
-:mod:`pto_checks.statistics`, decision rule in :mod:`pto_checks.decisions`): a quantity whose
-interval contains its threshold, or a run too short or not equilibrated, makes the check
-inconclusive, and the message says what would decide it.  Otherwise (rows from older caches, or
-a caller that cannot yet carry an inconclusive outcome) they judge the means as before.
+intervals (:mod:`pto_checks.statistics`, decision rule in :mod:`pto_checks.decisions`) and read
+every phase and the Tc bracket from :mod:`pto_checks.phase`: a quantity whose interval contains
+its threshold, or a run too short or not equilibrated, makes the check inconclusive, and the
+message says what would decide it.
 """
 
 from __future__ import annotations
@@ -22,9 +21,19 @@ from pto_checks.decisions import (
     StatisticsSettings,
     ThresholdDecision,
     combine,
-    decide_series,
     statistics_settings,
 )
+from pto_checks.phase import (  # noqa: F401  (row_decision, polar_order_decision re-exported)
+    Phase,
+    PhaseDecision,
+    crystal_decision,
+    decide_phase,
+    polar_order_decision,
+    row_decision,
+    sweep_phases,
+    undecided_decision,
+)
+from pto_checks.phase import tc_bracket as _tc_bracket
 from pto_checks.reference import functional_reference, load_reference, tolerance
 
 __all__ = ["Interval", "Outcome", "Verdict"]
@@ -269,17 +278,10 @@ def _oxygen_fraction(formula: str) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------------------------------------
-# Finite-temperature verdicts.  ``sweep``: the dict of the npt_sweep / nvt_sweep fixtures.
-
-
-def decides_with_intervals(sweep: Any) -> bool:
-    """Whether the dynamic verdicts decide ``sweep`` from confidence intervals (three outcomes):
-    always when its rows carry statistics (:func:`pto_checks.analysis.summarize_run`); rows from
-    before the statistics existed are judged on their means (pass / fail).  ``sweep`` is a
-    :class:`pto_checks.md.sweep.Sweep` or its dict; a dict may opt out with
-    ``decide_with_intervals=False`` (the harness's tests of the means-only rule)."""
-    opt = sweep.get("decide_with_intervals", True) if isinstance(sweep, dict) else True
-    return bool(opt) and any(isinstance(r.get("stats"), dict) for r in sweep["rows"])
+# Finite-temperature verdicts.  ``sweep``: a :class:`pto_checks.md.sweep.Sweep` (or a dict with
+# ``rows``, ``ensemble``, ``integrator``, ``protocol``, ``table``).  Every phase is the one
+# :mod:`pto_checks.phase` decides; rows without statistics are undecided (inconclusive), never
+# judged on their means.
 
 
 def needs_summary(verdict: Verdict) -> str:
@@ -301,15 +303,9 @@ def needs_summary(verdict: Verdict) -> str:
 
 def _sweep_context(sweep: dict[str, Any]) -> str:
     p = sweep["protocol"]
-    if p.reduced and decides_with_intervals(sweep):
-        reduced = (f"REDUCED protocol '{p.name}' ({p.md.supercell}^3 cells, {p.md.steps} steps of "
-                   f"{p.md.timestep_fs} fs per temperature): decided only where this run's confidence "
-                   "intervals allow. ")
-    elif p.reduced:
-        reduced = (f"REDUCED protocol '{p.name}' ({p.md.supercell}^3 cells, {p.md.steps} steps of "
-                   f"{p.md.timestep_fs} fs per temperature): qualitative only. ")
-    else:
-        reduced = ""
+    reduced = (f"REDUCED protocol '{p.name}' ({p.md.supercell}^3 cells, {p.md.steps} steps of "
+               f"{p.md.timestep_fs} fs per temperature): decided only where this run's confidence "
+               "intervals allow. ") if p.reduced else ""
     return (f"{reduced}{sweep['ensemble'].upper()} ({sweep['integrator']}) sweep:\n{sweep['table']}")
 
 
@@ -324,369 +320,158 @@ def _sweep_verdict(check: str, ok: bool | Outcome, what: str, sweep: dict[str, A
                  "ensemble": sweep["ensemble"], "integrator": sweep["integrator"]}
     if decisions is not None:
         v.details["decisions"] = [d.to_dict() for d in decisions]
-        settings = statistics_settings()
-        v.details["confidence_level"] = settings.confidence_level
+        v.details["confidence_level"] = statistics_settings().confidence_level
     return v
-
-
-# --- interval decisions on rows that carry statistics (pto_checks.analysis.summarize_run) -------
-
-def row_decision(row: dict[str, Any], name: str, threshold: float, *, offset: float = 0.0,
-                 scale: float = 1.0, settings: StatisticsSettings | None = None,
-                 looks: int = 1) -> ThresholdDecision | None:
-    """Where ``scale * (mean + offset)`` of the series ``name`` of one row lies relative to
-    ``threshold`` (None when the row carries no statistics for it).  A row of a sequential run
-    (``looks`` > 1) is decided at the level per look of its rule (Bonferroni over its looks)."""
-    st = (row.get("stats") or {}).get("series", {}).get(name)
-    if st is None:
-        return None
-    looks = max(looks, int(row.get("looks", 1)))  # a sequential run: the level per look it was run with
-    return decide_series(st, threshold, offset=offset, scale=scale, settings=settings, looks=looks,
-                         temperature_K=row.get("T_K"))
-
-
-def _undecided_decision(row: dict[str, Any], what: str) -> ThresholdDecision:
-    """A comparison the row cannot make: it carries no statistics for ``what`` (a run too short to
-    sample it, or one recorded without it): a run of the current code, long enough, decides it."""
-    nan = math.nan
-    at = f" at {row['T_K']:.0f} K" if isinstance(row.get("T_K"), (int, float)) else ""
-    return ThresholdDecision(Side.UNDECIDED, nan, nan, nan, Interval(nan, nan, statistics_settings().confidence_level),
-                             nan, f"no statistics for {what}", None, row.get("T_K"),
-                             step=f"a run{at} that samples it (rerun with this version of pto-checks)")
-
-
-def _drifted_past(d: ThresholdDecision, limit: float, above: bool) -> bool:
-    """Undecided only because the series still drifts, with its whole interval beyond ``limit``."""
-    if d.side is not Side.UNDECIDED or not d.reason.startswith("not equilibrated"):
-        return False
-    iv = d.interval
-    return bool(math.isfinite(iv.low) and (iv.low > limit if above else iv.high < limit))
-
-
-def crystal_decision(row: dict[str, Any], melt: dict[str, Any] | None = None,
-                     settings: StatisticsSettings | None = None) -> tuple[Outcome, list[ThresholdDecision], str]:
-    """Is this temperature a crystal?  PASS: Lindemann ratio below and order parameter above
-    their limits at the confidence level; FAIL: a blow-up, or either on the wrong side; else
-    INCONCLUSIVE.  Returns (outcome, decisions, text)."""
-    melt = melt or tolerance("melting")
-    if row.get("failure"):
-        f = row["failure"]
-        return Outcome.FAIL, [], f"UNSTABLE at {row['T_K']:.0f} K ({f['reason']}, step {f['step']})"
-    lind = (row_decision(row, "lindemann", melt["max_lindemann"], settings=settings)
-            or _undecided_decision(row, "lindemann"))
-    order = row_decision(row, "order", melt["min_order"], settings=settings) or _undecided_decision(row, "order")
-    out = combine([lind.outcome(Side.BELOW), order.outcome(Side.ABOVE)])
-    # a run starts from the perfect crystal (Lindemann 0, order 1): a drift that has already carried
-    # the whole interval past the melting limit is melting in progress, not a reason to wait (a
-    # liquid's Lindemann ratio never stops growing, so "not equilibrated" would hide it forever)
-    if out is Outcome.INCONCLUSIVE and (_drifted_past(lind, melt["max_lindemann"], True)
-                                        or _drifted_past(order, melt["min_order"], False)):
-        out = Outcome.FAIL
-    text = {Outcome.PASS: f"crystal at {row['T_K']:.0f} K",
-            Outcome.FAIL: f"MOLTEN at {row['T_K']:.0f} K",
-            Outcome.INCONCLUSIVE: f"undecided melting at {row['T_K']:.0f} K"}[out]
-    if out is not Outcome.PASS:
-        text += f" ({lind.describe('Lindemann', digits=3)}; {order.describe('order', digits=3)})"
-    return out, [lind, order], text
-
-
-def polar_order_decision(row: dict[str, Any], settings: StatisticsSettings | None = None
-                         ) -> ThresholdDecision | None:
-    """Axis-free polar order of one row: the per-frame alignment ``|P| / mean local |p|``
-    (series ``P_alignment``) against :func:`pto_checks.analysis.polar_order_threshold` for the
-    row's cell size (``tolerances.phase.min_polar_order`` of the way from the disordered
-    baseline to full order).  None when the row has no such statistics or no cell size, or its
-    cell is smaller than ``min_cells_polar_order`` (local dipoles sharing most of their atoms)."""
-    from pto_checks.analysis import n_cells_of, polar_order_threshold
-
-    n = n_cells_of(row)
-    phase = tolerance("phase")
-    if n is None or n < phase["min_cells_polar_order"]:
-        return None
-    thr = polar_order_threshold(n, phase["min_polar_order"])
-    return row_decision(row, "P_alignment", thr, settings=settings)
 
 
 def phase_decision(row: dict[str, Any], ensemble: str, settings: StatisticsSettings | None = None
                    ) -> tuple[str | None, list[ThresholdDecision], str]:
-    """The phase of one row decided from confidence intervals: one of ``unstable``, ``molten``,
-    ``supertetragonal``, ``tetragonal``, ``cubic``, or None (undecided).
-
-    NPT (the axis-free rule of ``tolerances.phase``): *supertetragonal* when c/a is above
-    ``supertetragonal_min``; *tetragonal* when each frame is polar -- the per-frame polar order
-    (:func:`polar_order_decision`) above its threshold and the per-frame |P| above the polar
-    threshold -- or the time-averaged c/a - 1 is above ``tetragonal_min``; *cubic* only when the
-    polar order or the per-frame |P| is below its threshold and c/a - 1 is not above
-    ``tetragonal_min``.  A small cell whose polar axis turns among x, y and z averages c/a to 1
-    while every frame is polar: the time-averaged c/a alone would call it cubic.  NVT (lattice
-    imposed at c/a 1.06, which pins the axis) decides by |P| against the polar threshold
-    (converted to the Born-charge convention, :func:`analysis.polar_threshold`).
-    Returns (phase, decisions, text)."""
-    from pto_checks.analysis import polar_threshold
-
-    thr = tolerance("phase")
-    melt_out, decisions, text = crystal_decision(row, settings=settings)
-    if melt_out is Outcome.FAIL:
-        return ("unstable" if row.get("failure") else "molten"), decisions, text
-    t = row["T_K"]
-    if ensemble == "npt":
-        sup = row_decision(row, "c_over_a", thr["supertetragonal_min"], settings=settings) \
-            or _undecided_decision(row, "c/a")
-        tet = row_decision(row, "c_over_a", thr["tetragonal_min"], offset=-1.0, settings=settings) \
-            or _undecided_decision(row, "c/a")
-        order = polar_order_decision(row, settings=settings)
-        if order is None:  # small cell or no per-frame statistics: the time-averaged c/a alone decides
-            frame_p = None
-            polar, nonpolar = False, tet.side is Side.BELOW
-            decisions += [tet, sup]
-        else:
-            frame_p = row_decision(row, "P_frame_abs", polar_threshold(thr, row.get("born_convention")),
-                                   settings=settings) or _undecided_decision(row, "per-frame |P|")
-            polar = order.side is Side.ABOVE and frame_p.side is Side.ABOVE
-            nonpolar = order.side is Side.BELOW or frame_p.side is Side.BELOW
-            decisions += [order, tet, sup, frame_p]
-        if sup.side is Side.ABOVE:
-            phase = "supertetragonal"
-        elif (polar or tet.side is Side.ABOVE) and sup.side is Side.BELOW:
-            phase = "tetragonal"
-        elif nonpolar and tet.side is not Side.ABOVE:
-            phase = "cubic"
-        else:
-            phase = None
-        if phase == "supertetragonal":
-            desc = sup.describe("c/a")
-        elif frame_p is None:  # the c/a rule of small cells: what it compared
-            desc = f"{tet.describe('c/a - 1')}; {sup.describe('c/a')}"
-        else:
-            desc = (f"{order.describe('polar order |P|/<|p|>', digits=3)}; "
-                    f"{frame_p.describe('per-frame |P|', 'C/m^2', 3)}; {tet.describe('c/a - 1')}"
-                    + (f"; {sup.describe('c/a')}" if sup.side is not Side.BELOW else ""))
-    else:
-        pol = row_decision(row, "P_abs", polar_threshold(thr, row.get("born_convention")), settings=settings) \
-            or _undecided_decision(row, "|P|")
-        decisions.append(pol)
-        phase = {Side.ABOVE: "tetragonal", Side.BELOW: "cubic", Side.UNDECIDED: None}[pol.side]
-        desc = pol.describe("|P|", "C/m^2", 3)
-    if phase is not None and melt_out is Outcome.INCONCLUSIVE:
-        phase = None
-    return phase, decisions, f"{t:.0f} K: {phase or 'UNDECIDED'} ({desc})" + (
-        f"; {text}" if melt_out is Outcome.INCONCLUSIVE else "")
+    """(phase value or None when undecided, decisions, text) of :func:`pto_checks.phase.decide_phase`."""
+    d = decide_phase(row, ensemble, settings)
+    return (d.phase.value if d.phase.decided else None), list(d.decisions), d.text
 
 
-def _polar(phase: str | None) -> bool:
-    return phase in ("tetragonal", "supertetragonal")
+def _phases(sweep: dict[str, Any]) -> list[PhaseDecision]:
+    return sweep_phases(sweep["rows"], sweep["ensemble"])
 
 
-# --- the dynamic verdicts ------------------------------------------------------------------------
+def _all(per_row: list[PhaseDecision]) -> list[ThresholdDecision]:
+    return [d for p in per_row for d in p.decisions]
+
 
 def no_melting_or_instability(sweep: dict[str, Any], functional: str) -> Verdict:
     """No temperature of the sweep is molten or unstable (blow-up)."""
-    if decides_with_intervals(sweep):
-        per_row = [crystal_decision(r) for r in sweep["rows"]]
-        outcome = combine(o for o, _, _ in per_row)
-        bad = [text for o, _, text in per_row if o is not Outcome.PASS]
-        what = "crystal at every temperature" if not bad else "; ".join(bad)
-        decisions = [d for _, ds, _ in per_row for d in ds]
-        return _sweep_verdict("no_melting_or_instability", outcome, what, sweep, functional,
-                              [r.get("phase") for r in sweep["rows"]], tolerance("melting"), decisions=decisions)
-    bad = [r for r in sweep["rows"] if r["phase"] in ("molten", "unstable")]
-    what = ("crystal at every temperature" if not bad else "; ".join(
-        f"{r['phase'].upper()} at {r['T_K']:.0f} K"
-        + (f" ({r['failure']['reason']}, step {r['failure']['step']})" if r.get("failure") else
-           f" (Lindemann {r['lindemann']:.3f}, order {r['order']:.2f})") for r in bad))
-    return _sweep_verdict("no_melting_or_instability", not bad, what, sweep, functional,
-                          [r["phase"] for r in sweep["rows"]], tolerance("melting"))
+    per_row = [crystal_decision(r) for r in sweep["rows"]]
+    outcome = combine(o for o, _, _ in per_row)
+    bad = [text for o, _, text in per_row if o is not Outcome.PASS]
+    what = "crystal at every temperature" if not bad else "; ".join(bad)
+    decisions = [d for _, ds, _ in per_row for d in ds]
+    return _sweep_verdict("no_melting_or_instability", outcome, what, sweep, functional,
+                          [r.get("phase") for r in sweep["rows"]], tolerance("melting"), decisions=decisions)
 
 
 def polar_at_low_temperature(sweep: dict[str, Any], functional: str) -> Verdict:
     """The lowest temperature of the sweep (300 K) is tetragonal and polar."""
-    r = sweep["rows"][0]
-    if decides_with_intervals(sweep):
-        phase, decisions, text = phase_decision(r, sweep["ensemble"])
-        outcome = Outcome.INCONCLUSIVE if phase is None else (
-            Outcome.PASS if phase == "tetragonal" else Outcome.FAIL)
-        interval = decisions[2].interval if len(decisions) > 2 else None  # [lindemann, order, polar order or |P|, ...]
-        return _sweep_verdict("polar_at_300K", outcome, f"{text}; expected tetragonal", sweep, functional,
-                              phase, tolerance("phase"), interval, decisions)
-    ok = r["phase"] == "tetragonal"
-    return _sweep_verdict("polar_at_300K", ok, f"phase at {r['T_K']:.0f} K is {r['phase']} "
-                          f"(c/a {r['c_over_a']:.4f}, |P| {r['P_abs']:.3f} C/m^2; expected tetragonal)",
-                          sweep, functional, r["phase"], tolerance("phase"))
+    d = decide_phase(sweep["rows"][0], sweep["ensemble"])
+    outcome = (Outcome.INCONCLUSIVE if not d.phase.decided else
+               Outcome.PASS if d.phase is Phase.TETRAGONAL else Outcome.FAIL)
+    return _sweep_verdict("polar_at_300K", outcome, f"{d.text}; expected tetragonal", sweep, functional,
+                          d.phase.value, tolerance("phase"), d.decisive.interval if d.decisive else None,
+                          list(d.decisions))
 
 
 def cubic_above_tc(sweep: dict[str, Any], functional: str) -> Verdict:
     """The top of the sweep is cubic, and no temperature above the first cubic one is polar again."""
-    if decides_with_intervals(sweep):
-        per_row = [phase_decision(r, sweep["ensemble"]) for r in sweep["rows"]]
-        phases = [p for p, _, _ in per_row]
-        top_phase, top_dec, top_text = per_row[-1]
-        outs = [Outcome.INCONCLUSIVE if top_phase is None else
-                (Outcome.PASS if top_phase == "cubic" else Outcome.FAIL)]
-        first_cubic = next((i for i, p in enumerate(phases) if p == "cubic"), None)
-        notes = []
-        if first_cubic is not None:
-            for p, _, text in per_row[first_cubic + 1:]:
-                if p is None:
-                    outs.append(Outcome.INCONCLUSIVE)
-                    notes.append(text)
-                elif p != "cubic":
-                    outs.append(Outcome.FAIL)
-                    notes.append("polar again above the first cubic temperature: " + text)
-        outcome = combine(outs)
-        what = f"top of the sweep: {top_text}" + ("; " + "; ".join(notes) if notes else "") + (
-            ": the paraelectric phase is never reached" if top_phase is not None and top_phase != "cubic" else "")
-        tet = next((d for d in top_dec[2:3]), None)
-        return _sweep_verdict("cubic_above_tc", outcome, what, sweep, functional, phases, tolerance("phase"),
-                              tet.interval if tet else None, [d for _, ds, _ in per_row for d in ds])
-    phases = [r["phase"] for r in sweep["rows"]]
-    top = sweep["rows"][-1]
-    first_cubic = next((i for i, p in enumerate(phases) if p == "cubic"), None)
-    reentrant = first_cubic is not None and any(p != "cubic" for p in phases[first_cubic:])
-    ok = top["phase"] == "cubic" and not reentrant
-    what = (f"phase at the top of the sweep ({top['T_K']:.0f} K) is {top['phase']} "
-            f"(c/a {top['c_over_a']:.4f}, |P| {top['P_abs']:.3f} C/m^2)"
-            + ("; not cubic at every temperature above the first cubic one" if reentrant else "")
-            + ("" if ok else ": the paraelectric phase is never reached"))
-    return _sweep_verdict("cubic_above_tc", ok, what, sweep, functional, phases, tolerance("phase"))
+    per_row = _phases(sweep)
+    top = per_row[-1]
+    outs = [Outcome.INCONCLUSIVE if not top.phase.decided else
+            (Outcome.PASS if top.phase is Phase.CUBIC else Outcome.FAIL)]
+    first_cubic = next((i for i, p in enumerate(per_row) if p.phase is Phase.CUBIC), None)
+    notes = []
+    if first_cubic is not None:
+        for p in per_row[first_cubic + 1:-1]:
+            if not p.phase.decided:
+                outs.append(Outcome.INCONCLUSIVE)
+                notes.append(p.text)
+            elif p.phase is not Phase.CUBIC:
+                outs.append(Outcome.FAIL)
+                notes.append("not cubic above the first cubic temperature: " + p.text)
+    outcome = combine(outs)
+    what = f"top of the sweep: {top.text}" + ("; " + "; ".join(notes) if notes else "") + (
+        ": the paraelectric phase is never reached" if top.phase.decided and top.phase is not Phase.CUBIC else "")
+    return _sweep_verdict("cubic_above_tc", outcome, what, sweep, functional, [p.phase.value for p in per_row],
+                          tolerance("phase"), top.decisive.interval if top.decisive else None, _all(per_row))
 
 
 def no_supertetragonal(sweep: dict[str, Any], functional: str) -> Verdict:
     """No temperature has c/a above the supertetragonal threshold."""
     thr = tolerance("phase")["supertetragonal_min"]
-    if decides_with_intervals(sweep):
-        decisions, outs, bad = [], [], []
-        for r in sweep["rows"]:
-            if r.get("failure"):
-                continue  # a blow-up is the melting check's result
-            d = row_decision(r, "c_over_a", thr) or _undecided_decision(r, "c/a")
-            decisions.append(d)
-            outs.append(d.outcome(Side.BELOW))
-            if d.side is not Side.BELOW:
-                bad.append(("SUPERTETRAGONAL at " if d.side is Side.ABOVE else "undecided at ")
-                           + f"{r['T_K']:.0f} K: " + d.describe("c/a"))
-        outcome = combine(outs)
-        what = ("no supertetragonal phase" if not bad else "; ".join(bad)) + f" (threshold c/a >= {thr})"
-        worst = max(decisions, key=lambda d: d.interval.high if math.isfinite(d.interval.high) else math.inf,
-                    default=None)
-        return _sweep_verdict("no_supertetragonal", outcome, what, sweep, functional,
-                              [r["c_over_a"] for r in sweep["rows"]], thr,
-                              worst.interval if worst else None, decisions)
-    bad = [r for r in sweep["rows"] if r["phase"] == "supertetragonal"]
-    what = ("no supertetragonal phase" if not bad else "SUPERTETRAGONAL at " + ", ".join(
-        f"{r['T_K']:.0f} K (c/a {r['c_over_a']:.3f})" for r in bad)) + f" (threshold c/a >= {thr})"
-    return _sweep_verdict("no_supertetragonal", not bad, what, sweep, functional,
-                          [r["c_over_a"] for r in sweep["rows"]], thr)
+    decisions, outs, bad = [], [], []
+    for r in sweep["rows"]:
+        if r.get("failure"):
+            continue  # a blow-up is the melting check's result
+        d = row_decision(r, "c_over_a", thr) or undecided_decision(r, "c/a")
+        decisions.append(d)
+        outs.append(d.outcome(Side.BELOW))
+        if d.side is not Side.BELOW:
+            bad.append(("SUPERTETRAGONAL at " if d.side is Side.ABOVE else "undecided at ")
+                       + f"{r['T_K']:.0f} K: " + d.describe("c/a"))
+    outcome = combine(outs)
+    what = ("no supertetragonal phase" if not bad else "; ".join(bad)) + f" (threshold c/a >= {thr})"
+    worst = max(decisions, key=lambda d: d.interval.high if math.isfinite(d.interval.high) else math.inf,
+                default=None)
+    return _sweep_verdict("no_supertetragonal", outcome, what, sweep, functional,
+                          [r["c_over_a"] for r in sweep["rows"]], thr, worst.interval if worst else None, decisions)
 
 
 def tc_bracket(temperatures: list[float], phases: list[str | None]) -> dict[str, Any]:
-    """Tc bracketed from per-temperature phases decided with intervals (None = undecided).
-
-    ``low``: the highest temperature decided polar; ``high``: the first temperature above it
-    decided cubic (undecided temperatures in between widen the bracket).  Returns
-    ``{"low", "high", "tc", "resolution", "status"}`` with status ``bracketed``, ``never_polar``,
-    ``never_cubic`` (polar at the top), ``undecided`` (no polar or no cubic decision to bracket
-    with) or ``unbounded`` (polar, then only undecided temperatures up to the top).
-    """
-    idx_pol = [i for i, p in enumerate(phases) if _polar(p)]
-    out = {"low": None, "high": None, "tc": None, "resolution": None}
-    if not idx_pol:
-        status = "undecided" if any(p is None for p in phases) else "never_polar"
-        return dict(out, status=status)
-    i = idx_pol[-1]
-    out["low"] = float(temperatures[i])
-    j = next((k for k in range(i + 1, len(phases)) if phases[k] == "cubic"), None)
-    if j is None:
-        status = "never_cubic" if i == len(phases) - 1 or all(_polar(p) or p in ("molten", "unstable")
-                                                               for p in phases[i + 1:]) else "unbounded"
-        return dict(out, status=status)
-    out["high"] = float(temperatures[j])
-    out["tc"] = 0.5 * (out["low"] + out["high"])
-    out["resolution"] = 0.5 * (out["high"] - out["low"])
-    return dict(out, status="bracketed")
+    """:func:`pto_checks.phase.tc_bracket` as a dict (``low``, ``high``, ``tc``, ``resolution``, ``status``)."""
+    return _tc_bracket(temperatures, phases).to_dict()
 
 
 def tc_vs_experiment(sweep: dict[str, Any], functional: str) -> Verdict:
-    """Tc from the sweep within tolerance of experiment (760 K)."""
+    """Tc, bracketed by the phases of :mod:`pto_checks.phase`, within tolerance of experiment (760 K)."""
     ref = load_reference()
     exp = ref["experiment"]["tc"]
     tol = tolerance("tc")["value"]
-    if decides_with_intervals(sweep):
-        per_row = [phase_decision(r, sweep["ensemble"]) for r in sweep["rows"]]
-        temps = [r["T_K"] for r in sweep["rows"]]
-        br = tc_bracket(temps, [p for p, _, _ in per_row])
-        lo_ok, hi_ok = exp["value"] - tol, exp["value"] + tol
-        undecided = [text for p, _, text in per_row if p is None]
-        interval = None
-        if br["status"] == "bracketed":
-            interval = Interval(br["low"], br["high"], statistics_settings().confidence_level, "K")
-            if lo_ok <= br["low"] and br["high"] <= hi_ok:
-                outcome = Outcome.PASS
-            elif br["high"] < lo_ok or br["low"] > hi_ok:
-                outcome = Outcome.FAIL
-            else:
-                outcome = Outcome.INCONCLUSIVE
-            what = (f"Tc in [{br['low']:.0f}, {br['high']:.0f}] K (between the last polar and the first cubic "
-                    f"temperature, each decided at the {statistics_settings().confidence_level:.0%} level) vs "
-                    f"experiment {exp['value']} K ({exp['source']}), tolerance {tol} K: the bracket is "
-                    + {Outcome.PASS: "inside", Outcome.FAIL: "outside",
-                       Outcome.INCONCLUSIVE: "partly outside"}[outcome] + f" [{lo_ok}, {hi_ok}] K")
-            if outcome is Outcome.INCONCLUSIVE:
-                what += (f"; needs the bracket refined: temperatures between {br['low']:.0f} and "
-                         f"{br['high']:.0f} K")
-        elif br["status"] in ("never_polar", "never_cubic"):
+    level = statistics_settings().confidence_level
+    per_row = _phases(sweep)
+    temps = [r["T_K"] for r in sweep["rows"]]
+    br = _tc_bracket(temps, [p.phase for p in per_row]).to_dict()
+    lo_ok, hi_ok = exp["value"] - tol, exp["value"] + tol
+    undecided = [p.text for p in per_row if not p.phase.decided]
+    interval = None
+    if br["status"] == "bracketed":
+        interval = Interval(br["low"], br["high"], level, "K")
+        if lo_ok <= br["low"] and br["high"] <= hi_ok:
+            outcome = Outcome.PASS
+        elif br["high"] < lo_ok or br["low"] > hi_ok:
             outcome = Outcome.FAIL
-            what = ("no tetragonal-to-cubic transition found in the sweep ("
-                    + ("never polar" if br["status"] == "never_polar" else
-                       f"still polar at {temps[-1]:.0f} K") + ")")
-        elif br["status"] == "unbounded" and br["low"] > hi_ok:
-            outcome = Outcome.FAIL
-            what = f"Tc above {br['low']:.0f} K, beyond {hi_ok} K"
         else:
             outcome = Outcome.INCONCLUSIVE
-            what = "Tc cannot be bracketed from decided temperatures"
-        if undecided and outcome is not Outcome.PASS:
-            what += "; undecided: " + "; ".join(undecided)
-        v = _sweep_verdict("tc_vs_experiment", outcome, what, sweep, functional, br["tc"], tol, interval,
-                           [d for _, ds, _ in per_row for d in ds])
-        v.details["tc_bracket"] = br
-        v.reference, v.unit, v.source = exp["value"], "K", exp["source"]
-        return v
-    tc = sweep["tc"]
-    if tc["tc"] is None:
-        ok, what = False, "no tetragonal-to-cubic transition found in the sweep"
+        what = (f"Tc in [{br['low']:.0f}, {br['high']:.0f}] K (between the last polar and the first cubic "
+                f"temperature, each decided at the {level:.0%} level) vs "
+                f"experiment {exp['value']} K ({exp['source']}), tolerance {tol} K: the bracket is "
+                + {Outcome.PASS: "inside", Outcome.FAIL: "outside",
+                   Outcome.INCONCLUSIVE: "partly outside"}[outcome] + f" [{lo_ok}, {hi_ok}] K")
+        if outcome is Outcome.INCONCLUSIVE:
+            what += (f"; needs the bracket refined: temperatures between {br['low']:.0f} and "
+                     f"{br['high']:.0f} K")
+    elif br["status"] in ("never_polar", "never_cubic"):
+        outcome = Outcome.FAIL
+        what = ("no tetragonal-to-cubic transition found in the sweep ("
+                + ("never polar" if br["status"] == "never_polar" else
+                   f"still polar at {max(temps):.0f} K") + ")")
+    elif br["status"] == "unbounded" and br["low"] > hi_ok:
+        outcome = Outcome.FAIL
+        what = f"Tc above {br['low']:.0f} K, beyond {hi_ok} K"
     else:
-        ok = abs(tc["tc"] - exp["value"]) <= tol
-        what = (f"Tc = {tc['tc']:.0f} +- {tc['resolution']:.0f} K ({tc['method']}) vs experiment "
-                f"{exp['value']} K ({exp['source']}): |diff| {abs(tc['tc'] - exp['value']):.0f} K "
-                f"{'within' if ok else 'outside'} tolerance {tol} K")
-    v = _sweep_verdict("tc_vs_experiment", ok, what, sweep, functional, tc["tc"], tol)
+        outcome = Outcome.INCONCLUSIVE
+        what = "Tc cannot be bracketed from decided temperatures"
+    if undecided and outcome is not Outcome.PASS:
+        what += "; undecided: " + "; ".join(undecided)
+    v = _sweep_verdict("tc_vs_experiment", outcome, what, sweep, functional, br["tc"], tol, interval,
+                       _all(per_row))
+    v.details["tc_bracket"] = br
     v.reference, v.unit, v.source = exp["value"], "K", exp["source"]
     return v
 
 
 def polarization_vanishes(sweep: dict[str, Any], functional: str) -> Verdict:
-    """NVT: |Pz| at the top of the sweep below the polar threshold (stated in the default
-    Born-charge convention, converted for another one)."""
+    """NVT: the top of the sweep is non-polar by the per-frame |Pz| (:func:`pto_checks.phase.decide_phase`:
+    a Pz that flips sign while every frame is polar does not pass), and a crystal."""
     from pto_checks.analysis import polar_threshold
 
     top = sweep["rows"][-1]
     thr = polar_threshold(tolerance("phase"), top.get("born_convention"))
-    if decides_with_intervals(sweep):
-        melt_out, melt_dec, melt_text = crystal_decision(top)
-        up = row_decision(top, "Pz", thr) or _undecided_decision(top, "Pz")
-        down = row_decision(top, "Pz", -thr) or _undecided_decision(top, "Pz")
-        outcome = combine([melt_out, up.outcome(Side.BELOW), down.outcome(Side.ABOVE)])
-        decisive = up if up.side is not Side.BELOW else down
-        what = (f"at {top['T_K']:.0f} K (imposed c/a = 1.06): {decisive.describe('Pz', 'C/m^2', 3)}, "
-                f"need |Pz| < {thr:.3f} C/m^2" + ("" if melt_out is Outcome.PASS else f"; {melt_text}")
-                + (": the polarization does not vanish" if outcome is Outcome.FAIL and melt_out is Outcome.PASS
-                   else ""))
-        return _sweep_verdict("polarization_vanishes_above_tc", outcome, what, sweep, functional, top["Pz"], thr,
-                              up.interval, melt_dec + [up, down])
-    ok = abs(top["Pz"]) < thr and top["phase"] not in ("molten", "unstable")
-    what = (f"|Pz| at {top['T_K']:.0f} K = {abs(top['Pz']):.3f} C/m^2 (threshold {thr}, at the imposed "
-            f"c/a = 1.06); phase {top['phase']}" + ("" if ok else ": the polarization does not vanish"))
-    return _sweep_verdict("polarization_vanishes_above_tc", ok, what, sweep, functional, top["Pz"], thr)
+    d = decide_phase(top, sweep["ensemble"])
+    outcome = (Outcome.INCONCLUSIVE if not d.phase.decided else
+               Outcome.PASS if d.phase is Phase.CUBIC else Outcome.FAIL)
+    what = (f"at {top['T_K']:.0f} K (imposed c/a = 1.06): {d.text}, need per-frame |Pz| < {thr:.3f} C/m^2"
+            + (": the polarization does not vanish" if d.phase.polar else ""))
+    return _sweep_verdict("polarization_vanishes_above_tc", outcome, what, sweep, functional, top.get("Pz"), thr,
+                          d.decisive.interval if d.decisive else None, list(d.decisions))
+
 
 
 def unchanged_vs_baseline(model: str, baseline: dict[str, Any], current: dict[str, tuple[float, float]]) -> Verdict:

@@ -55,6 +55,7 @@ from pto_checks.executors import Executor, InProcess, make_job
 from pto_checks.md.engines import choose_engine
 from pto_checks.md.observe import checkpoint_problem, md_valid, write_outputs
 from pto_checks.md.task import START_STATE, EngineName, MDTask, sweep_tasks
+from pto_checks.phase import Phase, decide_phase, tc_bracket
 
 FINAL_STATE = "final_state.npz"
 
@@ -99,15 +100,13 @@ def rule_for(protocol: Any) -> SequentialRule | None:
 
 def decide(row: dict[str, Any], ensemble: str) -> tuple[str | None, str]:
     """The phase of one temperature at the level its ``looks`` ask for (None: undecided), and the
-    text.  The only place the sequential protocol asks what a temperature's checks need."""
-    from pto_checks.verdicts import phase_decision
-
-    phase, _, text = phase_decision(row, ensemble)
-    return phase, text
+    text, by :func:`pto_checks.phase.decide_phase` (the rule the rows and verdicts read)."""
+    d = decide_phase(row, ensemble)
+    return (d.phase.value if d.phase.decided else None), d.text
 
 
 def _polar(phase: str | None) -> bool:
-    return phase in ("tetragonal", "supertetragonal")
+    return Phase.of(phase).polar
 
 
 def task_key(model: Any, task: MDTask, engine: EngineName, rule: SequentialRule, start_from: str | None,
@@ -148,7 +147,9 @@ def _finish(work: Path, res: dict[str, Any], run: Run, rule: SequentialRule, ste
     if lf is not None:
         np.savez(work / FINAL_STATE, numbers=np.asarray(lf["numbers"]), positions=np.asarray(lf["positions"]),
                  cell=np.asarray(lf["cell"]))
-    row = analysis.summarize_run(res["samples"], res["failure"], run.task.temperature_K, production_fraction)
+    # the stored row is summarised from exactly the samples its last look decided on
+    seen = [x for x in res["samples"] if x["step"] <= steps]
+    row = analysis.summarize_run(seen, res["failure"], run.task.temperature_K, production_fraction)
     row["task"] = replace(run.task, steps=rule.max_steps).to_dict()
     row["engine"] = run.engine.value
     row["n_samples_stored"] = len(res["samples"])  # for md_valid
@@ -221,12 +222,10 @@ def run_sequential(model: Any, protocol: Any, cache: Cache, runs: list[Run], rul
 
 
 def _bracket(runs: list[Run], ensemble: str, descending: bool = False) -> dict[str, Any]:
-    """Tc bracket of one branch (:func:`pto_checks.verdicts.tc_bracket` on the sorted temperatures)."""
-    from pto_checks.verdicts import tc_bracket
-
+    """Tc bracket of one branch (:func:`pto_checks.phase.tc_bracket`)."""
     srt = sorted(runs, key=lambda r: r.task.temperature_K)
     phases = [decide(r.row, ensemble)[0] for r in srt]
-    br = tc_bracket([r.task.temperature_K for r in srt], phases)
+    br = tc_bracket([r.task.temperature_K for r in srt], phases).to_dict()
     if descending and br["status"] != "bracketed":  # cooling: first polar below the last cubic
         pol = [r.task.temperature_K for r, p in zip(srt, phases, strict=True) if _polar(p)]
         cub = [r.task.temperature_K for r, p in zip(srt, phases, strict=True) if p == "cubic"]

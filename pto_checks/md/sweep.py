@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from pto_checks import analysis
+from pto_checks import analysis, phase
 from pto_checks.cache import Cache, Claim, stage_key
 from pto_checks.executors import Executor, InProcess, make_job
 from pto_checks.md.engines import choose_engine
@@ -33,9 +33,10 @@ from pto_checks.protocols import key_parts
 class Sweep:
     """One temperature sweep of one model, as the checks read it.
 
-    ``rows``: one dict per temperature (keys and units in :attr:`UNITS`; ``phase`` classified on
-    reading; ``cache_hit``, ``folder``, ``engine``); ``tc``: the transition temperature estimate
-    (:func:`pto_checks.analysis.transition_temperature`); ``protocol``: the
+    ``rows``: one dict per temperature (keys and units in :attr:`UNITS`; ``phase`` decided on
+    reading by :func:`pto_checks.phase.decide_phase`, ``undecided`` included; ``cache_hit``,
+    ``folder``, ``engine``); ``tc``: the Tc bracket of those phases
+    (:func:`pto_checks.phase.sweep_tc`; a sequential sweep's bisection result); ``protocol``: the
     :class:`~pto_checks.protocols.Protocol` it ran under; ``engine``: the engine(s) that ran it.
     ``sweep["rows"]`` works too (the check files and verdicts were written against a dict).
     """
@@ -62,8 +63,7 @@ class Sweep:
         if not self.tc:
             self.tc = dict(getattr(self.rows, "tc", {}))
         if not self.tc:
-            self.tc = analysis.transition_temperature([r["T_K"] for r in self.rows],
-                                                      [r["phase"] for r in self.rows])
+            self.tc = phase.sweep_tc(self.rows, self.ensemble)
 
     def __getitem__(self, key: str) -> Any:
         return getattr(self, key)
@@ -154,7 +154,7 @@ def md_sweep(model: Any, protocol: Any, cache: Cache, ensemble: str, integrator:
              engine: str | EngineName = "ase", progress: bool = True, write=None,
              together: Sequence[tuple[str, str]] = (), executor: Executor | None = None) -> list[dict[str, Any]]:
     """Run (or read from the cache) one temperature sweep; return the per-temperature rows, each
-    with its phase (classified on reading, from the thresholds in reference_data), ``engine``,
+    with its phase (:func:`pto_checks.phase.classify_rows`, decided on reading), ``engine``,
     ``cache_hit`` (False when this call computed it) and ``folder``.
 
     ``engine`` is the ``--engine`` option (``ase``, ``batched`` or ``auto``), resolved per task.
@@ -175,10 +175,8 @@ def md_sweep(model: Any, protocol: Any, cache: Cache, ensemble: str, integrator:
         say = Progress(model.name, 0, enabled=progress, write=write)
         heat, cool, tc = sequential_sweep(model, protocol, cache, ensemble, integrator, engine,
                                           say.write if progress else (lambda _line: None), executor)
-        out = SweepRows(dict(r, phase=analysis.classify_phase(r, ensemble, tol["phase"], tol["melting"]))
-                        for r in heat)
-        out.cooling = [dict(r, phase=analysis.classify_phase(r, ensemble, tol["phase"], tol["melting"]))
-                       for r in cool]
+        out = SweepRows(phase.classify_rows(heat, ensemble))
+        out.cooling = phase.classify_rows(cool, ensemble)
         out.tc = tc
         return out
     plan = [(t, choose_engine(engine, model, t)) for t in sweep_tasks(protocol, ensemble, integrator)]
@@ -229,12 +227,11 @@ def md_sweep(model: Any, protocol: Any, cache: Cache, ensemble: str, integrator:
             done[i] = _read_or_run(model, protocol, cache, *plan[i], prog, limits, blocking=True,
                                    executor=executor)
     rows = []
-    for i, (t, _) in enumerate(plan):
+    for i in range(len(plan)):
         row, folder, hit = done[i]
         hit = hit and folder.name not in computed
-        phase = analysis.classify_phase(row, t.ensemble.value, tol["phase"], tol["melting"])
-        rows.append(dict(row, phase=phase, cache_hit=hit, folder=str(folder)))
-    return rows
+        rows.append(dict(row, cache_hit=hit, folder=str(folder)))
+    return phase.classify_rows(rows, ensemble)
 
 
 def _clock(model: Any, protocol: Any, ensemble: str, plan: list[tuple[MDTask, EngineName]],

@@ -93,7 +93,8 @@ def _row(t, ca, ca_sem=1e-4, p=0.0, p_sem=0.005, lind=0.08, lind_sem=0.001, orde
     # per-frame polar order (4^3 cells: disordered baseline 0.115, threshold 0.56): polar where c/a says so
     align = (0.9 if ca - 1 >= 0.01 else 0.2) if align is None else align
     series = {"c_over_a": _st("c_over_a", ca, ca_sem, n_eff), "P_abs": _st("P_abs", abs(p), p_sem, n_eff, "C/m^2"),
-              "Pz": _st("Pz", p, p_sem, n_eff, "C/m^2"), "lindemann": _st("lindemann", lind, lind_sem, n_eff),
+              "Pz": _st("Pz", p, p_sem, n_eff, "C/m^2"), "Pz_frame_abs": _st("Pz_frame_abs", abs(p), p_sem, n_eff, "C/m^2"),
+              "lindemann": _st("lindemann", lind, lind_sem, n_eff),
               "order": _st("order", order, 0.0, n_eff), "P_alignment": _st("P_alignment", align, align_sem, n_eff),
               "P_frame_abs": _st("P_frame_abs", 0.6 if align > 0.5 else 0.05, 0.01, n_eff, "C/m^2")}
     return {"T_K": t, "a": 3.9, "c": 3.9 * ca, "c_over_a": ca, "P_abs": abs(p), "Pz": p, "lindemann": lind,
@@ -104,11 +105,11 @@ def _row(t, ca, ca_sem=1e-4, p=0.0, p_sem=0.005, lind=0.08, lind_sem=0.001, orde
 def _sweep(rows, ensemble="npt", protocol="paper"):
     from pto_checks.reference import tolerance
 
-    for r in rows:
-        r["phase"] = analysis.classify_phase(r, ensemble, tolerance("phase"), tolerance("melting"))
-    tc = analysis.transition_temperature([r["T_K"] for r in rows], [r["phase"] for r in rows])
-    return {"rows": rows, "tc": tc, "ensemble": ensemble, "integrator": "melchionna",
-            "protocol": PROTOCOLS[protocol], "table": analysis.format_table(rows), "decide_with_intervals": True}
+    from pto_checks import phase
+
+    rows = phase.classify_rows(rows, ensemble)
+    return {"rows": rows, "tc": phase.sweep_tc(rows, ensemble), "ensemble": ensemble, "integrator": "melchionna",
+            "protocol": PROTOCOLS[protocol], "table": analysis.format_table(rows)}
 
 
 NPT_CHECKS = (verdicts.no_melting_or_instability, verdicts.polar_at_low_temperature, verdicts.cubic_above_tc,
@@ -192,18 +193,27 @@ def test_undecided_melting_is_inconclusive():
     assert v.outcome is Outcome.INCONCLUSIVE and "undecided melting at 1000 K" in v.message
 
 
-def test_rows_without_statistics_or_a_caller_not_asking_are_judged_as_before():
-    rows = [_row(300, 1.06), _row(1000, 1.012, ca_sem=0.006, n_eff=12)]
-    s = _sweep(rows, protocol="smoke")
-    assert verdicts.decides_with_intervals(s)
-    s["decide_with_intervals"] = False  # today's plugin: pass / fail on the means
-    v = verdicts.cubic_above_tc(s, "PBE")
-    assert v.outcome is Outcome.FAIL and "qualitative only" in v.message
-    s["decide_with_intervals"] = True
+def test_rows_without_statistics_are_undecided_not_judged_on_their_means():
+    """One phase rule: a row that carries no statistics (an old cache) is undecided everywhere
+    (row phase, Tc, verdicts), never cubic or tetragonal by its means."""
+    rows = [_row(300, 1.06), _row(1000, 1.0)]
     for r in rows:
-        del r["stats"]  # a cache written before the statistics
-    assert verdicts.cubic_above_tc(s, "PBE").outcome is Outcome.FAIL
+        del r["stats"]
+    s = _sweep(rows, protocol="smoke")
+    assert [r["phase"] for r in s["rows"]] == ["undecided", "undecided"]
+    assert s["tc"]["tc"] is None and s["tc"]["status"] == "undecided"
+    assert verdicts.cubic_above_tc(s, "PBE").outcome is Outcome.INCONCLUSIVE
+    assert verdicts.polar_at_low_temperature(s, "PBE").outcome is Outcome.INCONCLUSIVE
     assert get_protocol("smoke").reduced
+
+
+def test_tc_bracket_does_not_depend_on_the_order_of_the_grid():
+    from pto_checks.phase import tc_bracket
+
+    br = tc_bracket([900, 300, 600], ["cubic", "tetragonal", "tetragonal"])
+    assert br.status == "bracketed" and (br.low, br.high, br.tc) == (600, 900, 750)
+    with pytest.raises(ValueError, match="repeated temperature"):
+        tc_bracket([300, 300, 600], ["tetragonal", "tetragonal", "cubic"])
 
 
 def test_a_liquid_still_drifting_past_the_melting_limit_fails():

@@ -125,9 +125,8 @@ def test_sequential_sweep_on_ferro(tmp_path):
     # the existing verdicts read the sequential sweep (rows decided at the level per look)
     from pto_checks import verdicts
 
-    for intervals in (False, True):
-        d = {"rows": sweep.rows, "ensemble": "nvt", "integrator": "langevin", "protocol": proto,
-             "table": sweep.table, "tc": tc, "decide_with_intervals": intervals}
+    for d in (sweep, {"rows": sweep.rows, "ensemble": "nvt", "integrator": "langevin", "protocol": proto,
+                      "table": sweep.table, "tc": tc}):
         assert verdicts.polar_at_low_temperature(d, "PBEsol").passed
         assert verdicts.polarization_vanishes(d, "PBEsol").passed
         assert verdicts.no_melting_or_instability(d, "PBEsol").passed
