@@ -128,3 +128,18 @@ def test_wrong_decisions_on_drifting_series_with_known_answers(family, scale):
     assert r["wrong_fraction_of_decided"] <= 0.05, r
     if family != "oscillation":
         assert r["decided_fraction"] >= 0.05, r
+
+
+
+@pytest.mark.parametrize(("threshold", "side"), [(0.5, Side.BELOW), (0.05, Side.UNDECIDED)])
+def test_a_slow_mode_blocks_only_what_it_could_change(threshold, side):
+    """A window that holds a mode slower than half of it (not stationary: a cell ringing with a
+    period the window does not span twice) is treated as a drift: a threshold outside its reach is
+    decided, one inside it is not, with the run length that would decide it."""
+    d = DriftBound(window_ps=5, run_ps=10, frame_min=-0.1, frame_max=0.1, end=0.0, end_sem=0.01,
+                   slope_per_ps=0.01, slope_sem_per_ps=0.001, n_eff=30)
+    dec = decide_threshold(0.0, 0.01, threshold, n_eff=30, n_eff_per_ps=3, stationary=False, drift=d,
+                           t0_ps=5.0, production_ps=5.0, temperature_K=300)
+    assert dec.side is side
+    if side is Side.UNDECIDED:
+        assert "slower than half" in dec.reason and "needs at least about 5.0 more ps at 300 K" in dec.needs()

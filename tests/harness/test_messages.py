@@ -12,7 +12,7 @@ import pytest
 
 from pto_checks import analysis, stages, statistics, verdicts
 from pto_checks.cache import Cache
-from pto_checks.decisions import Interval, Side, ThresholdDecision, decide_threshold
+from pto_checks.decisions import Interval, Side, StatisticsSettings, ThresholdDecision, decide_threshold
 from pto_checks.md.sweep import Sweep
 from pto_checks.models import load_model
 from pto_checks.protocols import apply_overrides, get_protocol
@@ -131,8 +131,10 @@ def test_small_cell_message_compares_c_over_a_not_an_inapplicable_polar_order():
     (dict(mean=1.004, sem=0.004, threshold=1.0, n_eff=20, n_eff_per_ps=2.0), "needs about"),
     (dict(mean=1.0, sem=0.004, threshold=1.0, n_eff=20, n_eff_per_ps=2.0), "no run length decides it"),
     (dict(mean=1.004, sem=math.nan, threshold=1.0, n_eff=math.nan, production_ps=0.2), "needs at least about"),
-    (dict(mean=1.004, sem=0.004, threshold=1.0, n_eff=20, n_eff_per_ps=2.0, plateau=False, production_ps=10.0),
-     "needs at least about"),
+    (dict(mean=1.004, sem=0.004, threshold=1.0, n_eff=20, n_eff_per_ps=2.0, plateau=False, production_ps=10.0,
+          settings=StatisticsSettings(require_plateau=True)), "needs at least about"),
+    (dict(mean=1.004, sem=0.004, threshold=1.0, n_eff=20, n_eff_per_ps=2.0, stationary=False, production_ps=10.0),
+     "needs at least about 10 more ps"),
     (dict(mean=1.004, sem=0.004, threshold=1.0, n_eff=20, n_eff_per_ps=2.0, equilibrated=False, t0_ps=8.0,
           production_ps=2.0), "needs at least about"),
     (dict(mean=1.004, sem=0.004, threshold=1.0, n_eff=4, n_eff_per_ps=2.0), "needs about"),
