@@ -18,6 +18,12 @@
                                                 Exit 0: completed, report written (failed verdicts
                                                 are results); 3: errors; 2: regressions against
                                                 --baseline; 1: failed verdicts (--fail-on-verdict)
+    pto-checks analyze FILE... [--threshold NAME=VALUE] [--json] [--ensemble npt|nvt]
+                                                verdict statistics of an MD run made elsewhere
+                                                (extxyz trajectory, or CSV 'time_ps,<quantity>,...'):
+                                                mean, interval, level, n_eff, equilibrated start and
+                                                the outcome against each threshold, by the checks'
+                                                rule; exit 4 on a file it cannot read
     pto-checks cluster-script --cluster slurm --queue Q --walltime T [--gpus-per-job 1] ...
                                                 print the batch job script that --cluster would
                                                 submit (dask-jobqueue); nothing is submitted
@@ -345,6 +351,35 @@ def _cluster_script(args: argparse.Namespace) -> int:
     return 0
 
 
+def _analyze(args: argparse.Namespace) -> int:
+    import json
+    from dataclasses import asdict
+
+    from pto_checks.analyze import AnalyzeError, analyze_file, format_result, parse_thresholds
+
+    try:
+        thresholds = parse_thresholds(args.threshold)
+        results = [analyze_file(f, thresholds, args.ensemble, args.production_fraction, args.frame_interval_ps,
+                                args.supercell) for f in args.files]
+    except AnalyzeError as exc:
+        print(f"pto-checks analyze: {exc}", file=sys.stderr)
+        return 4
+    if args.json:
+        def clean(x):
+            if isinstance(x, float) and x != x:
+                return None
+            if isinstance(x, dict):
+                return {k: clean(v) for k, v in x.items()}
+            if isinstance(x, list):
+                return [clean(v) for v in x]
+            return x
+
+        print(json.dumps([clean(asdict(r)) for r in results], indent=1))
+    else:
+        print("\n".join(format_result(r) for r in results))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pto-checks", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -386,6 +421,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env", action="append", default=[], metavar="KEY=PATH",
                    help="environment of a family group (main, m3gnet, gptff, deepmd-tf): venv or python")
     p.set_defaults(fn=_nightly)
+    p = sub.add_parser("analyze", help="verdict statistics of an MD run made elsewhere (extxyz or CSV)")
+    p.add_argument("files", nargs="+")
+    p.add_argument("--threshold", action="append", default=[], metavar="NAME=VALUE",
+                   help="a threshold for a quantity (repeatable), e.g. c_over_a=1.01")
+    p.add_argument("--json", action="store_true", help="one JSON list (a result per file, in order) on stdout")
+    p.add_argument("--ensemble", choices=["npt", "nvt"], default=None,
+                   help="the phase rule to apply (default: npt when the cell changes, else nvt)")
+    p.add_argument("--production-fraction", type=float, default=0.5,
+                   help="without a potential energy to detect equilibration on: the fraction kept (default 0.5)")
+    p.add_argument("--frame-interval-ps", type=float, default=None,
+                   help="time between extxyz frames when they carry no time_ps")
+    p.add_argument("--supercell", type=int, default=None,
+                   help="L of a CSV run's L x L x L cells (enables the per-frame polar rules from 3^3 up)")
+    p.set_defaults(fn=_analyze)
     p = sub.add_parser("cluster-script", help="print the batch job script of --cluster (dask-jobqueue)")
     from pto_checks.executors import add_cluster_options
 

@@ -19,12 +19,14 @@ Public API
     melting test), ``decisive`` (the decision that best shows the phase, or None); ``to_dict()``.
 ``decide_phase(row, ensemble, settings=None) -> PhaseDecision``
     NPT: supertetragonal when c/a is above ``supertetragonal_min``; tetragonal when every frame
-    is polar (per-frame polar order and per-frame |P| above their thresholds; cells of at least
-    ``min_cells_polar_order``) or the time-averaged c/a - 1 is above ``tetragonal_min``; cubic
-    when the polar order or per-frame |P| is below and c/a - 1 is not above.  NVT (the imposed
-    c/a pins the axis): the per-frame |Pz| (series ``Pz_frame_abs``) against the polar
-    threshold, so a Pz that flips sign while every frame is polar stays polar.  Molten /
-    unstable from :func:`crystal_decision`; anything else undecided.
+    is polar (per-frame polar order, per-frame |P| and the Binder cumulant of P above their
+    thresholds; cells of at least ``min_cells_polar_order``) or the time-averaged c/a - 1 is
+    above ``tetragonal_min``; cubic when any of the three is below and c/a - 1 is not above.
+    NVT (the imposed c/a pins the axis): polar when the per-frame |Pz| (series ``Pz_frame_abs``)
+    is above the polar threshold and the Binder cumulant of Pz above ``min_binder``, cubic when
+    either is below, so a Pz that flips sign while every frame is polar stays polar, and a
+    Gaussian (disordered) Pz is not.  Molten / unstable from :func:`crystal_decision`; anything
+    else undecided.
 ``crystal_decision(row, melt=None, settings=None) -> (Outcome, [ThresholdDecision], text)``
 ``row_decision(row, name, threshold, *, offset=0, scale=1, settings=None, looks=1)``
     -> ThresholdDecision | None: one series of a row against a threshold, at the row's level
@@ -135,8 +137,10 @@ def undecided_decision(row: dict[str, Any], what: str) -> ThresholdDecision:
 
 
 def _drifted_past(d: ThresholdDecision, limit: float, above: bool) -> bool:
-    """Undecided only because the series still drifts, with its whole interval beyond ``limit``."""
-    if d.side is not Side.UNDECIDED or not d.reason.startswith("not equilibrated"):
+    """Undecided only because the series still drifts (not equilibrated, a mode slower than the
+    window, or so slow that it holds few independent samples), with its whole interval beyond
+    ``limit``."""
+    if d.side is not Side.UNDECIDED or not d.reason.startswith(("not equilibrated", "a mode slower", "too few")):
         return False
     iv = d.interval
     return bool(math.isfinite(iv.low) and (iv.low > limit if above else iv.high < limit))
@@ -157,7 +161,8 @@ def crystal_decision(row: dict[str, Any], melt: dict[str, Any] | None = None,
     out = combine([lind.outcome(Side.BELOW), order.outcome(Side.ABOVE)])
     # a run starts from the perfect crystal (Lindemann 0, order 1): a drift that has already carried
     # the whole interval past the melting limit is melting in progress, not a reason to wait (a
-    # liquid's Lindemann ratio never stops growing, so "not equilibrated" would hide it forever)
+    # liquid's Lindemann ratio never stops growing, so "not equilibrated", a slow mode or a tiny
+    # n_eff would hide it forever)
     if out is Outcome.INCONCLUSIVE and (_drifted_past(lind, melt["max_lindemann"], True)
                                         or _drifted_past(order, melt["min_order"], False)):
         out = Outcome.FAIL
@@ -205,15 +210,18 @@ def decide_phase(row: dict[str, Any], ensemble: str, settings: StatisticsSetting
             or undecided_decision(row, "c/a")
         order = polar_order_decision(row, settings=settings)
         frame_p: ThresholdDecision | None = None
+        binder: ThresholdDecision | None = None
         if order is None:  # small cell or no per-frame statistics: the time-averaged c/a alone decides
             polar, nonpolar = False, tet.side is Side.BELOW
             decisions += [tet, sup]
         else:
             frame_p = row_decision(row, "P_frame_abs", p_thr, settings=settings) \
                 or undecided_decision(row, "per-frame |P|")
-            polar = order.side is Side.ABOVE and frame_p.side is Side.ABOVE
-            nonpolar = order.side is Side.BELOW or frame_p.side is Side.BELOW
-            decisions += [order, tet, sup, frame_p]
+            binder = row_decision(row, "P_binder", thr["min_binder"], settings=settings) \
+                or undecided_decision(row, "Binder cumulant of P")
+            polar = all(d.side is Side.ABOVE for d in (order, frame_p, binder))
+            nonpolar = any(d.side is Side.BELOW for d in (order, frame_p, binder))
+            decisions += [order, tet, sup, frame_p, binder]
         if sup.side is Side.ABOVE:
             phase = Phase.SUPERTETRAGONAL
         elif (polar or tet.side is Side.ABOVE) and sup.side is Side.BELOW:
@@ -226,19 +234,26 @@ def decide_phase(row: dict[str, Any], ensemble: str, settings: StatisticsSetting
             order if order is not None and math.isfinite(order.mean) else tet)
         if phase is Phase.SUPERTETRAGONAL:
             desc = sup.describe("c/a")
-        elif order is None or frame_p is None:  # the c/a rule of small cells: what it compared
+        elif order is None or frame_p is None or binder is None:  # the c/a rule of small cells: what it compared
             desc = f"{tet.describe('c/a - 1')}; {sup.describe('c/a')}"
         else:
             desc = (f"{order.describe('polar order |P|/<|p|>', digits=3)}; "
-                    f"{frame_p.describe('per-frame |P|', 'C/m^2', 3)}; {tet.describe('c/a - 1')}"
-                    + (f"; {sup.describe('c/a')}" if sup.side is not Side.BELOW else ""))
+                    f"{frame_p.describe('per-frame |P|', 'C/m^2', 3)}; {binder.describe('Binder U of P', digits=2)}; "
+                    f"{tet.describe('c/a - 1')}" + (f"; {sup.describe('c/a')}" if sup.side is not Side.BELOW else ""))
     else:
         pol = row_decision(row, "Pz_frame_abs", p_thr, settings=settings) \
             or undecided_decision(row, "per-frame |Pz|")
-        decisions.append(pol)
-        phase = {Side.ABOVE: Phase.TETRAGONAL, Side.BELOW: Phase.CUBIC, Side.UNDECIDED: Phase.UNDECIDED}[pol.side]
+        binder = row_decision(row, "Pz_binder", thr["min_binder"], settings=settings) \
+            or undecided_decision(row, "Binder cumulant of Pz")
+        decisions += [pol, binder]
+        if pol.side is Side.ABOVE and binder.side is Side.ABOVE:
+            phase = Phase.TETRAGONAL
+        elif pol.side is Side.BELOW or binder.side is Side.BELOW:
+            phase = Phase.CUBIC
+        else:
+            phase = Phase.UNDECIDED
         decisive = pol
-        desc = pol.describe("per-frame |Pz|", "C/m^2", 3)
+        desc = f"{pol.describe('per-frame |Pz|', 'C/m^2', 3)}; {binder.describe('Binder U of Pz', digits=2)}"
     if phase.decided and melt_out is Outcome.INCONCLUSIVE:
         phase = Phase.UNDECIDED
     text = f"{t:.0f} K: {phase.value.upper() if phase is Phase.UNDECIDED else phase.value} ({desc})" + (

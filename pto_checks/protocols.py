@@ -152,6 +152,10 @@ class MDProtocol:
     the grid, temperatures are added by bisection between the last polar and the first non-polar
     one until the bracket is below ``tc_resolution_K`` (K), and a cooling branch is run from the
     hottest temperature's final state down the grid (``cooling``).
+    ``replicas`` independent runs per temperature (seeds ``seed + k``, k < replicas; in one batch on
+    the batched engine) make one row, its intervals from the spread between the replicas
+    (:func:`pto_checks.statistics.combine_replicas`).  ``temperatures_K`` are sorted and
+    de-duplicated.
     Each field declares its allowed range and whether it changes a cached MD run (``_f``).
     """
 
@@ -183,8 +187,14 @@ class MDProtocol:
     tc_resolution_K: float = _f(25.0, Allowed(lo=0, lo_open=True, hi=5000), _MD,
                                 "sequential MD: which bisection temperatures are run")
     cooling: bool = _f(True, Allowed(choices=(True, False)), _MD, "sequential MD: whether a cooling branch is run")
+    replicas: int = _f(1, Allowed(lo=1, hi=64, integer=True), _MD)
 
     def __post_init__(self) -> None:
+        # one run per temperature, in rising order: a repeated temperature would be two rows of one
+        # phase, and the Tc bracket reads the grid in order
+        temps = self.temperatures_K
+        if isinstance(temps, tuple) and all(isinstance(t, (int, float)) and not isinstance(t, bool) for t in temps):
+            object.__setattr__(self, "temperatures_K", tuple(sorted(set(temps))))
         # cross-field rules of sequential MD (each field's own range: Protocol.validate / parse_override)
         if not all(isinstance(v, (int, float)) and v > 0 for v in (self.steps, self.sample_every)):
             return  # out of its own range: validate() names the field
@@ -195,6 +205,9 @@ class MDProtocol:
         if self.max_steps and self.steps % self.sample_every:
             raise ProtocolError(f"sequential MD looks at multiples of md.steps ({self.steps}): it must be a multiple "
                                 f"of md.sample_every ({self.sample_every})")
+        if self.max_steps and isinstance(self.replicas, int) and self.replicas > 1:
+            raise ProtocolError(f"protocol field md.replicas={self.replicas} is out of range with sequential MD "
+                                f"(md.max_steps={self.max_steps}): allowed 1; set md.replicas=1 or md.max_steps=0")
         if isinstance(self.tc_resolution_K, (int, float)) and not self.tc_resolution_K > 0:
             raise ProtocolError(f"protocol field md.tc_resolution_K={self.tc_resolution_K} is out of range: "
                                 "allowed a number > 0 (K)")

@@ -70,6 +70,18 @@ def _save(fig, base: Path) -> tuple[Path, Path]:
     return svg, png
 
 
+def _phase_gid(label: str, row: dict[str, Any], phase: str) -> str:
+    """SVG id of one phase marker ('phase|<model>|<T>|<phase>'): the drawn phase can be read back."""
+    return f"phase|{_safe(label)}|{_num(row.get('T_K')):g}|{phase}"
+
+
+def _nvt_order(row: dict[str, Any]) -> float:
+    """The NVT order parameter drawn: the mean per-frame |Pz| (the quantity the phase rule decides;
+    |<Pz>| of a Pz that flips sign is near 0 while every frame is polar)."""
+    v = row.get("Pz_frame_abs")
+    return abs(_num(row.get("Pz"))) if v is None else _num(v)
+
+
 def _phase_handles(phases: set[str]):
     from matplotlib.lines import Line2D
 
@@ -108,7 +120,7 @@ def plot_npt(series: list[tuple[str, list[dict[str, Any]]]], base: Path, tc_K: f
             phase = str(r.get("phase", "?"))
             phases.add(phase)
             bottom.plot(_num(r.get("T_K")), _num(r.get("c_over_a")), ls="none", marker=PHASE_MARKERS.get(phase, "d"),
-                        ms=6.5, mec=st["color"], mfc="white", mew=1.4, zorder=3)
+                        ms=6.5, mec=st["color"], mfc="white", mew=1.4, zorder=3, gid=_phase_gid(label, r, phase))
         model_handles.append(Line2D([], [], color=st["color"], ls=st["ls"], label=label))
     bottom.axhline(1 + tetragonal_min, color="0.5", ls=":", lw=1)
     for ax in (top, bottom):
@@ -132,7 +144,7 @@ def plot_npt(series: list[tuple[str, list[dict[str, Any]]]], base: Path, tc_K: f
 
 def plot_nvt(series: list[tuple[str, list[dict[str, Any]]]], base: Path, tc_K: float | None,
              polar_min: float, title: str = "") -> tuple[Path, Path]:
-    """NVT sweep(s) at the imposed lattice: |Pz| vs T with block-average error bars, the phase at
+    """NVT sweep(s) at the imposed lattice: the mean per-frame |Pz| vs T with its error bars, the phase at
     each point, the polar threshold and the experimental Tc."""
     plt = _plt()
     from matplotlib.lines import Line2D
@@ -143,13 +155,14 @@ def plot_nvt(series: list[tuple[str, list[dict[str, Any]]]], base: Path, tc_K: f
     for i, (label, rows) in enumerate(series):
         st = _style(i)
         temps = [_num(r.get("T_K")) for r in rows]
-        ax.errorbar(temps, [abs(_num(r.get("Pz"))) for r in rows], yerr=[finite_or_zero(r.get("Pz_err")) for r in rows],
+        ax.errorbar(temps, [_nvt_order(r) for r in rows],
+                    yerr=[finite_or_zero(r.get("Pz_frame_abs_err", r.get("Pz_err"))) for r in rows],
                     color=st["color"], ls=st["ls"], lw=1.2, capsize=2)
         for r in rows:
             phase = str(r.get("phase", "?"))
             phases.add(phase)
-            ax.plot(_num(r.get("T_K")), abs(_num(r.get("Pz"))), ls="none", marker=PHASE_MARKERS.get(phase, "d"),
-                    ms=6.5, mec=st["color"], mfc="white", mew=1.4, zorder=3)
+            ax.plot(_num(r.get("T_K")), _nvt_order(r), ls="none", marker=PHASE_MARKERS.get(phase, "d"),
+                    ms=6.5, mec=st["color"], mfc="white", mew=1.4, zorder=3, gid=_phase_gid(label, r, phase))
         model_handles.append(Line2D([], [], color=st["color"], ls=st["ls"], label=label))
     ax.axhline(polar_min, color="0.5", ls=":", lw=1)
     if tc_K:
@@ -157,7 +170,7 @@ def plot_nvt(series: list[tuple[str, list[dict[str, Any]]]], base: Path, tc_K: f
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.25, lw=0.5)
     ax.set_xlabel("Temperature (K)")
-    ax.set_ylabel("|Pz| (C/m²)")
+    ax.set_ylabel("per-frame |Pz| (C/m²)")
     if title:
         ax.set_title(title)
     refs = [Line2D([], [], color="0.5", ls=":", label=f"polar above {polar_min:g} C/m²")]

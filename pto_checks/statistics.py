@@ -230,14 +230,19 @@ def series_statistics(x: Sequence[float], name: str = "", unit: str = "", t0: in
 def batch_means_sem(y: np.ndarray, n_eff: float) -> tuple[float, int]:
     """(standard error of the mean from non-overlapping batch means, number of batches): as many
     batches as give each at least :data:`BATCH_N_EFF` effective samples, clipped to
-    [:data:`MIN_BATCHES`, :data:`MAX_BATCHES`]; (NaN, 0) for fewer than 2 samples per batch."""
+    [:data:`MIN_BATCHES`, :data:`MAX_BATCHES`], the spread inflated by sqrt(1 + g / batch length)
+    for the correlation between neighbouring batches (measured: without it 5.1-5.8 % wrong
+    decisions at n_eff 10, with it 4.4 %); (NaN, 0) for fewer than 2 samples per batch."""
     nb = int(min(MAX_BATCHES, max(MIN_BATCHES, math.floor(n_eff / BATCH_N_EFF))))
     size = len(y) // nb
     if size < 2:
         return math.nan, 0
     # the batches end at the end of the window (the oldest samples are the ones left over)
     b = y[len(y) - nb * size:].reshape(nb, size).mean(axis=1)
-    return float(b.std(ddof=1) / math.sqrt(nb)), nb
+    # neighbouring batch means share the correlation across their boundary, so their spread
+    # underestimates the error of the mean by about g / size (g samples per independent one)
+    g = len(y) / n_eff if n_eff > 0 else 1.0
+    return float(b.std(ddof=1) / math.sqrt(nb) * math.sqrt(1.0 + g / size)), nb
 
 
 def slow_power_ratio(y: np.ndarray, sem_acf: float, bins: int = SLOW_BINS) -> float:
@@ -270,11 +275,11 @@ def inefficiency(y: np.ndarray) -> float:
     return max(1.0, min(g, float(len(y))))
 
 
-def equilibration_start(x: Sequence[float], max_evaluations: int = 200) -> int:
+def equilibration_start(x: Sequence[float], max_evaluations: int = 50) -> int:
     """Chodera's equilibrated start (index) of ``x``, via ``pymbar.timeseries.detect_equilibration``.
 
-    At most ``max_evaluations`` candidate starts are tried (pymbar's ``nskip``), so the cost stays
-    bounded for long series.  Constant or very short series start at 0.
+    At most ``max_evaluations`` candidate starts are tried (pymbar's ``nskip``: a resolution of 2 %
+    of the run), so the cost stays bounded for long series.  Constant or very short series start at 0.
     """
     x = np.asarray(x, dtype=float)
     if len(x) < MIN_SAMPLES or np.ptp(x) == 0.0 or not np.all(np.isfinite(x)):
@@ -361,6 +366,47 @@ def norm_statistics(components: Sequence[SeriesStats], name: str = "P_abs") -> S
                        all(c.blocking_plateau for c in components), sem_blk, note, dof,
                        replicas=min(c.replicas for c in components),
                        halves_agree=all(c.halves_agree for c in components))
+
+
+def binder_statistics(components: np.ndarray, t0: int, sample_interval_ps: float = math.nan,
+                      name: str = "P_binder") -> SeriesStats:
+    """Binder cumulant of a vector order parameter over the window ``[t0:]``, normalised to 0 for
+    a Gaussian (disordered) distribution and 1 for a fixed-length (ordered) one, whatever the
+    number of components d: U = (d + 2) / 2 - (d / 2) <m^4> / <m^2>^2 (m: the per-frame
+    vector, ``components`` of shape (n, d)).
+
+    A paraelectric cell whose local dipoles are correlated over the whole (small) cell has a
+    large per-frame |P| but a Gaussian distribution of P: U near 0.  A polar cell whose axis turns,
+    or whose Pz flips sign, keeps |P| and U near 1.  Error by the jackknife over the batches of
+    :func:`batch_means_sem` (Student-t with batches - 1 dof), so time correlation is accounted for.
+    """
+    m = np.asarray(components, dtype=float)
+    m = m.reshape(len(m), -1)
+    d = m.shape[1]
+    n = len(m)
+    nan = math.nan
+    y2 = np.sum(m[t0:] ** 2, axis=1)
+    if len(y2) < MIN_SAMPLES or not np.all(np.isfinite(y2)) or np.all(y2 == 0):
+        return SeriesStats(name, "", n, t0, nan, 0.0, nan, nan, nan, sample_interval_ps, False, nan,
+                           "too short or zero")
+    y4 = y2**2
+
+    def u(a2: np.ndarray, a4: np.ndarray) -> float:
+        return (d + 2) / 2.0 - (d / 2.0) * float(a4.mean()) / float(a2.mean()) ** 2
+
+    g = inefficiency(y2)
+    n_eff = len(y2) / g
+    nb = int(min(MAX_BATCHES, max(MIN_BATCHES, math.floor(n_eff / BATCH_N_EFF))))
+    size = len(y2) // nb
+    est = u(y2, y4)
+    if size < 2:
+        return SeriesStats(name, "", n, t0, g, n_eff, est, nan, nan, sample_interval_ps, False, nan, "too short")
+    b2 = y2[len(y2) - nb * size:].reshape(nb, size)
+    b4 = y4[len(y4) - nb * size:].reshape(nb, size)
+    loo = np.array([u(np.delete(b2, k, axis=0), np.delete(b4, k, axis=0)) for k in range(nb)])
+    sem = float(math.sqrt((nb - 1) / nb * np.sum((loo - loo.mean()) ** 2)))
+    return SeriesStats(name, "", n, t0, g, n_eff, est, nan, sem, sample_interval_ps, True, sem, None,
+                       float(nb - 1), nan, sem, nb, True)
 
 
 def combine_replicas(stats: Sequence[SeriesStats]) -> SeriesStats:

@@ -69,7 +69,7 @@ class Sweep:
         return getattr(self, key)
 
     def get(self, key: str, default: Any = None) -> Any:
-        """``sweep.get("decide_with_intervals")`` as on the dicts the verdicts were written against."""
+        """``sweep.get(key)`` as on the dicts the verdicts were written against."""
         return getattr(self, key, default)
 
     @property
@@ -226,11 +226,13 @@ def md_sweep(model: Any, protocol: Any, cache: Cache, ensemble: str, integrator:
             i = pending.pop(0)
             done[i] = _read_or_run(model, protocol, cache, *plan[i], prog, limits, blocking=True,
                                    executor=executor)
-    rows = []
-    for i in range(len(plan)):
+    by_t: dict[float, list[dict[str, Any]]] = {}
+    for i, (t, _) in enumerate(plan):
         row, folder, hit = done[i]
         hit = hit and folder.name not in computed
-        rows.append(dict(row, cache_hit=hit, folder=str(folder)))
+        by_t.setdefault(t.temperature_K, []).append(dict(row, cache_hit=hit, folder=str(folder)))
+    # md.replicas: the runs of one temperature make one row (intervals from their spread)
+    rows = [analysis.combine_replica_rows(rs) for rs in by_t.values()]
     return phase.classify_rows(rows, ensemble)
 
 

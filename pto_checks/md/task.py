@@ -143,11 +143,13 @@ def start_atoms(task: MDTask, workdir: Any = None) -> Atoms:
 
 def sweep_tasks(protocol: Any, ensemble: str | Ensemble, integrator: str | Integrator) -> list[MDTask]:
     """The tasks of one sweep of ``protocol`` (a :class:`pto_checks.protocols.Protocol`): one per
-    temperature; NPT starts from the polar cell, NVT runs at the NVT lattice."""
+    temperature and replica (``md.replicas`` seeds ``seed + k``); NPT starts from the polar cell, NVT
+    runs at the NVT lattice."""
     p = protocol.md
     ens = Ensemble(ensemble)
     a, c = (p.start_a, p.start_c) if ens is Ensemble.NPT else (p.nvt_a, p.nvt_c)
-    return [MDTask(ens, Integrator(integrator), float(t), p.supercell, a, c, p.steps, p.timestep_fs, p.seed,
+    replicas = int(getattr(p, "replicas", 1))
+    return [MDTask(ens, Integrator(integrator), float(t), p.supercell, a, c, p.steps, p.timestep_fs, p.seed + k,
                    p.ttime_fs, p.pfactor_ase, p.mtk_tdamp_fs, p.mtk_pdamp_fs, p.friction_per_fs,
                    p.sample_every, p.trajectory_every, p.checkpoint_every)
-            for t in p.temperatures_K]
+            for t in p.temperatures_K for k in range(replicas)]

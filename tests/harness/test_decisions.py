@@ -93,18 +93,19 @@ def _row(t, ca, ca_sem=1e-4, p=0.0, p_sem=0.005, lind=0.08, lind_sem=0.001, orde
     # per-frame polar order (4^3 cells: disordered baseline 0.115, threshold 0.56): polar where c/a says so
     align = (0.9 if ca - 1 >= 0.01 else 0.2) if align is None else align
     series = {"c_over_a": _st("c_over_a", ca, ca_sem, n_eff), "P_abs": _st("P_abs", abs(p), p_sem, n_eff, "C/m^2"),
-              "Pz": _st("Pz", p, p_sem, n_eff, "C/m^2"), "Pz_frame_abs": _st("Pz_frame_abs", abs(p), p_sem, n_eff, "C/m^2"),
+              "Pz": _st("Pz", p, p_sem, n_eff, "C/m^2"),
+              "Pz_frame_abs": _st("Pz_frame_abs", abs(p), p_sem, n_eff, "C/m^2"),
               "lindemann": _st("lindemann", lind, lind_sem, n_eff),
               "order": _st("order", order, 0.0, n_eff), "P_alignment": _st("P_alignment", align, align_sem, n_eff),
-              "P_frame_abs": _st("P_frame_abs", 0.6 if align > 0.5 else 0.05, 0.01, n_eff, "C/m^2")}
+              "P_frame_abs": _st("P_frame_abs", 0.6 if align > 0.5 else 0.05, 0.01, n_eff, "C/m^2"),
+              "P_binder": _st("P_binder", 0.95 if align > 0.5 else 0.0, 0.05, n_eff),
+              "Pz_binder": _st("Pz_binder", 0.95 if abs(p) > 0.1 else 0.0, 0.05, n_eff)}
     return {"T_K": t, "a": 3.9, "c": 3.9 * ca, "c_over_a": ca, "P_abs": abs(p), "Pz": p, "lindemann": lind,
             "order": order, "failure": failure, "n_samples": 1000, "stats": {"t0": 100, "series": series},
             "task": {"supercell": 4}}
 
 
 def _sweep(rows, ensemble="npt", protocol="paper"):
-    from pto_checks.reference import tolerance
-
     from pto_checks import phase
 
     rows = phase.classify_rows(rows, ensemble)
