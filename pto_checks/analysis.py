@@ -456,10 +456,14 @@ def read_samples(path: str | Path) -> list[dict[str, Any]]:
 
 def format_table(rows: list[dict[str, Any]]) -> str:
     """The per-temperature table of a sweep, as text."""
+    def num(x: Any, spec: str) -> str:  # a quantity a run did not measure is '-', never 'nan'
+        width = int(spec.split(".")[0])
+        return format(x, spec) if isinstance(x, (int, float)) and np.isfinite(x) else "-".rjust(width)
+
     out = ["   T (K)    a (A)    c (A)     c/a   |P| (C/m2)  Pz (C/m2)  phase"]
     for r in rows:
-        out.append(f"  {r['T_K']:6.0f}  {r['a']:7.4f}  {r['c']:7.4f}  {r['c_over_a']:6.4f}  "
-                   f"{r['P_abs']:10.3f}  {r['Pz']:9.3f}  {r['phase']}"
+        out.append(f"  {num(r['T_K'], '6.0f')}  {num(r['a'], '7.4f')}  {num(r['c'], '7.4f')}  "
+                   f"{num(r['c_over_a'], '6.4f')}  {num(r['P_abs'], '10.3f')}  {num(r['Pz'], '9.3f')}  {r['phase']}"
                    + (f" ({r['failure']['reason']} at step {r['failure']['step']})" if r.get("failure") else ""))
     return "\n".join(out)
 

@@ -13,6 +13,16 @@ estimated from the current standard error and the rate of independent samples (n
 the error falls as 1/sqrt(n_eff), so reaching s' = |m - threshold| / z needs
 n_eff (s / s')^2 independent samples.
 
+A run that has not equilibrated still decides the comparisons its drift cannot change: when the
+whole reach of the drift (:class:`pto_checks.drift.DriftBound`: the last half's frames and its trend
+continued for another run as long, at the same z) lies on one side of the threshold, that side is
+decided (``basis`` "drift"); otherwise it stays undecided and the message estimates the run length
+that would put the equilibrated start in the first ``max_discarded_fraction`` of the run.
+
+Every undecided comparison names the one step that would decide it (``step``): a longer run (with
+its estimated extra length in ps at that temperature), a larger cell (a per-frame rule that needs
+more cells), or nothing (the mean sits on the threshold); no message prints a NaN.
+
 Looking at the data repeatedly (sequential MD) inflates false decisions; ``looks`` > 1 applies a
 Bonferroni split of alpha over the planned number of looks (a stricter level per look), and the
 interval is labelled with that per-look level (e.g. 98.75 % for 95 % over 4 looks).
@@ -24,7 +34,10 @@ import math
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pto_checks.drift import DriftBound
 
 
 class Outcome(str, Enum):
@@ -121,6 +134,19 @@ class ThresholdDecision:
     reason: str = ""
     extra_ps: float | None = None
     temperature_K: float | None = None
+    basis: str = "interval"
+    at_least: bool = False
+    step: str = ""
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ThresholdDecision:
+        """Inverse of :meth:`to_dict` (fields missing from older results take their defaults)."""
+        iv = d.get("interval") or {}
+        nan = math.nan
+        return cls(Side(d["side"]), _num(d.get("mean")), _num(d.get("sem")), _num(d.get("threshold")),
+                   Interval(_num(iv.get("low")), _num(iv.get("high")), iv.get("level", 0.95), iv.get("unit", "")),
+                   _num(d.get("n_eff", nan)), d.get("reason", ""), d.get("extra_ps"), d.get("temperature_K"),
+                   d.get("basis", "interval"), bool(d.get("at_least", False)), d.get("step", ""))
 
     def outcome(self, want: Side) -> Outcome:
         """PASS when on the side ``want``, FAIL on the other, INCONCLUSIVE when undecided."""
@@ -129,31 +155,52 @@ class ThresholdDecision:
         return Outcome.PASS if self.side is want else Outcome.FAIL
 
     def needs(self) -> str:
-        """What would decide it, e.g. 'needs about 40 more ps at 900 K' ('' when decided)."""
+        """The one step that would decide it, e.g. 'needs about 40 more ps at 900 K', 'a larger cell
+        ...' ('' when decided)."""
         if self.side is not Side.UNDECIDED:
             return ""
-        at = f" at {self.temperature_K:.0f} K" if self.temperature_K is not None else ""
-        if self.extra_ps is None:
+        if self.step:
+            return f"{self.reason}: {self.step}"
+        at = f" at {self.temperature_K:.0f} K" if _finite(self.temperature_K) else ""
+        if self.extra_ps is None or (isinstance(self.extra_ps, float) and math.isnan(self.extra_ps)):
             return f"{self.reason}: a longer run{at} is needed"
         if math.isinf(self.extra_ps):
             return f"{self.reason}: the mean sits on the threshold{at}; no run length decides it"
-        return f"{self.reason}: needs about {_round_ps(self.extra_ps)} more ps{at}"
+        least = "at least " if self.at_least else ""
+        return f"{self.reason}: needs {least}about {_round_ps(self.extra_ps)} more ps{at}"
 
     def describe(self, what: str, unit: str = "", digits: int = 4) -> str:
-        """'what = m +- s (95 % CI [lo, hi]) above/below/undecided vs threshold t'."""
+        """'what = m +- s (95 % CI [lo, hi]) above/below/undecided vs threshold t'; a quantity decided
+        on its drift's reach says so; no number that is not finite is printed."""
         u = f" {unit}" if unit else ""
-        head = (f"{what} = {self.mean:.{digits}f} +- {self.sem:.{digits}f}{u} "
-                f"({level_text(self.interval.level)} CI "
-                f"[{self.interval.low:.{digits}f}, {self.interval.high:.{digits}f}], "
-                f"n_eff {self.n_eff:.0f})")
+        iv = self.interval
+        thr = f" {self.threshold:g}{u}" if _finite(self.threshold) else ""
+        if not _finite(self.mean):
+            return f"{what}: not measured [{self.needs() or self.reason}]"
+        if self.basis == "drift":
+            head = (f"{what} = {self.mean:.{digits}f}{u}, still drifting: its reach over another run as long "
+                    f"({level_text(iv.level)}) is [{iv.low:.{digits}f}, {iv.high:.{digits}f}]")
+        elif _finite(self.sem) and _finite(iv.low) and _finite(iv.high):
+            neff = f", n_eff {self.n_eff:.0f}" if _finite(self.n_eff) else ""
+            head = (f"{what} = {self.mean:.{digits}f} +- {self.sem:.{digits}f}{u} "
+                    f"({level_text(iv.level)} CI [{iv.low:.{digits}f}, {iv.high:.{digits}f}]{neff})")
+        else:
+            head = f"{what} = {self.mean:.{digits}f}{u} (no error estimate)"
         rel = {Side.ABOVE: "above", Side.BELOW: "below", Side.UNDECIDED: "undecided vs"}[self.side]
-        tail = f" {rel} {self.threshold:g}{u}"
-        return head + tail + (f" [{self.needs()}]" if self.side is Side.UNDECIDED else "")
+        return head + f" {rel}{thr}" + (f" [{self.needs()}]" if self.side is Side.UNDECIDED else "")
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         d["side"] = self.side.value
         return d
+
+
+def _finite(x: Any) -> bool:
+    return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def _num(x: Any) -> float:
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else math.nan
 
 
 def _round_ps(x: float) -> str:
@@ -167,7 +214,8 @@ def decide_threshold(mean: float, sem: float, threshold: float, *, n_eff: float 
                      n_eff_per_ps: float = math.nan, equilibrated: bool = True, plateau: bool = True,
                      settings: StatisticsSettings | None = None, looks: int = 1,
                      temperature_K: float | None = None, unit: str = "", dof: float = math.inf,
-                     stationary: bool = True) -> ThresholdDecision:
+                     stationary: bool = True, drift: DriftBound | None = None, t0_ps: float = math.nan,
+                     production_ps: float = math.nan) -> ThresholdDecision:
     """Decide whether ``mean`` (standard error ``sem``, ``dof`` degrees of freedom) is above or
     below ``threshold``.
 
@@ -175,6 +223,9 @@ def decide_threshold(mean: float, sem: float, threshold: float, *, n_eff: float 
     simulation adds them (for the estimate of the time that would decide); ``equilibrated``,
     ``plateau``: whether the run equilibrated and the blocking error reached its plateau;
     ``stationary``: whether the window is free of modes slower than about half of it.
+    ``drift``: the reach of a series that has not equilibrated or is not stationary (decides when
+    the threshold lies outside it); ``t0_ps``, ``production_ps``: the equilibrated start and the
+    window after it (for the estimate of the run length that would decide).
     """
     settings = settings or statistics_settings()
     z = settings.quantile(looks, dof)
@@ -182,26 +233,53 @@ def decide_threshold(mean: float, sem: float, threshold: float, *, n_eff: float 
     lo, hi = (mean - z * sem, mean + z * sem) if finite else (math.nan, math.nan)
     interval = Interval(lo, hi, settings.level(looks), unit)
 
-    def undecided(reason: str, extra: float | None) -> ThresholdDecision:
+    def undecided(reason: str, extra: float | None, at_least: bool = False) -> ThresholdDecision:
         return ThresholdDecision(Side.UNDECIDED, mean, sem, threshold, interval, n_eff, reason, extra,
-                                 temperature_K)
+                                 temperature_K, at_least=at_least)
 
     if not math.isfinite(mean):
         return undecided("no finite mean", None)
     rate = n_eff_per_ps if n_eff_per_ps and math.isfinite(n_eff_per_ps) and n_eff_per_ps > 0 else None
     short_by = (settings.min_n_eff - n_eff) if math.isfinite(n_eff) else 0.0
     extra_min = short_by / rate if (rate and short_by > 0) else None
+    run_ps = t0_ps + production_ps
     if not math.isfinite(sem):
-        return undecided("no error estimate (too few samples)", extra_min)
+        # too short for an error estimate: at least twice as long (a bound, not an estimate)
+        grow = production_ps if math.isfinite(production_ps) and production_ps > 0 else None
+        return undecided("no error estimate (too few samples)", extra_min or grow, at_least=extra_min is None)
+    if (not equilibrated or not stationary) and drift is not None and drift.n_eff >= settings.min_n_eff:
+        # the observable still moves: decided where the whole reach of its drift is on one side
+        low, high = drift.reach(settings.quantile(looks, drift.n_eff - 2.0))
+        if low > threshold or high < threshold:
+            return ThresholdDecision(Side.ABOVE if low > threshold else Side.BELOW, mean, sem, threshold,
+                                     Interval(low, high, settings.level(looks), unit), n_eff, "", None,
+                                     temperature_K, basis="drift")
     if not equilibrated:
-        return undecided("not equilibrated (the observable still drifts)", None)
+        # the start must fall in the first max_discarded_fraction of the run, with min_n_eff after it
+        # (a lower bound: a series still drifting at the end may start later than detected)
+        extra = None
+        if math.isfinite(run_ps) and math.isfinite(t0_ps):
+            need = t0_ps / settings.max_discarded_fraction
+            if rate:
+                need = max(need, t0_ps + settings.min_n_eff / rate)
+            extra = max(need - run_ps, 0.0) or None
+        return undecided("not equilibrated (the observable still drifts"
+                         + (" and its drift could cross the threshold)" if drift is not None else ")"),
+                         extra, at_least=True)
     if short_by > 0:
         return undecided(f"too few independent samples (n_eff {n_eff:.1f} < {settings.min_n_eff:g})", extra_min)
     if settings.require_plateau and not plateau:
-        return undecided("the error estimate has not converged (no blocking plateau)", None)
+        # Lee-Needs-Drummond finds a plateau once the window holds about 16 g samples (blocks of
+        # 2 g and more, at least 4 of them): at least that, or twice the window
+        need = None
+        if rate and math.isfinite(production_ps) and production_ps > 0:
+            need = max(16.0 / rate - production_ps, production_ps)
+        return undecided("the error estimate has not converged (no blocking plateau)", need, at_least=True)
     if not stationary:
         return undecided("a mode slower than half the production window (an oscillation it does not span "
-                         "twice, or a drift)", None)
+                         "twice, or a drift" + (", that could cross the threshold)" if drift is not None else ")"),
+                         production_ps if math.isfinite(production_ps) and production_ps > 0 else None,
+                         at_least=True)
     if lo > threshold:
         return ThresholdDecision(Side.ABOVE, mean, sem, threshold, interval, n_eff, "", None, temperature_K)
     if hi < threshold:
@@ -225,17 +303,31 @@ def decide_series(stats: Any, threshold: float, *, offset: float = 0.0, scale: f
                   temperature_K: float | None = None) -> ThresholdDecision:
     """:func:`decide_threshold` for a :class:`pto_checks.statistics.SeriesStats` (or its dict),
     on ``scale * (mean + offset)`` (e.g. offset -1 for c/a - 1, scale -1 to flip a sign)."""
+    from pto_checks.drift import DriftBound
     from pto_checks.statistics import SeriesStats
 
     if isinstance(stats, dict):
-        stats = SeriesStats(**stats)
+        stats = SeriesStats(**{**stats, "drift": DriftBound.from_dict(stats.get("drift"))})
     settings = settings or statistics_settings()
     equilibrated = stats.n > 0 and (stats.t0 <= settings.max_discarded_fraction * stats.n)
+    drift = stats.drift
+    if drift is not None and (scale != 1.0 or offset != 0.0):
+        drift = _transformed(drift, offset, scale)
     return decide_threshold(scale * (stats.mean + offset), abs(scale) * stats.sem, threshold,
                             n_eff=stats.n_eff, n_eff_per_ps=stats.n_eff_per_ps, equilibrated=equilibrated,
                             plateau=stats.blocking_plateau, settings=settings, looks=looks,
                             temperature_K=temperature_K, unit=stats.unit, dof=stats.dof,
-                            stationary=stats.halves_agree)
+                            stationary=stats.halves_agree, drift=drift, t0_ps=stats.t0_ps,
+                            production_ps=stats.production_ps)
+
+
+def _transformed(d: DriftBound, offset: float, scale: float) -> DriftBound:
+    """The bound of ``scale * (x + offset)``."""
+    from dataclasses import replace
+
+    lo, hi = sorted((scale * (d.frame_min + offset), scale * (d.frame_max + offset)))
+    return replace(d, frame_min=lo, frame_max=hi, end=scale * (d.end + offset), end_sem=abs(scale) * d.end_sem,
+                   slope_per_ps=scale * d.slope_per_ps, slope_sem_per_ps=abs(scale) * d.slope_sem_per_ps)
 
 
 def combine(outcomes: Iterable[Outcome]) -> Outcome:

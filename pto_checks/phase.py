@@ -126,11 +126,14 @@ def row_decision(row: dict[str, Any], name: str, threshold: float, *, offset: fl
 
 
 def undecided_decision(row: dict[str, Any], what: str) -> ThresholdDecision:
-    """An undecided comparison for a quantity the row has no statistics for."""
+    """An undecided comparison for a quantity the row has no statistics for (a run too short to
+    sample it, or one recorded without it): a run of the current code, long enough, decides it."""
     nan = math.nan
+    at = f" at {row['T_K']:.0f} K" if isinstance(row.get("T_K"), (int, float)) else ""
     return ThresholdDecision(Side.UNDECIDED, nan, nan, nan,
                              Interval(nan, nan, statistics_settings().confidence_level),
-                             0.0, f"no statistics for {what}", None, row.get("T_K"))
+                             nan, f"no statistics for {what}", None, row.get("T_K"),
+                             step=f"a run{at} that samples it (rerun with this version of pto-checks)")
 
 
 def _drifted_past(d: ThresholdDecision, limit: float, above: bool) -> bool:
@@ -206,9 +209,11 @@ def decide_phase(row: dict[str, Any], ensemble: str, settings: StatisticsSetting
         tet = row_decision(row, "c_over_a", thr["tetragonal_min"], offset=-1.0, settings=settings) \
             or undecided_decision(row, "c/a")
         order = polar_order_decision(row, settings=settings)
-        if order is None:  # small cell or no per-frame statistics: the time-averaged c/a alone
-            order = frame_p = binder = undecided_decision(row, "polar order (cell too small or no statistics)")
+        frame_p: ThresholdDecision | None = None
+        binder: ThresholdDecision | None = None
+        if order is None:  # small cell or no per-frame statistics: the time-averaged c/a alone decides
             polar, nonpolar = False, tet.side is Side.BELOW
+            decisions += [tet, sup]
         else:
             frame_p = row_decision(row, "P_frame_abs", p_thr, settings=settings) \
                 or undecided_decision(row, "per-frame |P|")
@@ -216,7 +221,7 @@ def decide_phase(row: dict[str, Any], ensemble: str, settings: StatisticsSetting
                 or undecided_decision(row, "Binder cumulant of P")
             polar = all(d.side is Side.ABOVE for d in (order, frame_p, binder))
             nonpolar = any(d.side is Side.BELOW for d in (order, frame_p, binder))
-        decisions += [order, tet, sup, frame_p, binder]
+            decisions += [order, tet, sup, frame_p, binder]
         if sup.side is Side.ABOVE:
             phase = Phase.SUPERTETRAGONAL
         elif (polar or tet.side is Side.ABOVE) and sup.side is Side.BELOW:
@@ -225,11 +230,16 @@ def decide_phase(row: dict[str, Any], ensemble: str, settings: StatisticsSetting
             phase = Phase.CUBIC
         else:
             phase = Phase.UNDECIDED
-        decisive = sup if phase is Phase.SUPERTETRAGONAL else (order if math.isfinite(order.mean) else tet)
-        desc = (sup.describe("c/a") if phase is Phase.SUPERTETRAGONAL else
-                f"{order.describe('polar order |P|/<|p|>', digits=3)}; "
-                f"{frame_p.describe('per-frame |P|', 'C/m^2', 3)}; {binder.describe('Binder U of P', digits=2)}; "
-                f"{tet.describe('c/a - 1')}")
+        decisive = sup if phase is Phase.SUPERTETRAGONAL else (
+            order if order is not None and math.isfinite(order.mean) else tet)
+        if phase is Phase.SUPERTETRAGONAL:
+            desc = sup.describe("c/a")
+        elif order is None or frame_p is None or binder is None:  # the c/a rule of small cells: what it compared
+            desc = f"{tet.describe('c/a - 1')}; {sup.describe('c/a')}"
+        else:
+            desc = (f"{order.describe('polar order |P|/<|p|>', digits=3)}; "
+                    f"{frame_p.describe('per-frame |P|', 'C/m^2', 3)}; {binder.describe('Binder U of P', digits=2)}; "
+                    f"{tet.describe('c/a - 1')}" + (f"; {sup.describe('c/a')}" if sup.side is not Side.BELOW else ""))
     else:
         pol = row_decision(row, "Pz_frame_abs", p_thr, settings=settings) \
             or undecided_decision(row, "per-frame |Pz|")

@@ -11,7 +11,7 @@ from enum import Enum
 from typing import Any
 
 #: the cached stages a protocol field can affect (see :func:`key_parts`)
-STAGES = ("ground_state", "phonons", "md")
+STAGES = ("ground_state", "phonons", "md", "accuracy")
 
 
 class ProtocolError(ValueError):
@@ -59,7 +59,10 @@ class Allowed:
 
     def describe(self) -> str:
         if self.choices is not None:
-            return "one of " + ", ".join(map(str, self.choices))
+            one = "one of " + ", ".join(map(str, self.choices))
+            if self.min_length is not None:
+                return f"at least {self.min_length} comma-separated value(s), each {one}"
+            return one
         kind = "an integer" if self.integer else "a number"
         bounds = []
         if self.lo is not None:
@@ -227,7 +230,19 @@ class MDProtocol:
         return self.max_steps > self.steps
 
 
-SECTIONS = {"static": StaticProtocol, "phonon": PhononProtocol, "md": MDProtocol}
+@dataclass(frozen=True)
+class AccuracyProtocol:
+    """Accuracy tier on the AIMD frames: every ``every``-th frame from ``offset`` (1 = all frames),
+    at ``temperatures_K`` (of 300, 450, 900).  The accuracy stage keys its cache entries by
+    temperature, ``every`` and ``offset`` (modulo ``every``): :func:`pto_checks.accuracy.stage.accuracy_key`."""
+
+    every: int = _f(1, Allowed(lo=1, hi=10_000, integer=True), ("accuracy",))
+    offset: int = _f(0, Allowed(lo=0, hi=10_000, integer=True), ("accuracy",))
+    temperatures_K: tuple[int, ...] = _f((300, 450, 900), Allowed(choices=(300, 450, 900), min_length=1), (),
+                                         "one cache entry per temperature: each entry's temperature_K is keyed")
+
+
+SECTIONS = {"static": StaticProtocol, "phonon": PhononProtocol, "md": MDProtocol, "accuracy": AccuracyProtocol}
 
 
 def key_parts(section: Any, stage: str) -> dict[str, Any]:
@@ -257,16 +272,6 @@ def _show(value: Any) -> str:
 
 def _default(f) -> Any:
     return f.default if f.default is not MISSING else f.default_factory()
-
-
-@dataclass(frozen=True)
-class AccuracyProtocol:
-    """Accuracy tier on the AIMD frames: every ``every``-th frame from ``offset`` (1 = all frames),
-    at ``temperatures_K`` (of 300, 450, 900)."""
-
-    every: int = 1
-    offset: int = 0
-    temperatures_K: tuple[int, ...] = (300, 450, 900)
 
 
 class InconclusivePolicy(str, Enum):

@@ -64,6 +64,9 @@ def pytest_configure(config: pytest.Config) -> None:
     from pto_checks import markers
 
     markers.register(config)
+    problem = markers.unknown_marker_message(config.getoption("markexpr", None), markers.registered(config))
+    if problem:  # before any work: a mistyped marker would deselect everything and check nothing
+        raise pytest.UsageError(problem)
     _session.configure(config)
 
 

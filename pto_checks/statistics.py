@@ -47,6 +47,8 @@ from typing import Any
 
 import numpy as np
 
+from pto_checks.drift import DriftBound, drift_bound
+
 #: Fewer samples than this: no error estimate (the autocorrelation cannot be estimated).
 MIN_SAMPLES = 8
 #: Periodogram bins (periods of the window, half the window) watched for a mode slower than the window.
@@ -132,7 +134,9 @@ class SeriesStats:
     ``batches - 1``): the two estimates; ``sem`` and ``dof`` are those of the one with the larger
     95 % half-width (``t(dof) * sem``), which every interval uses; ``halves_agree``: no mode
     slower than about half the window (:func:`slow_power_ratio`); ``replicas``: independent
-    runs behind the mean (:func:`combine_replicas`).
+    runs behind the mean (:func:`combine_replicas`).  ``drift``: what the series could still reach
+    if it has not equilibrated or holds a slow mode (:class:`pto_checks.drift.DriftBound`; None for
+    series too short to fit a trend).
     """
 
     name: str
@@ -154,6 +158,7 @@ class SeriesStats:
     batches: int = 0
     halves_agree: bool = True
     replicas: int = 1
+    drift: DriftBound | None = None
 
     @property
     def t0_ps(self) -> float:
@@ -205,7 +210,7 @@ def series_statistics(x: Sequence[float], name: str = "", unit: str = "", t0: in
     y = x[t0:]
     if np.ptp(y) == 0.0:
         return SeriesStats(name, unit, n, t0, 1.0, float(len(y)), float(y[0]), 0.0, 0.0,
-                           sample_interval_ps, True, 0.0, "constant")
+                           sample_interval_ps, True, 0.0, "constant", drift=drift_bound(x, sample_interval_ps))
     g = inefficiency(y)
     std = float(y.std(ddof=1))
     m = len(y)
@@ -219,7 +224,7 @@ def series_statistics(x: Sequence[float], name: str = "", unit: str = "", t0: in
     blk = blocking(y)
     return SeriesStats(name, unit, n, t0, g, n_eff, float(y.mean()), std, sem, sample_interval_ps,
                        blk.plateau, blk.sem, None, dof, sem_acf, sem_bm, nb,
-                       slow_power_ratio(y, sem_acf) <= SLOW_POWER_LIMIT)
+                       slow_power_ratio(y, sem_acf) <= SLOW_POWER_LIMIT, drift=drift_bound(x, sample_interval_ps))
 
 
 def batch_means_sem(y: np.ndarray, n_eff: float) -> tuple[float, int]:

@@ -302,12 +302,7 @@ def needs_summary(verdict: Verdict) -> str:
     for d in verdict.details.get("decisions") or []:
         if d.get("side") != Side.UNDECIDED.value:
             continue
-        iv = d.get("interval") or {}
-        td = ThresholdDecision(Side.UNDECIDED, d["mean"], d["sem"], d["threshold"],
-                               Interval(iv.get("low", math.nan), iv.get("high", math.nan),
-                                        iv.get("level", 0.95), iv.get("unit", "")),
-                               d["n_eff"], d.get("reason", ""), d.get("extra_ps"), d.get("temperature_K"))
-        text = td.needs()
+        text = ThresholdDecision.from_dict(d).needs()
         if text not in out:
             out.append(text)
     if not out:

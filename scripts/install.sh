@@ -36,10 +36,9 @@ if has_any $MAIN; then
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/pip install -c constraints/cpu.txt -e ".[$main_extras]"
   if has mace; then
-    # mace-torch pins e3nn==0.4.4 but runs on the e3nn 0.6 that sevenn needs: install it without deps.
-    .venv/bin/pip install -c constraints/cpu.txt "e3nn>=0.5.9" matscipy lmdb h5py opt_einsum torchmetrics orjson
-    .venv/bin/pip install --no-deps mace-torch torch-ema ConfigArgParse GitPython gitdb smmap \
-      prettytable python-hostlist wcwidth
+    # mace-torch pins e3nn==0.4.4 but runs on the e3nn 0.6 that sevenn needs: the extra "mace" holds
+    # its other dependencies and e3nn>=0.5.9; mace-torch itself goes in without its pin (the README's pip route)
+    .venv/bin/pip install --no-deps "mace-torch==0.3.16"
     # TorchSim: MACE's device-side interface for the batched MD engine (extra "batched"), and vesin
     .venv/bin/pip install -c constraints/cpu.txt "torch-sim-atomistic>=0.3" "vesin[torch]>=0.3"
   fi

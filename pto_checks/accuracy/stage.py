@@ -29,14 +29,20 @@ class TemperatureResult:
     cache_hit: bool
 
 
+def accuracy_key(model: Any, temperature_K: int, every: int = 1, offset: int = 0) -> str:
+    """Cache key of one temperature's accuracy entry: the model, the data's checksums, the subsample
+    (``offset`` counts modulo ``every``: the same frames) and the stage's code version."""
+    return cache_key("accuracy", model=model.identity(), data=_data.checksum(_data.keys_for([temperature_K])),
+                     temperature_K=int(temperature_K), every=int(every), offset=int(offset) % max(1, int(every)),
+                     code=STAGE_VERSION)
+
+
 def evaluate(model: Any, root: Path, temperature_K: int, cache: Cache, every: int = 1, offset: int = 0,
              progress: Callable[[int, int], None] | None = None) -> TemperatureResult:
     """Predictions and errors of ``model`` (a :class:`~pto_checks.models.LoadedModel`) on one
     temperature's frames in ``root`` (every ``every``-th frame from ``offset``), cached."""
     frames = _data.load(root, temperature_K, every, offset)
-    key = cache_key("accuracy", model=model.identity(), data=_data.checksum(_data.keys_for([temperature_K])),
-                    temperature_K=int(temperature_K), every=int(every), offset=int(offset) % max(1, int(every)),
-                    code=STAGE_VERSION)
+    key = accuracy_key(model, temperature_K, every, offset)
 
     def compute(work: Path) -> dict[str, Any]:
         pred = predict(model.calculator, frames, progress)

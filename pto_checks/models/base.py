@@ -116,14 +116,25 @@ def _jsonable(v: Any) -> Any:
         return repr(v)
 
 
+#: how to install an extra whose package pins what this stack cannot run: mace-torch pins e3nn==0.4.4,
+#: which does not import under torch >= 2.6 (its import torch.load()s a pickle); the extra holds
+#: mace-torch's other dependencies and e3nn >= 0.5.9, mace-torch itself goes in without its pin
+INSTALL_FIX = {
+    "mace": "pip install 'pto-checks[mace]' && pip install --no-deps 'mace-torch==0.3.16' (mace-torch's own "
+            "pin, e3nn==0.4.4, does not import under torch >= 2.6; in a checkout: bash scripts/install.sh mace)",
+}
+
+
 def require(module: str, *, model: str, extra: str | None, hint: str = "") -> Any:
     """Import ``module`` or raise :class:`ModelUnavailable` naming the pip extra that provides it."""
     try:
         return importlib.import_module(module)
-    except ImportError as exc:  # includes ModuleNotFoundError and broken binary deps
-        fix = (f"pip install 'pto-checks[{extra}]' (in a checkout: bash scripts/install.sh {extra}, "
-               "which also handles the mace/deepmd pins)") if extra else "install it"
-        msg = f"Python package {module!r} cannot be imported ({exc}). Fix: {fix}"
+    except Exception as exc:  # ImportError, broken binary deps, e3nn 0.4.4's UnpicklingError under new torch
+        fix = INSTALL_FIX.get(extra or "") or (
+            f"pip install 'pto-checks[{extra}]' (in a checkout: bash scripts/install.sh {extra}, "
+            "which also handles the deepmd build)" if extra else "install it")
+        first = (str(exc).strip().splitlines() or [""])[0][:200]
+        msg = f"Python package {module!r} cannot be imported ({type(exc).__name__}: {first}). Fix: {fix}"
         if hint:
             msg += f"; {hint}"
         raise ModelUnavailable(model, "package", msg) from exc

@@ -94,6 +94,15 @@ ENVIRONMENTS: dict[str, Environment] = {e.key: e for e in [
                 description="mace-torch with the e3nn 0.4.4 it pins (regenerates the MACE test file)"),
 ]}
 
+#: mace-torch pins e3nn==0.4.4, which the e3nn 0.6 of sevenn excludes and which does not import under
+#: torch >= 2.6: the extra holds mace-torch's other dependencies and e3nn>=0.5.9, and mace-torch itself
+#: is installed with --no-deps (install.sh and the load error name that second step).
+MACE_REQUIREMENTS = (
+    "e3nn>=0.5.9", "numpy", "opt_einsum", "ase", "torch-ema", "prettytable", "matscipy", "h5py",
+    "torchmetrics", "python-hostlist", "configargparse", "GitPython", "pyYAML", "tqdm", "lmdb", "orjson",
+    "matplotlib", "pandas",
+)
+
 FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("chgnet", "chgnet", "chgnet", ("chgnet>=0.3.0", "vesin[torch]>=0.3"), ("chgnet",), "main", "PBE",
            path_option="model_name", form="chgnet:MODEL", install_by_extra=True, batched=True,
@@ -104,8 +113,8 @@ FAMILIES: dict[str, Family] = {f.name: f for f in [
     Family("orb", "orb", "orb", ("orb-models>=0.4",), ("orb-models",), "main", "unknown",
            path_option="weights", form="orb:PATH", file_option="weights", install_by_extra=True,
            description="ORB (hub name or state_dict file)"),
-    Family("mace", "mace", "mace", ("mace-torch>=0.3.10",), ("mace-torch", "e3nn"), "main", "unknown",
-           path_option="path", form="mace:PATH", file_option="path", batched=True,
+    Family("mace", "mace", "mace", MACE_REQUIREMENTS, ("mace-torch", "e3nn"), "main", "unknown",
+           path_option="path", form="mace:PATH", file_option="path", batched=True, install_by_extra=True,
            description="MACE (model file; files saved under e3nn 0.4.4 are converted)"),
     Family("deepmd", "deepmd", "deepmd", ("deepmd-kit>=3.0",), ("deepmd-kit",), "main", "unknown",
            path_option="path", form="deepmd:PATH", file_option="path", batched=True,

@@ -25,6 +25,7 @@ import numpy as np
 import pytest
 
 from pto_checks import stages
+from pto_checks.accuracy.stage import accuracy_key
 from pto_checks.cache import Cache, CacheWarning, CorruptEntry
 from pto_checks.models import load_model
 from pto_checks.protocols import PROTOCOLS, SECTIONS, STAGES, apply_overrides, get_protocol
@@ -232,6 +233,8 @@ class _Model:
 
 def _changed(value, allowed):
     """A different value of a field, inside its allowed range."""
+    if allowed.choices is not None and isinstance(value, tuple):
+        return value[:-1]
     if allowed.choices is not None:
         return next(c for c in allowed.choices if c != value)
     if isinstance(value, tuple):
@@ -246,7 +249,9 @@ def _keys(proto) -> dict[str, set[str]]:
 
     atoms = structures.tetragonal()
     out = {"ground_state": {stages.ground_state_key(_Model(), proto)[0]},
-           "phonons": {stages.phonon_key(_Model(), proto, atoms)[0]}, "md": set()}
+           "phonons": {stages.phonon_key(_Model(), proto, atoms)[0]}, "md": set(),
+           "accuracy": {accuracy_key(_Model(), t, proto.accuracy.every, proto.accuracy.offset)
+                        for t in proto.accuracy.temperatures_K}}
     for ens, integ in (("npt", "melchionna"), ("npt", "mtk"), ("nvt", "langevin")):
         for task in stages.md_tasks(proto, ens, integ):
             out["md"].add(stages.md_key(_Model(), task, "ase", proto)[0])
@@ -258,6 +263,7 @@ SHOWN_UNCHANGED = {
     "md.production_fraction": "test_production_fraction_is_applied_on_read",
     "md.npt_integrator": "test_every_protocol_field_is_keyed_or_shown_not_to_change_the_result",
     "md.temperatures_K": "test_every_protocol_field_is_keyed_or_shown_not_to_change_the_result",
+    "accuracy.temperatures_K": "test_every_protocol_field_is_keyed_or_shown_not_to_change_the_result",
 }
 
 
@@ -283,7 +289,7 @@ def test_every_protocol_field_is_keyed_or_shown_not_to_change_the_result():
                 if stage in affects:
                     assert keys[stage].isdisjoint(base_keys[stage]), f"{name} does not change the {stage} key"
                 else:
-                    assert keys[stage] == base_keys[stage] or stage == "md" and name == "md.temperatures_K", \
+                    assert keys[stage] == base_keys[stage] or name == f"{stage}.temperatures_K", \
                         f"{name} changes the {stage} key but does not declare it"
             if not affects:
                 assert f.metadata["why"] and name in SHOWN_UNCHANGED, f"{name}: keyed nowhere, say why and show it"
@@ -297,6 +303,9 @@ def test_every_protocol_field_is_keyed_or_shown_not_to_change_the_result():
     t_base = {t.temperature_K: stages.md_key(_Model(), t, "ase", base)[0] for t in stages.md_tasks(base, "npt", "mtk")}
     t_more = {t.temperature_K: stages.md_key(_Model(), t, "ase", more)[0] for t in stages.md_tasks(more, "npt", "mtk")}
     assert t_more[300.0] == t_base[300.0] and t_more[1000.0] == t_base[1000.0] and t_more[650.0] not in t_base.values()
+    # accuracy.temperatures_K: likewise, one entry per temperature
+    fewer = base.with_overrides(accuracy={"temperatures_K": (300, 900)})
+    assert _keys(fewer)["accuracy"] < _keys(base)["accuracy"] and len(_keys(fewer)["accuracy"]) == 2
 
 
 def test_production_fraction_is_applied_on_read(tmp_path, md_model):
@@ -343,6 +352,10 @@ BAD_FIELDS = [
     ("static.fmax=0", "static.fmax", "> 0"),
     ("static.fmax=-1e-3", "static.fmax", "> 0"),
     ("static.max_steps=0", "static.max_steps", ">= 1"),
+    ("accuracy.every=0", "accuracy.every", ">= 1"),
+    ("accuracy.every=2.5", "accuracy.every", "integer"),
+    ("accuracy.offset=-1", "accuracy.offset", ">= 0"),
+    ("accuracy.temperatures_K=600", "accuracy.temperatures_K", "one of 300, 450, 900"),
 ]
 
 

@@ -44,8 +44,26 @@ def test_parametrised_forms():
 
 def test_missing_package_names_the_extra():
     with pytest.raises(ModelUnavailable) as exc:
+        require("no_such_package_xyz", model="m", extra="orb")
+    assert exc.value.kind == "package" and "pip install 'pto-checks[orb]'" in str(exc.value)
+
+
+def test_missing_mace_names_the_route_that_imports(tmp_path, monkeypatch):
+    """mace-torch's own pin (e3nn 0.4.4) cannot import under torch >= 2.6: the fix installs the extra,
+    then mace-torch without its pin; an import that fails with another error than ImportError (as
+    e3nn 0.4.4's UnpicklingError) is reported on one line with the same fix."""
+    with pytest.raises(ModelUnavailable) as exc:
         require("no_such_package_xyz", model="m", extra="mace")
-    assert exc.value.kind == "package" and "pip install 'pto-checks[mace]'" in str(exc.value)
+    msg = str(exc.value)
+    assert "pip install 'pto-checks[mace]' && pip install --no-deps 'mace-torch==0.3.16'" in msg
+    (tmp_path / "broken_e3nn_like.py").write_text(
+        "import pickle\nraise pickle.UnpicklingError('Weights only load failed.\\nsecond line')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(ModelUnavailable) as exc:
+        require("broken_e3nn_like", model="m", extra="mace")
+    msg = str(exc.value)
+    assert "UnpicklingError: Weights only load failed." in msg and "second line" not in msg
+    assert "--no-deps 'mace-torch==0.3.16'" in msg
 
 
 def test_missing_weights_file_says_where(tmp_path):
