@@ -73,7 +73,7 @@ class ConservationSettings:
     refine_above_meV_per_fu: float = 0.25
     refine_levels: int = 4
     nve_timestep_fs: float = 2.0
-    nve_steps: int = 250
+    nve_steps: int = 200
     nve_repeat: tuple[int, int, int] = (1, 1, 1)
 
     def to_dict(self) -> dict[str, Any]:
@@ -517,7 +517,8 @@ class NVERun:
     """One velocity-Verlet run; energies per atom.
 
     ``target_K``: the temperature the run is meant to sample (velocities drawn at 2 x target from
-    the zero-force start, so that equipartition brings the kinetic temperature near it);
+    the undisplaced cell, so that equipartition brings the kinetic temperature near it, above it
+    where the cell is not the model's minimum);
     ``mean_kinetic_K``: the run's mean kinetic temperature (3N - 3 degrees of freedom);
     ``drift_meV_per_atom_per_ps``: slope of a straight-line fit of the total energy, with
     ``drift_se_meV_per_atom_per_ps`` (residuals' statistical inefficiency ``g``);
