@@ -10,8 +10,8 @@ intervals, ``undecided`` where they do not decide), so every check derived from 
 same decisions.  Temperatures in K.
 
 The NVT sweep at the imposed experimental cell is judged by where the polarization is lost:
-:func:`nvt_phases` decides each temperature against a fraction of the model's own low-temperature
-per-frame |Pz| (convention-free), and :func:`tc_band_outcome` decides a Tc bracket against a band.
+:func:`nvt_phases` decides each temperature by the one phase rule (per-frame |Pz| and the scale-free
+Binder cumulant of Pz), and :func:`tc_band_outcome` decides a Tc bracket against a band.
 """
 
 from __future__ import annotations
@@ -22,15 +22,13 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
-from pto_checks.decisions import Outcome, Side, StatisticsSettings
+from pto_checks.decisions import Outcome, StatisticsSettings
 from pto_checks.phase import (
     Phase,
     PhaseDecision,
     TcBracket,
-    crystal_decision,
-    row_decision,
+    decide_phase,
     tc_bracket,
-    undecided_decision,
 )
 
 __all__ = ["NptClass", "SweepClass", "classify", "classify_sweep", "nvt_phases", "tc_band_outcome"]
@@ -179,28 +177,12 @@ def nvt_reference_polarization(rows: Sequence[dict[str, Any]]) -> tuple[float | 
 
 def nvt_phases(rows: Sequence[dict[str, Any]], fraction: float, settings: StatisticsSettings | None = None
                ) -> tuple[list[PhaseDecision], float | None]:
-    """Per-temperature NVT phase against ``fraction`` x the model's own low-temperature per-frame
-    |Pz| (:func:`nvt_reference_polarization`): tetragonal (polar) when the per-frame |Pz| is decided
-    above it, cubic (lost) when decided below, molten / unstable by the melting rule
-    (:func:`pto_checks.phase.crystal_decision`), else undecided.  Returns the decisions and the
-    threshold (C/m^2; None without a reference)."""
+    """Per-temperature NVT phases, decided by the one phase rule (:func:`pto_checks.phase.decide_phase`:
+    per-frame |Pz| and the Binder cumulant of Pz, which is scale-free, so the polar/lost distinction
+    does not hang on the charge convention), so that the verdict, the rows, the report and Tc tell
+    one story.  Also returns ``fraction`` x the model's own low-temperature per-frame |Pz| (C/m^2;
+    None without a reference), reported beside the verdict as the scale of the loss."""
     p0, _ = nvt_reference_polarization(rows)
     thr = None if p0 is None or p0 <= 0 else fraction * p0
-    out = []
-    for r in rows:
-        t = r["T_K"]
-        melt_out, decisions, melt_text = crystal_decision(r, settings=settings)
-        if melt_out is Outcome.FAIL:
-            phase = Phase.UNSTABLE if r.get("failure") else Phase.MOLTEN
-            out.append(PhaseDecision(phase, tuple(decisions), f"{t:.0f} K: {phase.value} ({melt_text})", melt_out,
-                                     None, t))
-            continue
-        d = (row_decision(r, "Pz_frame_abs", thr, settings=settings) if thr is not None else None) \
-            or undecided_decision(r, "per-frame |Pz|")
-        phase = {Side.ABOVE: Phase.TETRAGONAL, Side.BELOW: Phase.CUBIC, Side.UNDECIDED: Phase.UNDECIDED}[d.side]
-        if phase.decided and melt_out is Outcome.INCONCLUSIVE:
-            phase = Phase.UNDECIDED
-        text = (f"{t:.0f} K: {'polar' if phase.polar else 'Pz lost' if phase is Phase.CUBIC else 'UNDECIDED'} "
-                f"({d.describe('per-frame |Pz|', 'C/m^2', 3)})")
-        out.append(PhaseDecision(phase, tuple(decisions) + (d,), text, melt_out, d, t))
+    out = [decide_phase(r, "nvt", settings) for r in rows]
     return out, thr

@@ -525,26 +525,25 @@ def polarization_vanishes(sweep: dict[str, Any], functional: str) -> Verdict:
     melt = next((p for p in per_row if p.phase in (Phase.MOLTEN, Phase.UNSTABLE)), None)
     br = _tc_bracket(temps, phases)
     interval = None
-    if thr is None:
-        outcome, what = Outcome.INCONCLUSIVE, "no low-temperature |Pz| to scale the threshold"
-    elif br.status == "bracketed":
+    scale = f"; {tol['polar_fraction']} x its {min(temps):.0f} K per-frame |Pz| = {thr:.3f} C/m^2" if thr else ""
+    if br.status == "bracketed":
         interval = Interval(br.low, br.high, level, "K")
         outcome = tc_band_outcome(br, lo_ok, hi_ok)
-        what = (f"Pz lost in [{br.low:.0f}, {br.high:.0f}] K (per-frame |Pz| below {tol['polar_fraction']} x its "
-                f"{min(temps):.0f} K value = {thr:.3f} C/m^2, each temperature decided at the {level:.0%} level): "
+        what = (f"Pz lost in [{br.low:.0f}, {br.high:.0f}] K (the phase rule: per-frame |Pz| and the Binder cumulant "
+                f"of Pz, each temperature decided at the {level:.0%} level{scale}): "
                 + {Outcome.PASS: "inside", Outcome.FAIL: "OUTSIDE", Outcome.INCONCLUSIVE: "partly outside"}[outcome]
                 + f" the band [{lo_ok:.0f}, {hi_ok:.0f}] K (study: ~{tol['reference']} K)"
                 + ("; LOST FAR BELOW the study's models" if outcome is Outcome.FAIL and br.high < lo_ok else ""))
     elif br.status == "never_cubic":
         outcome = Outcome.FAIL
-        what = (f"Pz never lost: per-frame |Pz| above {thr:.3f} C/m^2 up to "
+        what = ("Pz never lost: polar by the phase rule up to "
                 + (f"melting at {melt.temperature_K:.0f} K" if melt else f"{max(temps):.0f} K")
                 + f", beyond the band [{lo_ok:.0f}, {hi_ok:.0f}] K")
         if not melt and max(temps) <= hi_ok:
             outcome = Outcome.INCONCLUSIVE
             what += f" not reached: the sweep ends at {max(temps):.0f} K"
     elif br.status == "never_polar":
-        outcome, what = Outcome.FAIL, f"never polar at the imposed cell (threshold {thr:.3f} C/m^2)"
+        outcome, what = Outcome.FAIL, "never polar at the imposed cell (the phase rule at every temperature)"
     else:
         outcome = tc_band_outcome(br, lo_ok, hi_ok)
         what = "the loss of Pz cannot be bracketed from decided temperatures"

@@ -129,7 +129,9 @@ def test_weak_instability_near_gamma_fails(run_checks):
                               "--protocol-set=phonon.exact_probe_max_atoms=0")
     msg = checks["test_no_imaginary_modes"]["message"]
     assert checks["test_no_imaginary_modes"]["status"] == "fail"
-    assert "decided by the 3x3x3 supercell" in msg and "violate Born's criteria (C66 > 0" in msg, msg
+    # (C66 = -0.7 GPa: the Christoffel test decides only beyond its 1 GPa margin; the dip persists)
+    assert "decided by the 3x3x3 supercell" in msg and "the instability persists" in msg, msg
+    assert "lowest Christoffel eigenvalue -0.7 GPa" in msg and "Born criteria violated: C66 > 0" in msg, msg
 
 
 def test_failure_message_states_value_reference_tolerance_functional(run_checks):
