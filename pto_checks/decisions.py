@@ -6,7 +6,8 @@ the normal one for infinite dof): the quantity is *above* the threshold when m -
 *below* when m + q s < threshold, and *undecided* otherwise.  A run that has not equilibrated,
 has too few effectively independent samples (n_eff < ``min_n_eff``), whose error estimate did
 not reach a blocking plateau, or whose window holds a mode slower than about half of itself
-(:func:`pto_checks.statistics.slow_power_ratio`) is undecided whatever m is: its error bar
+(:func:`pto_checks.statistics.slow_power_ratio`, :func:`pto_checks.statistics.trend_power_ratio`)
+is undecided whatever m is: its error bar
 cannot be trusted.  A check maps the side it wants to :class:`Outcome` pass / fail and *undecided* to
 inconclusive, and says what would decide it: the extra simulation time at that temperature,
 estimated from the current standard error and the rate of independent samples (n_eff per ps):
@@ -276,10 +277,13 @@ def decide_threshold(mean: float, sem: float, threshold: float, *, n_eff: float 
             need = max(16.0 / rate - production_ps, production_ps)
         return undecided("the error estimate has not converged (no blocking plateau)", need, at_least=True)
     if not stationary:
+        # the slow mode's period is not resolved, only bounded below by the window: twice the window
+        has_window = math.isfinite(production_ps) and production_ps > 0
+        window = f" (a window of at least {_round_ps(2 * production_ps)} ps)" if has_window else ""
         return undecided("a mode slower than half the production window (an oscillation it does not span "
-                         "twice, or a drift" + (", that could cross the threshold)" if drift is not None else ")"),
-                         production_ps if math.isfinite(production_ps) and production_ps > 0 else None,
-                         at_least=True)
+                         "twice, a slope or a crest, or a drift"
+                         + (", that could cross the threshold)" if drift is not None else ")") + window,
+                         production_ps if has_window else None, at_least=True)
     if lo > threshold:
         return ThresholdDecision(Side.ABOVE, mean, sem, threshold, interval, n_eff, "", None, temperature_K)
     if hi < threshold:

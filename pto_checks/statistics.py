@@ -18,8 +18,10 @@ window ``[t0:]`` shared by every series of the run:
 * a guard for modes slower than the window (a cell that rings with a period of several ps): the
   power at the two longest periods the window resolves (the window and half of it) may not
   exceed :data:`SLOW_POWER_LIMIT` times what the fast noise predicts (:func:`slow_power_ratio`),
-  else the window spans less than about two periods of its dominant oscillation (or drifts) and
-  the run is undecided (``halves_agree`` False);
+  nor the power in the window's straight-line and parabola components
+  :data:`TREND_POWER_LIMIT` times (:func:`trend_power_ratio`: the slope or crest a window shorter
+  than one period holds), else the window spans less than about two periods of its dominant
+  oscillation (or drifts) and the run is undecided (``halves_agree`` False);
 * the Flyvbjerg-Petersen blocking estimate (J. Chem. Phys. 91, 461 (1989), plateau by the
   criterion of Lee, Needs and Drummond, Phys. Rev. B 84, 245117 (2011)), kept as a third check:
   no plateau, no decision.
@@ -55,6 +57,9 @@ MIN_SAMPLES = 8
 SLOW_BINS = 2
 #: Power in those bins over the fast-noise level above which the window is too short to decide.
 SLOW_POWER_LIMIT = 8.0
+#: Power in the window's straight-line and parabola components (:func:`trend_power_ratio`) over
+#: the fast-noise level above which the window is too short to decide.
+TREND_POWER_LIMIT = 4.0
 #: Batch means: at least this many batches (Student-t with MIN_BATCHES - 1 degrees of freedom) ...
 MIN_BATCHES = 4
 #: ... at most this many ...
@@ -224,7 +229,9 @@ def series_statistics(x: Sequence[float], name: str = "", unit: str = "", t0: in
     blk = blocking(y)
     return SeriesStats(name, unit, n, t0, g, n_eff, float(y.mean()), std, sem, sample_interval_ps,
                        blk.plateau, blk.sem, None, dof, sem_acf, sem_bm, nb,
-                       slow_power_ratio(y, sem_acf) <= SLOW_POWER_LIMIT, drift=drift_bound(x, sample_interval_ps))
+                       slow_power_ratio(y, sem_acf) <= SLOW_POWER_LIMIT
+                       and trend_power_ratio(y, sem_acf) <= TREND_POWER_LIMIT,
+                       drift=drift_bound(x, sample_interval_ps))
 
 
 def batch_means_sem(y: np.ndarray, n_eff: float) -> tuple[float, int]:
@@ -261,6 +268,27 @@ def slow_power_ratio(y: np.ndarray, sem_acf: float, bins: int = SLOW_BINS) -> fl
     z = np.fft.rfft(np.asarray(y, dtype=float) - float(np.mean(y)))
     power = np.abs(z[1:bins + 1]) ** 2 / n
     return float(power.max() / (n * sem_acf**2))
+
+
+def trend_power_ratio(y: np.ndarray, sem_acf: float, degree: int = 2) -> float:
+    """How much more power ``y`` has in its straight-line and parabola components (orthonormal
+    discrete Legendre polynomials of degree 1 to ``degree`` over the window) than the fast-noise
+    estimate predicts.
+
+    A window shorter than the period of a strong slow oscillation holds a slope or a crest, not a
+    whole cycle; the periodogram's bins (:func:`slow_power_ratio`) assume a periodic window and
+    spread such a shape over many bins, a polynomial of the window's own length does not.  For
+    noise whose correlation is shorter than the window each squared projection over S(0) =
+    n sem_acf^2 is chi-squared with one degree of freedom (mean 1): a ratio above
+    :data:`TREND_POWER_LIMIT` (chance 4.6 % per component for ideal noise, measured 3-7 % for
+    both together on AR(1) runs: ``benchmarks/calibration.md``) means a slope or a crest the
+    fast noise does not explain.  Returns max over the components (0 without an error estimate)."""
+    n = len(y)
+    if n < 2 * degree + 4 or not math.isfinite(sem_acf) or sem_acf <= 0:
+        return 0.0
+    q, _ = np.linalg.qr(np.vander(np.linspace(-1.0, 1.0, n), degree + 1, increasing=True))
+    c = q[:, 1:].T @ (np.asarray(y, dtype=float) - float(np.mean(y)))
+    return float(np.max(c**2) / (n * sem_acf**2))
 
 
 def inefficiency(y: np.ndarray) -> float:

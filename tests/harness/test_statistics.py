@@ -136,3 +136,29 @@ def test_summarize_run_adds_statistics_and_keeps_the_old_keys(tmp_path):
     again = analysis.summarize_run(analysis.read_samples(tmp_path / "samples.csv"), None, 600.0, 0.5)
     assert again["c_over_a_sem"] == pytest.approx(row["c_over_a_sem"], rel=1e-9)
     assert again["stats"]["t0"] == row["stats"]["t0"]
+
+
+def test_a_window_holding_a_crest_is_not_stationary_and_names_the_window_that_decides():
+    """A strong slow oscillation seen over 2/3 of its period (a crest, which the periodogram's
+    periodic bins spread thin) trips the slope-and-crest guard; white noise of the same length
+    does not, and is decided."""
+    from pto_checks.decisions import Side, StatisticsSettings, decide_series
+
+    rng = np.random.default_rng(11)
+    n, dt = 600, 0.005  # 3 ps
+    t = np.arange(n) * dt
+    crest = 0.5 * np.cos(2 * np.pi * (t - 1.5) / 4.5) + 0.7 * rng.standard_normal(n)
+    s = statistics.series_statistics(crest, "q", "", 0, dt)
+    assert s.n_eff >= 10  # enough samples: the guard, not their number, keeps it undecided
+    assert statistics.slow_power_ratio(crest, s.sem_acf) <= statistics.SLOW_POWER_LIMIT  # the periodogram misses it
+    assert statistics.trend_power_ratio(crest, s.sem_acf) > statistics.TREND_POWER_LIMIT
+    assert not s.halves_agree
+    settings = StatisticsSettings(0.95, 10.0, False, 0.5)
+    d = decide_series(s, 0.0, settings=settings, temperature_K=300)
+    assert d.side is Side.UNDECIDED
+    assert "a window of at least 6.0 ps" in d.reason and "needs at least about 3.0 more ps at 300 K" in d.needs()
+
+    flat = 0.5 + 0.7 * rng.standard_normal(n)
+    f = statistics.series_statistics(flat, "q", "", 0, dt)
+    assert statistics.trend_power_ratio(flat, f.sem_acf) <= statistics.TREND_POWER_LIMIT and f.halves_agree
+    assert decide_series(f, 0.0, settings=settings).side is Side.ABOVE
