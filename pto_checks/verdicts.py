@@ -541,7 +541,9 @@ def polarization_vanishes(sweep: dict[str, Any], functional: str) -> Verdict:
                 + f", beyond the band [{lo_ok:.0f}, {hi_ok:.0f}] K")
         if not melt and max(temps) <= hi_ok:
             outcome = Outcome.INCONCLUSIVE
-            what += f" not reached: the sweep ends at {max(temps):.0f} K"
+            top = 100 * math.ceil((hi_ok + 1) / 100)
+            what = (f"Pz not lost up to {max(temps):.0f} K, where the sweep ends, inside the band [{lo_ok:.0f}, "
+                    f"{hi_ok:.0f}] K: a run at {top:.0f} K that samples it decides (add it to md.temperatures_K)")
     elif br.status == "never_polar":
         outcome, what = Outcome.FAIL, "never polar at the imposed cell (the phase rule at every temperature)"
     else:
