@@ -37,11 +37,6 @@ E2E_TESTS = {
 }
 
 
-def pytest_configure(config):
-    config.addinivalue_line("markers", "unit: harness tests of pure functions (fast; no pytester, models or MD)")
-    config.addinivalue_line("markers", "e2e: harness tests end to end (pytester, CLI, MD sweeps, Dask, browser)")
-
-
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "tests/harness/" not in item.nodeid.replace("\\", "/"):
