@@ -25,7 +25,7 @@ Units: the series' own; times in ps.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -69,11 +69,12 @@ class DriftBound:
         return cls(**{k: float(d[k]) for k in cls.__dataclass_fields__})
 
 
-def drift_bound(x: Sequence[float], sample_interval_ps: float) -> DriftBound | None:
+def drift_bound(x: Sequence[float], sample_interval_ps: float,
+                inefficiency: Callable[[np.ndarray], float]) -> DriftBound | None:
     """:class:`DriftBound` of the last half of ``x`` (None when that half has fewer than
-    :data:`MIN_WINDOW` samples, a non-finite value or no time step)."""
-    from pto_checks.statistics import inefficiency
-
+    :data:`MIN_WINDOW` samples, a non-finite value or no time step).  ``inefficiency``: the
+    statistical inefficiency of a series (:func:`pto_checks.statistics.inefficiency`, passed in so
+    that this module stays below the statistics module)."""
     x = np.asarray(x, dtype=float)
     n = len(x)
     y = x[n // 2:]

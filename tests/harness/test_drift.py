@@ -16,6 +16,7 @@ from pto_checks import statistics, verdicts
 from pto_checks.decisions import Outcome, Side, decide_threshold
 from pto_checks.drift import DriftBound, drift_bound
 from pto_checks.protocols import get_protocol
+from pto_checks.statistics import inefficiency
 
 ROOT = Path(__file__).resolve().parents[2]
 DT = 0.04  # ps between samples: 250 samples = 10 ps, as the CHGNet 300 K run of 5000 steps sampled every 20
@@ -104,11 +105,11 @@ def test_the_reach_decides_only_outside_it(threshold, side):
 def test_trend_and_its_error_are_measured():
     rng = np.random.default_rng(3)
     t = np.arange(400) * 0.05
-    b = drift_bound(2.0 + 0.1 * t + _ar1(rng, 400, 0.7, 0.05), 0.05)
+    b = drift_bound(2.0 + 0.1 * t + _ar1(rng, 400, 0.7, 0.05), 0.05, inefficiency)
     assert b.slope_per_ps == pytest.approx(0.1, abs=4 * b.slope_sem_per_ps)
     assert b.end == pytest.approx(2.0 + 0.1 * t[-1], abs=4 * b.end_sem)
     assert b.run_ps == pytest.approx(20.0) and b.window_ps == pytest.approx(10.0)
-    assert drift_bound(np.ones(10), 0.05) is None  # too short for a trend
+    assert drift_bound(np.ones(10), 0.05, inefficiency) is None  # too short for a trend
 
 
 def _calibration():

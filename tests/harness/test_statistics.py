@@ -138,11 +138,13 @@ def test_summarize_run_adds_statistics_and_keeps_the_old_keys(tmp_path):
     assert again["stats"]["t0"] == row["stats"]["t0"]
 
 
-def test_a_window_holding_a_crest_is_not_stationary_and_names_the_window_that_decides():
+def test_a_window_holding_a_crest_is_not_stationary_and_names_the_window_that_decides(monkeypatch):
     """A strong slow oscillation seen over 2/3 of its period (a crest, which the periodogram's
-    periodic bins spread thin) trips the slope-and-crest guard; white noise of the same length
-    does not, and is decided."""
+    periodic bins spread thin) trips the slope-and-crest guard when it is on (limit 4; off by
+    default); white noise of the same length does not, and is decided."""
     from pto_checks.decisions import Side, StatisticsSettings, decide_series
+
+    monkeypatch.setattr(statistics, "TREND_POWER_LIMIT", 4.0)
 
     rng = np.random.default_rng(11)
     n, dt = 600, 0.005  # 3 ps
