@@ -64,7 +64,10 @@ def pytest_configure(config: pytest.Config) -> None:
     from pto_checks import markers
 
     markers.register(config)
-    problem = markers.unknown_marker_message(config.getoption("markexpr", None), markers.registered(config))
+    from pto_checks.plugin import marker_expression
+
+    problem = marker_expression.unknown_marker_message(config.getoption("markexpr", None),
+                                                       marker_expression.registered(config))
     if problem:  # before any work: a mistyped marker would deselect everything and check nothing
         raise pytest.UsageError(problem)
     _session.configure(config)

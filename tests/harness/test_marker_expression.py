@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from pto_checks.markers import MARKERS, expression_names, unknown_marker_message
+from pto_checks.markers import MARKERS
+from pto_checks.plugin.marker_expression import expression_names, unknown_marker_message
 
 KNOWN = [*MARKERS, "skip", "skipif", "xfail", "parametrize", "usefixtures", "filterwarnings"]
 
