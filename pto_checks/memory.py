@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from pto_checks.threads import cgroup_parents, cgroup_paths
+
 _NO_LIMIT = 2**60  # cgroup v1 writes "no limit" as a huge number (9223372036854771712)
 
 
@@ -28,27 +30,13 @@ def cgroup_headroom(root: Path = Path("/sys/fs/cgroup"), self_cgroup: Path = Pat
                     ) -> int | None:
     """Bytes left under this process's cgroup memory limit (the tightest of its cgroup and
     parents), or None without a limit."""
-    rel_v2, rel_v1 = "", ""
-    try:
-        for line in self_cgroup.read_text().splitlines():
-            hid, controllers, path = (line.split(":", 2) + ["", ""])[:3]
-            if hid == "0" and controllers == "":
-                rel_v2 = path.strip("/")
-            elif "memory" in controllers.split(","):
-                rel_v1 = path.strip("/")
-    except OSError:
-        pass
+    rel_v2, rel_v1 = cgroup_paths("memory", self_cgroup)
     left: list[int] = []
-
-    def parents(base: Path, rel: str) -> list[Path]:
-        parts = [p for p in rel.split("/") if p]
-        return [base.joinpath(*parts[:i]) for i in range(len(parts), -1, -1)]
-
-    for d in parents(root, rel_v2):
+    for d in cgroup_parents(root, rel_v2):
         h = _headroom(d / "memory.max", d / "memory.current")
         if h is not None:
             left.append(h)
-    for d in parents(root / "memory", rel_v1):
+    for d in cgroup_parents(root / "memory", rel_v1):
         h = _headroom(d / "memory.limit_in_bytes", d / "memory.usage_in_bytes")
         if h is not None:
             left.append(h)

@@ -83,6 +83,28 @@ def affinity_cores() -> int:
         return os.cpu_count() or 1
 
 
+def cgroup_paths(controller: str, self_cgroup: Path = Path("/proc/self/cgroup")) -> tuple[str, str]:
+    """This process's cgroup path (relative, no leading slash) in the v2 hierarchy and in the v1
+    hierarchy of ``controller`` ("" where absent or unreadable)."""
+    rel_v2, rel_v1 = "", ""
+    try:
+        for line in self_cgroup.read_text().splitlines():
+            hid, controllers, path = (line.split(":", 2) + ["", ""])[:3]
+            if hid == "0" and controllers == "":
+                rel_v2 = path.strip("/")
+            elif controller in controllers.split(","):
+                rel_v1 = path.strip("/")
+    except OSError:
+        pass
+    return rel_v2, rel_v1
+
+
+def cgroup_parents(base: Path, rel: str) -> list[Path]:
+    """``base/rel`` and each of its parents up to ``base`` (the tightest limit can sit on any)."""
+    parts = [p for p in rel.split("/") if p]
+    return [base.joinpath(*parts[:i]) for i in range(len(parts), -1, -1)]
+
+
 def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup"), self_cgroup: Path = Path("/proc/self/cgroup")
                      ) -> float | None:
     """The CPU quota of this process's cgroup in cores (e.g. 1.5), or None without a quota.
@@ -90,28 +112,14 @@ def cgroup_cpu_quota(root: Path = Path("/sys/fs/cgroup"), self_cgroup: Path = Pa
     cgroup v2: ``cpu.max`` (``"max 100000"`` or ``"QUOTA PERIOD"``); v1: ``cpu.cfs_quota_us``
     (-1: none) over ``cpu.cfs_period_us``.  Looked up at the cgroup root (a container's own
     namespace) and at the process's cgroup path and its parents; the smallest quota wins."""
-    rel_v2, rel_v1 = "", ""
-    try:
-        for line in self_cgroup.read_text().splitlines():
-            hid, controllers, path = (line.split(":", 2) + ["", ""])[:3]
-            if hid == "0" and controllers == "":
-                rel_v2 = path.strip("/")
-            elif "cpu" in controllers.split(","):
-                rel_v1 = path.strip("/")
-    except OSError:
-        pass
+    rel_v2, rel_v1 = cgroup_paths("cpu", self_cgroup)
     quotas: list[float] = []
-
-    def parents(base: Path, rel: str) -> list[Path]:
-        parts = [p for p in rel.split("/") if p]
-        return [base.joinpath(*parts[:i]) for i in range(len(parts), -1, -1)]
-
-    for d in parents(root, rel_v2):
+    for d in cgroup_parents(root, rel_v2):
         q = _read_v2(d / "cpu.max")
         if q is not None:
             quotas.append(q)
     for name in ("cpu", "cpu,cpuacct", "cpuacct,cpu"):
-        for d in parents(root / name, rel_v1):
+        for d in cgroup_parents(root / name, rel_v1):
             q = _read_v1(d / "cpu.cfs_quota_us", d / "cpu.cfs_period_us")
             if q is not None:
                 quotas.append(q)
