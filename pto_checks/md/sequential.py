@@ -53,7 +53,7 @@ from pto_checks import analysis, threads
 from pto_checks.cache import Cache, stage_key
 from pto_checks.executors import Executor, InProcess, make_job
 from pto_checks.md.engines import choose_engine
-from pto_checks.md.observe import checkpoint_problem, md_valid, write_outputs
+from pto_checks.md.observe import Progress, checkpoint_problem, md_valid, write_outputs
 from pto_checks.md.task import START_STATE, EngineName, MDTask, sweep_tasks
 from pto_checks.phase import Phase, decide_phase, tc_bracket
 
@@ -200,7 +200,10 @@ def run_sequential(model: Any, protocol: Any, cache: Cache, runs: list[Run], rul
             groups = list(by_engine.items())
             jobs = [make_job(engine, [replace(todo[i][0].task, steps=int(target)) for i in idx], model,
                              [todo[i][1].work for i in idx], limits) for engine, idx in groups]
-            for j, res in (executor or InProcess()).run_jobs(jobs, model):
+            # a line every PROGRESS_EVERY_S while a chunk runs (steps/s, ETA, T, c/a), and one per
+            # temperature after each look: a chunk of a CPU protocol runs for tens of minutes
+            progress = Progress(label, 0, write=write, every_s=PROGRESS_EVERY_S)
+            for j, res in (executor or InProcess()).run_jobs(jobs, model, progress=progress):
                 idx = groups[j][1]
                 for i, rs in zip(idx, res, strict=True):
                     # the look sees the samples up to its length: a run resumed from a checkpoint past
@@ -209,16 +212,35 @@ def run_sequential(model: Any, protocol: Any, cache: Cache, runs: list[Run], rul
                     row = analysis.summarize_run(seen, rs["failure"], todo[i][0].task.temperature_K,
                                                  protocol.md.production_fraction)
                     row["looks"] = rule.n_looks
-                    phase, _ = decide(row, ensemble)
+                    phase, text = decide(row, ensemble)
                     results[i] = (rs, target, k + 1, phase)
                     if phase is not None or rs["failure"] is not None:
                         open_.remove(i)
+                    write(_look_line(label, todo[i][0].task.temperature_K, k + 1, rule.n_looks, target, phase,
+                                     rs["failure"], text))
         for i, (r, c) in enumerate(todo):
             rs, steps, used, phase = results[i]
             row = _finish(c.work, rs, r, rule, steps, used, phase, protocol.md.production_fraction)
             md_valid(c.work, row)  # a validator that would reject good output is found at once
             c.commit(row, {"model": model.identity()})
             r.row, r.folder, r.hit = c.data, c.folder, False
+
+
+#: seconds between progress lines while a sequential chunk runs
+PROGRESS_EVERY_S = 60.0
+
+
+def _look_line(label: str, temperature_K: float, look: int, looks: int, steps: int, phase: str | None,
+               failure: Any, text: str) -> str:
+    """One line after a look at one temperature: decided (and as what), failed, or undecided (why)."""
+    head = f"[pto-checks] {label} {temperature_K:.0f} K, look {look}/{looks} at {steps} steps: "
+    if failure is not None:
+        reason = failure.get("reason", failure) if isinstance(failure, dict) else failure
+        return head + f"stopped ({reason})"
+    if phase is not None:
+        return head + f"decided {phase}"
+    more = "; extended to the next look" if look < looks else "; undecided at the cap"
+    return head + f"undecided ({text})" + more
 
 
 def _bracket(runs: list[Run], ensemble: str, descending: bool = False) -> dict[str, Any]:

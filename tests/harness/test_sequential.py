@@ -118,6 +118,11 @@ def test_sequential_sweep_on_ferro(tmp_path):
     assert cool["start_from"] and cool["branch"] == "cooling" and cool["sequential"]["phase"] == "tetragonal"
     assert tc["cooling"]["bracket_K"] == [700, 1700] and tc["hysteresis_K"] == 0
     assert any("sequential chunk 1/4 (to 500 steps); undecided: 700 K, 1700 K" in ln for ln in lines), lines
+    # one line per temperature and look, saying what the look decided (a chunk runs for minutes)
+    looks = [ln for ln in lines if " 1700 K, look " in ln]
+    assert looks and looks[-1].endswith("decided cubic"), lines
+    assert any(" 700 K, look " in ln and ln.endswith("decided tetragonal") for ln in lines), lines
+    assert all("undecided (" in ln and "extended to the next look" in ln for ln in looks[:-1]), looks
     again = md_sweep(model, proto, Cache(tmp_path / "c"), "nvt", "langevin", write=lines.append)
     assert all(r["cache_hit"] for r in again) and [r["T_K"] for r in again] == [700, 1700]
     assert Sweep("nvt", "langevin", again, proto).tc == tc
