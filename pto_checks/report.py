@@ -568,7 +568,8 @@ def study_table(data: dict[str, Any]) -> list[str]:
             elif cls == m["npt_class"]:
                 agree = "agrees"
             else:
-                reduced = any(str(q.get("protocol", "")).startswith(("smoke", "quick")) for q in md.values())
+                reduced = any((data.get("protocols", {}).get(str(q.get("protocol", ""))) or {}).get(
+                    "reduced", str(q.get("protocol", "")) != "paper") for q in md.values())
                 agree = (f"DIFFERS: the harness decided '{'; '.join(texts)}'"
                          + ("; under a reduced protocol (smaller cells, shorter runs than the study's), where "
                             "undecided temperatures and finite-size hysteresis move the class" if reduced else ""))
