@@ -196,9 +196,11 @@ class MDProtocol:
     checkpoint_every: int = _f(500, _STEPS, _MD)
     max_steps: int = _f(0, Allowed(lo=0, hi=MAX_MD_STEPS, integer=True), _MD,
                         "sequential MD: how long a temperature may run and the looks' Bonferroni level")
-    tc_resolution_K: float = _f(25.0, Allowed(lo=0, lo_open=True, hi=5000), _MD,
+    # the sweep's plan (which runs a sequential sweep makes), not what any run computes: not in a
+    # run's cache key, so a finer Tc or a cooling branch asked for later reuses every run already made
+    tc_resolution_K: float = _f(25.0, Allowed(lo=0, lo_open=True, hi=5000), (),
                                 "sequential MD: which bisection temperatures are run")
-    cooling: bool = _f(True, Allowed(choices=(True, False)), _MD, "sequential MD: whether a cooling branch is run")
+    cooling: bool = _f(True, Allowed(choices=(True, False)), (), "sequential MD: whether a cooling branch is run")
     replicas: int = _f(1, Allowed(lo=1, hi=64, integer=True), _MD)
 
     def __post_init__(self) -> None:

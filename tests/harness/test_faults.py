@@ -264,6 +264,8 @@ SHOWN_UNCHANGED = {
     "md.npt_integrator": "test_every_protocol_field_is_keyed_or_shown_not_to_change_the_result",
     "md.temperatures_K": "test_every_protocol_field_is_keyed_or_shown_not_to_change_the_result",
     "accuracy.temperatures_K": "test_every_protocol_field_is_keyed_or_shown_not_to_change_the_result",
+    "md.tc_resolution_K": "test_sequential.py::test_cache_key_by_rule_not_by_length",
+    "md.cooling": "test_sequential.py::test_cache_key_by_rule_not_by_length",
 }
 
 

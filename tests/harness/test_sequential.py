@@ -80,6 +80,12 @@ def test_cache_key_by_rule_not_by_length():
     assert k == key(replace(t, steps=400))
     assert k != key(t, seq.SequentialRule(100, 1600, 0.95))
     assert k != key(t, parent="parent")
+    # the sweep's plan (Tc resolution, cooling branch) decides which runs are made, not what a run
+    # computes: a run made under one plan is found under another
+    for plan in (["md.tc_resolution_K=250"], ["md.cooling=false"]):
+        other = apply_overrides(proto, plan)
+        assert seq.task_key(model, t, seq.EngineName.ASE, rule, None, other)[0] == k, plan
+        assert md_key(model, t, "ase", other)[0] == md_key(model, t, "ase", proto)[0], plan
 
 
 def ferro_model():
