@@ -202,7 +202,7 @@ def run_sequential(model: Any, protocol: Any, cache: Cache, runs: list[Run], rul
                              [todo[i][1].work for i in idx], limits) for engine, idx in groups]
             # a line every PROGRESS_EVERY_S while a chunk runs (steps/s, ETA, T, c/a), and one per
             # temperature after each look: a chunk of a CPU protocol runs for tens of minutes
-            progress = Progress(label, 0, write=write, every_s=PROGRESS_EVERY_S)
+            progress = Progress(getattr(model, "name", ""), 0, write=write, every_s=PROGRESS_EVERY_S)  # + run label
             for j, res in (executor or InProcess()).run_jobs(jobs, model, progress=progress):
                 idx = groups[j][1]
                 for i, rs in zip(idx, res, strict=True):
