@@ -248,7 +248,12 @@ def decide_threshold(mean: float, sem: float, threshold: float, *, n_eff: float 
         # too short for an error estimate: at least twice as long (a bound, not an estimate)
         grow = production_ps if math.isfinite(production_ps) and production_ps > 0 else None
         return undecided("no error estimate (too few samples)", extra_min or grow, at_least=extra_min is None)
-    if (not equilibrated or not stationary) and drift is not None and drift.n_eff >= settings.min_n_eff:
+    reach_checked = (not equilibrated or not stationary) and drift is not None and drift.n_eff >= settings.min_n_eff
+    if drift is not None and not reach_checked:
+        crossing = f"; its trend too short to bound it (n_eff {drift.n_eff:.1f} < {settings.min_n_eff:g})"
+    else:
+        crossing = " and its drift could cross the threshold"
+    if reach_checked:
         # the observable still moves: decided where the whole reach of its drift is on one side
         low, high = drift.reach(settings.quantile(looks, drift.n_eff - 2.0))
         if low > threshold or high < threshold:
@@ -264,9 +269,8 @@ def decide_threshold(mean: float, sem: float, threshold: float, *, n_eff: float 
             if rate:
                 need = max(need, t0_ps + settings.min_n_eff / rate)
             extra = max(need - run_ps, 0.0) or None
-        return undecided("not equilibrated (the observable still drifts"
-                         + (" and its drift could cross the threshold)" if drift is not None else ")"),
-                         extra, at_least=True)
+        return undecided("not equilibrated (the observable still drifts" + (crossing if drift is not None else "")
+                         + ")", extra, at_least=True)
     if short_by > 0:
         return undecided(f"too few independent samples (n_eff {n_eff:.1f} < {settings.min_n_eff:g})", extra_min)
     if settings.require_plateau and not plateau:
@@ -282,7 +286,8 @@ def decide_threshold(mean: float, sem: float, threshold: float, *, n_eff: float 
         window = f" (a window of at least {_round_ps(2 * production_ps)} ps)" if has_window else ""
         return undecided("a mode slower than half the production window (an oscillation it does not span "
                          "twice, a slope or a crest, or a drift"
-                         + (", that could cross the threshold)" if drift is not None else ")") + window,
+                         + ((", that could cross the threshold)" if reach_checked else crossing + ")")
+                            if drift is not None else ")") + window,
                          production_ps if has_window else None, at_least=True)
     if lo > threshold:
         return ThresholdDecision(Side.ABOVE, mean, sem, threshold, interval, n_eff, "", None, temperature_K)
