@@ -211,6 +211,9 @@ def run_sequential(model: Any, protocol: Any, cache: Cache, runs: list[Run], rul
                     seen = [x for x in rs["samples"] if x["step"] <= target]
                     row = analysis.summarize_run(seen, rs["failure"], todo[i][0].task.temperature_K,
                                                  protocol.md.production_fraction)
+                    # as the stored row (_finish): the task names the cell, and with it the phase rule
+                    # that applies (per-frame polar order from 27 cells on), so a look and its row agree
+                    row["task"] = replace(todo[i][0].task, steps=rule.max_steps).to_dict()
                     row["looks"] = rule.n_looks
                     phase, text = decide(row, ensemble)
                     results[i] = (rs, target, k + 1, phase)

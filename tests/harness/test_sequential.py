@@ -243,3 +243,25 @@ def test_interrupted_sequential_sweep_resumes_to_the_same_rows(tmp_path, monkeyp
         assert ref[0][key] == resumed[0][key]
     assert (Path(ref[0]["folder"]) / "samples.csv").read_text() == (Path(resumed[0]["folder"]) / "samples.csv"
                                                                      ).read_text()
+
+
+def test_looks_decide_by_the_rule_of_the_stored_row(tmp_path, monkeypatch):
+    """Each look decides on a row that names its task (the cell size selects the phase rule: the
+    per-frame polar order from 27 cells on), as the stored row does: a look and its row never
+    apply two rules to the same samples."""
+    seen: list[dict] = []
+    real = seq.decide
+
+    def spy(row, ensemble):
+        seen.append(row)
+        return real(row, ensemble)
+
+    monkeypatch.setattr(seq, "decide", spy)
+    proto = apply_overrides(PROTOCOLS["smoke"], [*FERRO_SMOKE, "md.cooling=false"])
+    rows = md_sweep(ferro_model(), proto, Cache(tmp_path / "c"), "nvt", "langevin", write=lambda _line: None)
+    looks = [r for r in seen if "sequential" not in r]
+    assert looks and all(r["task"]["supercell"] == 2 for r in looks)
+    stored = {r["T_K"]: r for r in rows}
+    for t, row in stored.items():  # the last look of each temperature decided what its stored row says
+        last = [r for r in looks if r["T_K"] == t][-1]
+        assert real(last, "nvt")[0] == row["sequential"]["phase"], (t, row["sequential"])
