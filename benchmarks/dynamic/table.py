@@ -1,6 +1,7 @@
 """The README's table of decided finite-temperature verdicts, from the results.json files kept here.
 
     python benchmarks/dynamic/table.py benchmarks/dynamic/*/results.json
+    python benchmarks/dynamic/table.py --temperatures benchmarks/dynamic/*/results.json
 
 One row per model: the NPT outcome class of the whole heating sweep, Tc on heating and on cooling
 (the bracket of the first polar-to-cubic step, each end decided at the sweep's level), the NVT
@@ -64,5 +65,39 @@ def rows(paths: list[Path]) -> list[str]:
     return out
 
 
+def _pm(row: dict[str, Any], key: str, digits: int = 3) -> str:
+    v, e = row.get(key), row.get(f"{key}_err")
+    if not isinstance(v, (int, float)):
+        return "-"
+    return f"{v:.{digits}f}" + (f" ± {e:.{digits}f}" if isinstance(e, (int, float)) else "")
+
+
+def temperature_rows(paths: list[Path]) -> list[str]:
+    """Per model, sweep and temperature: the length reached, the phase the one phase rule gave,
+    the deciding observables (mean ± standard error, and n_eff: the intervals behind the phases are
+    Student-t at the sweep's per-look level, printed in each row's phase_text)."""
+    out = ["| model | sweep | T (K) | branch | ps reached | phase | c/a | polar order | per-frame pol. (C/m²) | "
+           "Lindemann | n_eff (c/a, pol.) |", "|" + "---|" * 11]
+    for path in paths:
+        data = json.loads(Path(path).read_text())
+        for name, entry in data.get("models", {}).items():
+            for sweep, q in sorted(entry.get("quantities", {}).get("md", {}).items()):
+                for r in (q.get("value") or {}).get("rows", []):
+                    nvt = sweep.startswith("nvt")
+                    pol = "Pz_frame_abs" if nvt else "P_frame_abs"
+                    ps = r.get("steps_reached", 0) * (r.get("task") or {}).get("timestep_fs", 2.0) / 1000.0
+                    n_ca = (r.get("stats", {}).get("series", {}).get("c_over_a") or {}).get("n_eff", float("nan"))
+                    n_p = (r.get("stats", {}).get("series", {}).get("Pz" if nvt else "P_alignment") or {}).get(
+                        "n_eff", float("nan"))
+                    out.append(f"| {name} | {sweep} | {r['T_K']:.0f} | {r.get('branch', '')} | {ps:.1f} | "
+                               f"{r.get('phase')} | {'-' if nvt else _pm(r, 'c_over_a')} | "
+                               f"{'-' if nvt else _pm(r, 'P_alignment')} | {_pm(r, pol)} | {_pm(r, 'lindemann')} | "
+                               f"{'-' if nvt else f'{n_ca:.1f}'}, {n_p:.1f} |")
+    return out
+
+
 if __name__ == "__main__":
-    print("\n".join(rows([Path(p) for p in sys.argv[1:]])))
+    args = sys.argv[1:]
+    per_t = "--temperatures" in args
+    files = [Path(p) for p in args if p != "--temperatures"]
+    print("\n".join(temperature_rows(files) if per_t else rows(files)))
