@@ -86,9 +86,9 @@ def temperature_rows(paths: list[Path]) -> list[str]:
                     nvt = sweep.startswith("nvt")
                     pol = "Pz_frame_abs" if nvt else "P_frame_abs"
                     ps = r.get("steps_reached", 0) * (r.get("task") or {}).get("timestep_fs", 2.0) / 1000.0
-                    n_ca = (r.get("stats", {}).get("series", {}).get("c_over_a") or {}).get("n_eff", float("nan"))
-                    n_p = (r.get("stats", {}).get("series", {}).get("Pz" if nvt else "P_alignment") or {}).get(
-                        "n_eff", float("nan"))
+                    series = r.get("stats", {}).get("series", {})
+                    n_ca = (series.get("c_over_a") or {}).get("n_eff", float("nan"))
+                    n_p = (series.get("Pz_frame_abs" if nvt else "P_alignment") or {}).get("n_eff", float("nan"))
                     out.append(f"| {name} | {sweep} | {r['T_K']:.0f} | {r.get('branch', '')} | {ps:.1f} | "
                                f"{r.get('phase')} | {'-' if nvt else _pm(r, 'c_over_a')} | "
                                f"{'-' if nvt else _pm(r, 'P_alignment')} | {_pm(r, pol)} | {_pm(r, 'lindemann')} | "
