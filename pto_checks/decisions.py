@@ -249,10 +249,9 @@ def decide_threshold(mean: float, sem: float, threshold: float, *, n_eff: float 
         grow = production_ps if math.isfinite(production_ps) and production_ps > 0 else None
         return undecided("no error estimate (too few samples)", extra_min or grow, at_least=extra_min is None)
     reach_checked = (not equilibrated or not stationary) and drift is not None and drift.n_eff >= settings.min_n_eff
-    if drift is not None and not reach_checked:
+    crossing = " and its drift could cross the threshold"
+    if (not equilibrated or not stationary) and drift is not None and not reach_checked:
         crossing = f"; its trend too short to bound it (n_eff {drift.n_eff:.1f} < {settings.min_n_eff:g})"
-    else:
-        crossing = " and its drift could cross the threshold"
     if reach_checked:
         # the observable still moves: decided where the whole reach of its drift is on one side
         low, high = drift.reach(settings.quantile(looks, drift.n_eff - 2.0))
