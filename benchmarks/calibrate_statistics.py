@@ -16,6 +16,8 @@ Cases (``--n`` series each, default 2000):
 * AR(1) (g = 10) plus a sinusoid of period 4.5 ps (amplitude 2 sigma, random phase), windows of
   3-20 ps, true mean on the threshold: how often a window shorter than one period is decided.
 * Telegraph Pz = +-0.4 C/m^2 with 1-2 ps dwell times (NVT, 30 ps): how often decided non-polar.
+* An equilibration transient (A exp(-t / tau)) in the series and the potential energy: coverage
+  and wrong decisions with the start detected on the potential energy.
 * A zero-mean Gaussian displacement field with a correlation length of 1.5-2 cells on 3^3 cells
   (NPT; frames through analysis.polarization): how often decided polar.
 
@@ -255,6 +257,30 @@ def analyze_cli_case(rng: np.random.Generator, m: int) -> dict:
     return out
 
 
+def transient_case(rng: np.random.Generator, m: int) -> list[dict]:
+    """An equilibration transient seen by both the decided series and the potential energy:
+    AR(1) (g = 10) plus A exp(-t / tau), the true mean 0 on the threshold.  The start detected on
+    the potential energy must still skip it: coverage and wrong decisions as for AR(1)."""
+    out = []
+    for run_ps, amp, tau in ((3.0, 3.0, 0.3), (6.0, 3.0, 0.5), (10.0, 2.0, 1.0)):
+        n = int(run_ps / DT_PS)
+        tr = amp * np.exp(-np.arange(n) * DT_PS / tau)
+        xs = ar1(rng, m, n, 10.0) + tr
+        es = rng.standard_normal((m, n)) + tr
+        ds, t0 = [], []
+        for x, e in zip(xs, es, strict=True):
+            s = run_stats(x, e)
+            ds.append(decide_series(s, 0.0, settings=SETTINGS))
+            t0.append(s.t0_ps)
+        row = {"case": f"AR(1) + transient {amp:g} sigma, tau {tau:g} ps, {run_ps:g} ps runs", "series": m,
+               "coverage": rate([d.interval.low <= 0.0 <= d.interval.high for d in ds]),
+               "wrong_at_threshold": rate([d.side is not Side.UNDECIDED for d in ds]),
+               "mean_start_ps": float(np.mean(t0))}
+        print(json.dumps(row), flush=True)
+        out.append(row)
+    return out
+
+
 def design_case(rng: np.random.Generator, m: int) -> list[dict]:
     """Why this rule: coverage of the "95 %" interval on AR(1) (g = 10) under three rules --
     the start chosen on the decided series itself with the normal z = 1.96 and the
@@ -316,6 +342,13 @@ def markdown(res: dict) -> str:
     a = res["analyze"]
     lines += [f"{a['case']} ({a['series']} files): same outcome as the direct path {a['same_outcome_as_direct']:.3f}, "
               f"coverage {a['coverage']:.3f}.", ""]
+    if "transient" in res:
+        lines += ["Equilibration transient in the series and the potential energy, true mean on the threshold:", "",
+                  "| case | series | coverage of the 95 % interval | wrong decisions | mean start (ps) |",
+                  "|---|---|---|---|---|"]
+        lines += [f"| {r['case']} | {r['series']} | {r['coverage']:.3f} | {r['wrong_at_threshold']:.3f} | "
+                  f"{r['mean_start_ps']:.2f} |" for r in res["transient"]]
+        lines += [""]
     if "design" in res:
         lines += ["Why this rule: coverage of the stated 95 % interval on AR(1) (g = 10) under three rules.", "",
                   "| n_eff | start chosen on the series itself, z, autocorrelation error | independent start, "
@@ -333,6 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cases", default="ar1,sequential,sinusoid,telegraph,correlated_field,analyze",
                     help="comma-separated subset (the markdown table needs all)")
     ap.add_argument("--merge", action="store_true", help="add the cases to the results already in --out")
+    ap.add_argument("--merge-from", default=None,
+                    help="a results JSON written by another run (e.g. a parallel process): add its cases, then write")
     a = ap.parse_args(argv)
     rng = np.random.default_rng(a.seed)
     t0 = time.time()
@@ -343,17 +378,24 @@ def main(argv: list[str] | None = None) -> int:
         res = json.loads(Path(a.out + ".json").read_text())
         res["command"] = f"{res['command']}; {cmd}"
         t0 -= res.get("seconds", 0.0)
+    if a.merge_from:
+        other = json.loads(Path(a.merge_from).read_text())
+        res.update({k: v for k, v in other.items() if k not in ("command", "seconds")})
+        res["command"] = f"{res['command']}; {other['command']}"
+        res["seconds"] = res.get("seconds", 0.0) + other.get("seconds", 0.0)
+        t0 -= other.get("seconds", 0.0)
     cases = {"ar1": lambda: ar1_cases(rng, a.n), "sequential": lambda: sequential_case(rng, a.n),
              "sinusoid": lambda: sinusoid_case(rng, a.n),
              "sinusoid_replicas": lambda: sinusoid_case(rng, a.n, replicas=3, windows=(3.0, 4.0, 6.0)),
              "telegraph": lambda: telegraph_case(rng, a.n),
              "correlated_field": lambda: correlated_field_case(rng, a.n),
-             "analyze": lambda: analyze_cli_case(rng, min(a.n, 40)), "design": lambda: design_case(rng, a.n)}
-    for name in a.cases.split(","):
+             "analyze": lambda: analyze_cli_case(rng, min(a.n, 40)), "design": lambda: design_case(rng, a.n),
+             "transient": lambda: transient_case(rng, a.n)}
+    for name in [c for c in a.cases.split(",") if c]:
         res[name] = cases[name]()
         res["seconds"] = time.time() - t0
         Path(a.out + ".json").write_text(json.dumps(res, indent=1))  # what is done survives an interruption
-    if set(cases) - {"design", "sinusoid_replicas"} - set(res):
+    if set(cases) - {"design", "sinusoid_replicas", "transient"} - set(res):
         return 0
     Path(a.out + ".md").write_text(markdown(res))
     print(markdown(res))

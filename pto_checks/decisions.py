@@ -6,7 +6,7 @@ the normal one for infinite dof): the quantity is *above* the threshold when m -
 *below* when m + q s < threshold, and *undecided* otherwise.  A run that has not equilibrated,
 has too few effectively independent samples (n_eff < ``min_n_eff``), whose error estimate did
 not reach a blocking plateau, or whose window holds a mode slower than about half of itself
-(:func:`pto_checks.statistics.slow_power_ratio`, :func:`pto_checks.statistics.trend_power_ratio`)
+(:func:`pto_checks.statistics.slow_mode_ratio`)
 is undecided whatever m is: its error bar
 cannot be trusted.  A check maps the side it wants to :class:`Outcome` pass / fail and *undecided* to
 inconclusive, and says what would decide it: the extra simulation time at that temperature,
@@ -16,8 +16,9 @@ n_eff (s / s')^2 independent samples.
 
 A run that has not equilibrated still decides the comparisons its drift cannot change: when the
 whole reach of the drift (:class:`pto_checks.drift.DriftBound`: the last half's frames and its trend
-continued for another run as long, at the same z) lies on one side of the threshold, that side is
-decided (``basis`` "drift"); otherwise it stays undecided and the message estimates the run length
+continued for another run as long, at the same z; for an equilibrated window that holds a slow
+mode, which turns back, the range of its batch means) lies on one side of the threshold, that side
+is decided (``basis`` "drift"); otherwise it stays undecided and the message estimates the run length
 that would put the equilibrated start in the first ``max_discarded_fraction`` of the run.
 
 Every undecided comparison names the one step that would decide it (``step``): a longer run (with
@@ -216,7 +217,7 @@ def decide_threshold(mean: float, sem: float, threshold: float, *, n_eff: float 
                      settings: StatisticsSettings | None = None, looks: int = 1,
                      temperature_K: float | None = None, unit: str = "", dof: float = math.inf,
                      stationary: bool = True, drift: DriftBound | None = None, t0_ps: float = math.nan,
-                     production_ps: float = math.nan) -> ThresholdDecision:
+                     production_ps: float = math.nan, crest_z: float = math.nan) -> ThresholdDecision:
     """Decide whether ``mean`` (standard error ``sem``, ``dof`` degrees of freedom) is above or
     below ``threshold``.
 
@@ -254,7 +255,9 @@ def decide_threshold(mean: float, sem: float, threshold: float, *, n_eff: float 
         crossing = f"; its trend too short to bound it (n_eff {drift.n_eff:.1f} < {settings.min_n_eff:g})"
     if reach_checked:
         # the observable still moves: decided where the whole reach of its drift is on one side
-        low, high = drift.reach(settings.quantile(looks, drift.n_eff - 2.0))
+        # an equilibrated window holding a slow mode oscillates (the range of its slow part); a run
+        # that has not equilibrated drifts on (its trend continued)
+        low, high = drift.reach(settings.quantile(looks, drift.n_eff - 2.0), turning=equilibrated and not stationary)
         if low > threshold or high < threshold:
             return ThresholdDecision(Side.ABOVE if low > threshold else Side.BELOW, mean, sem, threshold,
                                      Interval(low, high, settings.level(looks), unit), n_eff, "", None,
@@ -288,10 +291,19 @@ def decide_threshold(mean: float, sem: float, threshold: float, *, n_eff: float 
                          + ((", that could cross the threshold)" if reach_checked else crossing + ")")
                             if drift is not None else ")") + window,
                          production_ps if has_window else None, at_least=True)
-    if lo > threshold:
-        return ThresholdDecision(Side.ABOVE, mean, sem, threshold, interval, n_eff, "", None, temperature_K)
-    if hi < threshold:
-        return ThresholdDecision(Side.BELOW, mean, sem, threshold, interval, n_eff, "", None, temperature_K)
+    if lo > threshold or hi < threshold:
+        from pto_checks.statistics import CREST_Z_LIMIT
+
+        shape = "crest" if lo > threshold else "trough"
+        if (crest_z < -CREST_Z_LIMIT) if lo > threshold else (crest_z > CREST_Z_LIMIT):
+            # the window may sit on the top (bottom) of an oscillation it does not span
+            has_window = math.isfinite(production_ps) and production_ps > 0
+            window = f" (a window of at least {_round_ps(2 * production_ps)} ps)" if has_window else ""
+            return undecided(f"the window sits on a {shape} (z {crest_z:+.1f}): the {'top' if lo > threshold else 'bottom'} "
+                             "of an oscillation it may not span" + window,
+                             production_ps if has_window else None, at_least=True)
+        return ThresholdDecision(Side.ABOVE if lo > threshold else Side.BELOW, mean, sem, threshold, interval, n_eff,
+                                 "", None, temperature_K)
     gap = abs(mean - threshold)
     extra: float | None
     if gap == 0:
@@ -326,7 +338,8 @@ def decide_series(stats: Any, threshold: float, *, offset: float = 0.0, scale: f
                             plateau=stats.blocking_plateau, settings=settings, looks=looks,
                             temperature_K=temperature_K, unit=stats.unit, dof=stats.dof,
                             stationary=stats.halves_agree, drift=drift, t0_ps=stats.t0_ps,
-                            production_ps=stats.production_ps)
+                            production_ps=stats.production_ps,
+                            crest_z=math.copysign(1.0, scale) * getattr(stats, "crest_z", math.nan))
 
 
 def _transformed(d: DriftBound, offset: float, scale: float) -> DriftBound:
@@ -334,8 +347,10 @@ def _transformed(d: DriftBound, offset: float, scale: float) -> DriftBound:
     from dataclasses import replace
 
     lo, hi = sorted((scale * (d.frame_min + offset), scale * (d.frame_max + offset)))
+    span_lo, span_hi = sorted((scale * (d.span_min + offset), scale * (d.span_max + offset)))
     return replace(d, frame_min=lo, frame_max=hi, end=scale * (d.end + offset), end_sem=abs(scale) * d.end_sem,
-                   slope_per_ps=scale * d.slope_per_ps, slope_sem_per_ps=abs(scale) * d.slope_sem_per_ps)
+                   slope_per_ps=scale * d.slope_per_ps, slope_sem_per_ps=abs(scale) * d.slope_sem_per_ps,
+                   span_min=span_lo, span_max=span_hi, span_sem=abs(scale) * d.span_sem)
 
 
 def combine(outcomes: Iterable[Outcome]) -> Outcome:

@@ -16,12 +16,11 @@ window ``[t0:]`` shared by every series of the run:
   :data:`BATCH_N_EFF` effective samples; Student-t with batches - 1 degrees of freedom), which sees
   any mode slower than a batch;
 * a guard for modes slower than the window (a cell that rings with a period of several ps): the
-  power at the two longest periods the window resolves (the window and half of it) may not
-  exceed :data:`SLOW_POWER_LIMIT` times what the fast noise predicts (:func:`slow_power_ratio`),
-  nor the power in the window's straight-line and parabola components
-  :data:`TREND_POWER_LIMIT` times (:func:`trend_power_ratio`: the slope or crest a window shorter
-  than one period holds), else the window spans less than about two periods of its dominant
-  oscillation (or drifts) and the run is undecided (``halves_agree`` False);
+  power in the window's slope and crest (Legendre degree 1 and 2) and at its two longest
+  periodogram periods may not exceed :data:`SLOW_POWER_LIMIT` times the fast noise's, measured on
+  what is left once the slope and crest are removed (:func:`slow_mode_ratio`), else the window
+  spans less than about two periods of its dominant oscillation (or drifts) and the run is
+  undecided (``halves_agree`` False);
 * the Flyvbjerg-Petersen blocking estimate (J. Chem. Phys. 91, 461 (1989), plateau by the
   criterion of Lee, Needs and Drummond, Phys. Rev. B 84, 245117 (2011)), kept as a third check:
   no plateau, no decision.
@@ -53,16 +52,21 @@ from pto_checks.drift import DriftBound, drift_bound
 
 #: Fewer samples than this: no error estimate (the autocorrelation cannot be estimated).
 MIN_SAMPLES = 8
+#: The equilibrated start is the earliest whose n_eff is within this fraction of Chodera's
+#: maximum (:func:`equilibration_start`).
+EQUILIBRATION_TOLERANCE = 0.1
 #: Periodogram bins (periods of the window, half the window) watched for a mode slower than the window.
 SLOW_BINS = 2
-#: Power in those bins over the fast-noise level above which the window is too short to decide.
-SLOW_POWER_LIMIT = 8.0
-#: Power in the window's straight-line and parabola components (:func:`trend_power_ratio`) over
-#: the fast-noise level above which the window is too short to decide.  Off (inf) by default: at 4
-#: it lowered sub-period sinusoid decisions only from 1.3 % to 1.05 % (benchmarks/trend_guard_scan.md)
-#: while leaving undecided runs whose whole interval lies far from the threshold (synthetic:ferro,
-#: 3x3x3, 800 K, 50 ps: polar order 0.756 +- 0.012 against 0.617), which no slow mode could change.
-TREND_POWER_LIMIT = math.inf
+#: Power in the window's slope, crest and two longest periods over the fast-noise level
+#: (:func:`slow_mode_ratio`) above which the window is too short to decide: chosen in
+#: ``benchmarks/slow_guard_scan.md`` (limit 4: 3-ps windows of a 4.5-ps oscillation decided in
+#: 0.1 % of runs instead of 0.5 %, for 10 % of the ordinary decisions near the threshold).
+SLOW_POWER_LIMIT = 4.0
+#: A decision "above" from a window whose crest (:func:`crest_z`) is below minus this, or "below"
+#: from one whose trough is above it, is refused: the window may sit on the top (bottom) of an
+#: oscillation it does not span, and its mean overstate (understate) the long-run mean.  One-sided,
+#: so it costs about 7 % of the decisions near a threshold (``benchmarks/slow_guard_scan.md``).
+CREST_Z_LIMIT = 1.5
 #: Batch means: at least this many batches (Student-t with MIN_BATCHES - 1 degrees of freedom) ...
 MIN_BATCHES = 4
 #: ... at most this many ...
@@ -141,8 +145,10 @@ class SeriesStats:
     ``sem_acf`` (dof ``n_eff - 1``) and ``sem_batch`` (``batches`` batch means, dof
     ``batches - 1``): the two estimates; ``sem`` and ``dof`` are those of the one with the larger
     95 % half-width (``t(dof) * sem``), which every interval uses; ``halves_agree``: no mode
-    slower than about half the window (:func:`slow_power_ratio`); ``replicas``: independent
-    runs behind the mean (:func:`combine_replicas`).  ``drift``: what the series could still reach
+    slower than about half the window (:func:`slow_mode_ratio`); ``replicas``: independent
+    runs behind the mean (:func:`combine_replicas`); ``slow_ratio``: :func:`slow_mode_ratio` of the
+    window (the mean over replicas; NaN where not measured); ``crest_z``: :func:`crest_z` of the
+    window (over replicas, their sum over sqrt(R)).  ``drift``: what the series could still reach
     if it has not equilibrated or holds a slow mode (:class:`pto_checks.drift.DriftBound`; None for
     series too short to fit a trend).
     """
@@ -167,6 +173,8 @@ class SeriesStats:
     halves_agree: bool = True
     replicas: int = 1
     drift: DriftBound | None = None
+    slow_ratio: float = math.nan
+    crest_z: float = math.nan
 
     @property
     def t0_ps(self) -> float:
@@ -219,7 +227,7 @@ def series_statistics(x: Sequence[float], name: str = "", unit: str = "", t0: in
     if np.ptp(y) == 0.0:
         return SeriesStats(name, unit, n, t0, 1.0, float(len(y)), float(y[0]), 0.0, 0.0,
                            sample_interval_ps, True, 0.0, "constant", drift=drift_bound(
-                               x, sample_interval_ps, inefficiency))
+                               x, sample_interval_ps, inefficiency, (float(y[0]), float(y[0]), 0.0)))
     g = inefficiency(y)
     std = float(y.std(ddof=1))
     m = len(y)
@@ -231,11 +239,26 @@ def series_statistics(x: Sequence[float], name: str = "", unit: str = "", t0: in
     if nb and t_quantile(0.975, nb - 1) * sem_bm > t_quantile(0.975, dof_acf) * sem_acf:
         sem, dof = sem_bm, float(nb - 1)
     blk = blocking(y)
+    slow, crest = _slow_components(y)
     return SeriesStats(name, unit, n, t0, g, n_eff, float(y.mean()), std, sem, sample_interval_ps,
                        blk.plateau, blk.sem, None, dof, sem_acf, sem_bm, nb,
-                       slow_power_ratio(y, sem_acf) <= SLOW_POWER_LIMIT
-                       and trend_power_ratio(y, sem_acf) <= TREND_POWER_LIMIT,
-                       drift=drift_bound(x, sample_interval_ps, inefficiency))
+                       slow <= SLOW_POWER_LIMIT,
+                       drift=drift_bound(x, sample_interval_ps, inefficiency, batch_span(y, n_eff)),
+                       slow_ratio=slow, crest_z=crest)
+
+
+def batch_span(y: np.ndarray, n_eff: float) -> tuple[float, float, float] | None:
+    """(lowest batch mean, highest batch mean, standard error of one batch mean) of the window
+    ``y``, with the batches of :func:`batch_means_sem`: the range of its slow part, for the reach
+    of a window that holds a slow mode (:meth:`pto_checks.drift.DriftBound.reach`); None for fewer
+    than 2 samples per batch."""
+    nb = int(min(MAX_BATCHES, max(MIN_BATCHES, math.floor(n_eff / BATCH_N_EFF))))
+    size = len(y) // nb
+    if size < 2:
+        return None
+    b = y[len(y) - nb * size:].reshape(nb, size).mean(axis=1)
+    g = len(y) / n_eff if n_eff > 0 else 1.0
+    return float(b.min()), float(b.max()), float(b.std(ddof=1) * math.sqrt(1.0 + g / size))
 
 
 def batch_means_sem(y: np.ndarray, n_eff: float) -> tuple[float, int]:
@@ -256,43 +279,50 @@ def batch_means_sem(y: np.ndarray, n_eff: float) -> tuple[float, int]:
     return float(b.std(ddof=1) / math.sqrt(nb) * math.sqrt(1.0 + g / size)), nb
 
 
-def slow_power_ratio(y: np.ndarray, sem_acf: float, bins: int = SLOW_BINS) -> float:
-    """How much more power ``y`` has at the longest periods its window resolves (the window and
-    half the window: periodogram bins 1 and 2) than the fast-noise estimate predicts.
+def slow_mode_ratio(y: np.ndarray) -> float:
+    """How much more power ``y`` has in its slowest components than its fast noise predicts.
 
-    For a series whose correlation is shorter than the window the spectral density at low
-    frequency is flat, S(0) = std^2 g = n sem_acf^2, and each periodogram ordinate over S(0) is
-    exponentially distributed with mean 1: a ratio above :data:`SLOW_POWER_LIMIT` (chance
-    exp(-8) per bin) means a mode slower than about half the window -- a cell that rings with a
-    period the window does not span twice, or a drift.  Returns max over the bins (0 when there
-    is no error estimate)."""
+    The slowest components: the window's straight line and parabola (orthonormal discrete Legendre
+    polynomials of degree 1 and 2: the slope or the crest that a window shorter than one period of
+    a slow oscillation holds) and the two longest periods of its periodogram (the window and half
+    of it: an oscillation the window spans once or twice).  The fast-noise level is the spectral
+    density at low frequency of what is left after the line and parabola are removed,
+    S(0) = std^2 g of the residual (pymbar's ``g``), so a slow mode cannot raise its own reference
+    (with the series itself as reference, the slow mode inflates it and hides itself: measured,
+    sub-period windows were decided 1.1-1.5 % of the time instead of 0.1 %).
+
+    For noise whose correlation is shorter than the window each of the four powers over S(0) is
+    about chi-squared with one degree of freedom (exponential with mean 1 for the periodogram);
+    a ratio above :data:`SLOW_POWER_LIMIT` means a slope, a crest or an oscillation the window does
+    not span twice, or a drift.  Returns the largest of the four ratios (0 for a series too short
+    to judge, or without noise)."""
+    return _slow_components(y)[0]
+
+
+def crest_z(y: np.ndarray) -> float:
+    """The window's parabola component in units of its fast noise (as in :func:`slow_mode_ratio`),
+    signed: negative for a crest (the middle of the window above its ends), positive for a trough;
+    NaN for a series too short to judge.  A window on the crest of an oscillation it does not span
+    overstates the long-run mean, one in a trough understates it (:data:`CREST_Z_LIMIT`)."""
+    return _slow_components(y)[1]
+
+
+def _slow_components(y: np.ndarray) -> tuple[float, float]:
+    """(:func:`slow_mode_ratio`, :func:`crest_z`) of ``y``."""
+    y = np.asarray(y, dtype=float)
     n = len(y)
-    if n < 2 * bins + 2 or not math.isfinite(sem_acf) or sem_acf <= 0:
-        return 0.0
-    z = np.fft.rfft(np.asarray(y, dtype=float) - float(np.mean(y)))
-    power = np.abs(z[1:bins + 1]) ** 2 / n
-    return float(power.max() / (n * sem_acf**2))
-
-
-def trend_power_ratio(y: np.ndarray, sem_acf: float, degree: int = 2) -> float:
-    """How much more power ``y`` has in its straight-line and parabola components (orthonormal
-    discrete Legendre polynomials of degree 1 to ``degree`` over the window) than the fast-noise
-    estimate predicts.
-
-    A window shorter than the period of a strong slow oscillation holds a slope or a crest, not a
-    whole cycle; the periodogram's bins (:func:`slow_power_ratio`) assume a periodic window and
-    spread such a shape over many bins, a polynomial of the window's own length does not.  For
-    noise whose correlation is shorter than the window each squared projection over S(0) =
-    n sem_acf^2 is chi-squared with one degree of freedom (mean 1): a ratio above
-    :data:`TREND_POWER_LIMIT` (chance 4.6 % per component for ideal noise, measured 3-7 % for
-    both together on AR(1) runs: ``benchmarks/calibration.md``) means a slope or a crest the
-    fast noise does not explain.  Returns max over the components (0 without an error estimate)."""
-    n = len(y)
-    if n < 2 * degree + 4 or not math.isfinite(sem_acf) or sem_acf <= 0:
-        return 0.0
-    q, _ = np.linalg.qr(np.vander(np.linspace(-1.0, 1.0, n), degree + 1, increasing=True))
-    c = q[:, 1:].T @ (np.asarray(y, dtype=float) - float(np.mean(y)))
-    return float(np.max(c**2) / (n * sem_acf**2))
+    if n < MIN_SAMPLES or not np.all(np.isfinite(y)):
+        return 0.0, math.nan
+    d = y - float(np.mean(y))
+    q, _ = np.linalg.qr(np.vander(np.linspace(-1.0, 1.0, n), 3, increasing=True))
+    q = q * np.sign(q[0])  # each Legendre column positive at the window's start: P2 > 0 at both ends
+    c = q[:, 1:].T @ d
+    resid = d - q[:, 1:] @ c
+    if np.ptp(resid) == 0.0:
+        return (0.0, 0.0) if np.ptp(d) == 0.0 else (math.inf, math.nan)
+    s0 = float(resid.var(ddof=3)) * inefficiency(resid)
+    power = np.abs(np.fft.rfft(d)[1:SLOW_BINS + 1]) ** 2 / n
+    return float(max(float(np.max(c**2)), float(np.max(power))) / s0), float(c[1] / math.sqrt(s0))
 
 
 def inefficiency(y: np.ndarray) -> float:
@@ -307,21 +337,44 @@ def inefficiency(y: np.ndarray) -> float:
     return max(1.0, min(g, float(len(y))))
 
 
-def equilibration_start(x: Sequence[float], max_evaluations: int = 50) -> int:
-    """Chodera's equilibrated start (index) of ``x``, via ``pymbar.timeseries.detect_equilibration``.
+def equilibration_start(x: Sequence[float], max_evaluations: int = 50,
+                        tolerance: float | None = None) -> int:
+    """Equilibrated start (index) of ``x``: Chodera's rule (J. Chem. Theory Comput. 12, 1799
+    (2016)), the start that maximises the effectively independent samples after it,
+    ``n_eff(t) = (n - t + 1) / g(t)`` (as ``pymbar.timeseries.detect_equilibration`` computes it,
+    but with pymbar's full, not ``fast``, ``statistical_inefficiency``), taken as the *earliest*
+    start whose ``n_eff`` is within ``tolerance`` (default :data:`EQUILIBRATION_TOLERANCE`) of
+    that maximum.
 
-    At most ``max_evaluations`` candidate starts are tried (pymbar's ``nskip``: a resolution of 2 %
-    of the run), so the cost stays bounded for long series.  Constant or very short series start at 0.
+    On a stationary series ``n_eff(t)`` is flat up to the noise of ``g``, so its argmax lands
+    anywhere: on 300 white-noise series of 150 samples, pymbar's ``detect_equilibration``
+    discarded more than 10 % of the run in 15 % of them (mean 4.9 %), this rule in 1 % (mean
+    0.3 %); windows cut short that way are where sub-period slow modes were decided
+    (``benchmarks/slow_guard_scan.md``).
+    A real transient inflates ``g`` for every start before its end, so ``n_eff`` there falls far
+    more than the tolerance and the start still skips it.  At most ``max_evaluations`` candidate
+    starts are tried (pymbar's ``nskip``: a resolution of 2 % of the run).  Constant or very
+    short series start at 0.
     """
     x = np.asarray(x, dtype=float)
-    if len(x) < MIN_SAMPLES or np.ptp(x) == 0.0 or not np.all(np.isfinite(x)):
+    n = len(x)
+    if n < MIN_SAMPLES or np.ptp(x) == 0.0 or not np.all(np.isfinite(x)):
         return 0
+    tol = EQUILIBRATION_TOLERANCE if tolerance is None else float(tolerance)
     ts = _timeseries()
-    nskip = max(1, len(x) // max_evaluations)
+    nskip = max(1, n // max_evaluations)
+    starts = np.arange(0, n - 1, nskip)
+    n_eff = np.empty(len(starts))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        t0, _, _ = ts.detect_equilibration(x, fast=True, nskip=nskip)
-    return int(min(t0, len(x) - MIN_SAMPLES))
+        for i, t in enumerate(starts):
+            try:
+                g = ts.statistical_inefficiency(x[t:], fast=False)
+            except ts.ParameterError:  # no decorrelation within x[t:] (pymbar's own fallback)
+                g = n - t + 1
+            n_eff[i] = (n - t + 1) / g
+    t0 = int(starts[int(np.argmax(n_eff >= (1.0 - tol) * n_eff.max()))])
+    return int(min(t0, n - MIN_SAMPLES))
 
 
 @dataclass(frozen=True)
@@ -397,7 +450,8 @@ def norm_statistics(components: Sequence[SeriesStats], name: str = "P_abs") -> S
                        float(np.linalg.norm([c.std for c in components])), sem, worst.sample_interval_ps,
                        all(c.blocking_plateau for c in components), sem_blk, note, dof,
                        replicas=min(c.replicas for c in components),
-                       halves_agree=all(c.halves_agree for c in components))
+                       halves_agree=all(c.halves_agree for c in components),
+                       slow_ratio=max((c.slow_ratio for c in components), default=math.nan))
 
 
 def binder_statistics(components: np.ndarray, t0: int, sample_interval_ps: float = math.nan,
@@ -449,9 +503,13 @@ def combine_replicas(stats: Sequence[SeriesStats]) -> SeriesStats:
     (independent runs: calibrated by construction, whatever the correlation inside a run), and
     within, sqrt(sum sem_i^2) / R with the replicas' summed degrees of freedom.  ``n_eff`` and
     ``n`` and ``t0`` are the shortest run and the latest start (the equilibration gate holds for
-    every replica); the blocking plateau must hold in every replica.  The halves guard is not
-    applied: a mode slower than one run dephases across independent replicas and shows in their
-    spread.
+    every replica); the blocking plateau must hold in every replica.  A mode slower than one run
+    dephases across independent replicas and shows in their spread, which keeps the interval
+    calibrated (measured without a guard: 0.6 % of 3-replica sets of 3-ps windows of a 4.5-ps
+    oscillation decided with the true mean on the threshold, below the nominal 5 %); the slow-mode
+    guard still applies, to the replicas' mean :func:`slow_mode_ratio` (less often tripped by
+    noise than any one replica's), so that a window shorter than one period is not decided
+    (``benchmarks/calibration.md``).
     """
     stats = list(stats)
     if len(stats) == 1:
@@ -476,8 +534,16 @@ def combine_replicas(stats: Sequence[SeriesStats]) -> SeriesStats:
     if note == "constant" and sem_between == 0.0:
         sem, dof = 0.0, math.inf
     n_eff = float(sum(s.n_eff for s in stats if math.isfinite(s.n_eff)))
+    ratios = [s.slow_ratio for s in stats]
+    if all(math.isfinite(x) for x in ratios):  # the guard on the replicas' mean ratio
+        slow = float(np.mean(ratios))
+        stationary = slow <= SLOW_POWER_LIMIT
+    else:  # statistics stored without the ratio: every replica's own verdict
+        slow, stationary = math.nan, all(s.halves_agree for s in stats)
+    crests = [s.crest_z for s in stats]
+    crest = float(np.sum(crests) / math.sqrt(r)) if all(math.isfinite(x) for x in crests) else math.nan
     return SeriesStats(first.name, first.unit, int(min(s.n for s in stats)), max(s.t0 for s in stats),
                        float(np.mean([s.g for s in stats])), n_eff, mean,
                        float(np.sqrt(np.mean([s.std**2 for s in stats]))), sem, first.sample_interval_ps,
                        all(s.blocking_plateau for s in stats), sem_within, note, dof, sem_within, sem_between, r,
-                       True, r)
+                       stationary, r, slow_ratio=slow, crest_z=crest)

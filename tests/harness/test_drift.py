@@ -144,3 +144,27 @@ def test_a_slow_mode_blocks_only_what_it_could_change(threshold, side):
     assert dec.side is side
     if side is Side.UNDECIDED:
         assert "slower than half" in dec.reason and "needs at least about 5.0 more ps at 300 K" in dec.needs()
+
+
+def test_a_slow_mode_reach_turns_and_covers_the_whole_window():
+    """An equilibrated window holding a slow mode (not stationary) may sit on part of an
+    oscillation: its last half can lie wholly above the threshold while the window's slow part
+    crosses it.  Its reach is the range of the window's batch means (widened by their errors), so
+    it stays undecided; the same bound for a run that drifts (not equilibrated) decides on the
+    last half's frames and the trend continued one way.  Far from the threshold, the slow mode
+    decides on its batch means whatever single frames do."""
+    d = DriftBound(window_ps=1.5, run_ps=3.0, frame_min=0.05, frame_max=0.3, end=0.25, end_sem=0.01,
+                   slope_per_ps=0.05, slope_sem_per_ps=0.005, n_eff=30, span_min=-0.1, span_max=0.2, span_sem=0.05)
+    slow = decide_threshold(0.1, 0.01, 0.0, n_eff=30, n_eff_per_ps=10, stationary=False, drift=d,
+                            t0_ps=0.0, production_ps=3.0, temperature_K=300)
+    assert slow.side is Side.UNDECIDED
+    drifting = decide_threshold(0.1, 0.01, 0.0, n_eff=30, n_eff_per_ps=10, equilibrated=False, drift=d,
+                                t0_ps=2.0, production_ps=1.0, temperature_K=300)
+    assert drifting.side is Side.ABOVE and drifting.basis == "drift"
+    assert d.reach(2.0, turning=True) == pytest.approx((-0.2, 0.3))
+    noisy = DriftBound(**{**d.to_dict(), "frame_min": -0.5, "span_min": 0.4, "span_max": 0.6})
+    far = decide_threshold(0.5, 0.01, 0.1, n_eff=30, n_eff_per_ps=10, stationary=False, drift=noisy,
+                           t0_ps=0.0, production_ps=3.0)
+    assert far.side is Side.ABOVE and far.basis == "drift"
+    old = DriftBound.from_dict({k: v for k, v in d.to_dict().items() if not k.startswith("span")})
+    assert math.isnan(old.span_min)  # bounds stored before the span was recorded still load
