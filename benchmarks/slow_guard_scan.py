@@ -37,7 +37,7 @@ import calibrate_statistics as C  # noqa: E402
 from pto_checks import analysis, statistics  # noqa: E402
 from pto_checks.decisions import Side, decide_series  # noqa: E402
 
-LIMITS = (math.inf, 8.0, 6.0, 4.0, 3.0, 2.0)
+LIMITS = (math.inf, 8.0, 4.0, 2.0)
 CREST = (math.inf, 1.5, 1.0)
 HERE = Path(__file__).parent
 
@@ -77,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
         xs = C.ar1(rng, m, n, 10.0) + 2.0 * np.sin(2 * np.pi * t[None, :] / 4.5 + rng.uniform(0, 2 * np.pi, m)[:, None])
         es = rng.standard_normal((m, n))
         for tol in (0.0, statistics.EQUILIBRATION_TOLERANCE):
-            cases.append((f"sinusoid {w:g} ps, mean on the threshold (wrong), start tolerance {tol:g}", xs, es, 0.0, tol))
+            name = f"sinusoid {w:g} ps, mean on the threshold (wrong), start tolerance {tol:g}"
+            cases.append((name, xs, es, 0.0, tol))
     for ne in (10, 30, 100):
         n = ne * 10
         xs, es = C.ar1(rng, m, n, 10.0), rng.standard_normal((m, n))
@@ -96,11 +97,14 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(row), flush=True)
         rows.append(row)
     seconds = round(time.time() - t_start)
-    (HERE / "slow_guard_scan.json").write_text(json.dumps({"rows": rows, "seconds": seconds, "seed": a.seed}, indent=1) + "\n")
+    out = {"rows": rows, "seconds": seconds, "seed": a.seed}
+    (HERE / "slow_guard_scan.json").write_text(json.dumps(out, indent=1) + "\n")
     head = [_label(lim, zc) for zc in CREST for lim in LIMITS]
-    md = [f"# Slow-mode guard: limit scan\n\nCommand: `OMP_NUM_THREADS=1 PYTHONPATH=. python benchmarks/slow_guard_scan.py "
-          f"--n {m} --seed {a.seed}` ({seconds} s).\n\nDecided fraction per `SLOW_POWER_LIMIT` (off: no guard), "
-          "same series per row; \"+ crest z\": with the one-sided crest rule at z.\n", "| case | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
+    md = [f"# Slow-mode guard: limit scan\n\nCommand: `OMP_NUM_THREADS=1 PYTHONPATH=. python "
+          f"benchmarks/slow_guard_scan.py --n {m} --seed {a.seed}` ({seconds} s).\n\n"
+          "Decided fraction per `SLOW_POWER_LIMIT` (off: no guard), same series per row; "
+          "\"+ crest z\": with the one-sided crest rule at z.\n",
+          "| case | " + " | ".join(head) + " |", "|---" * (len(head) + 1) + "|"]
     for row in rows:
         md.append(f"| {row['case']} | " + " | ".join(f"{row['decided'][h]:.4f}" for h in head) + " |")
     (HERE / "slow_guard_scan.md").write_text("\n".join(md) + "\n")

@@ -299,7 +299,8 @@ def decide_threshold(mean: float, sem: float, threshold: float, *, n_eff: float 
             # the window may sit on the top (bottom) of an oscillation it does not span
             has_window = math.isfinite(production_ps) and production_ps > 0
             window = f" (a window of at least {_round_ps(2 * production_ps)} ps)" if has_window else ""
-            return undecided(f"the window sits on a {shape} (z {crest_z:+.1f}): the {'top' if lo > threshold else 'bottom'} "
+            end = "top" if lo > threshold else "bottom"
+            return undecided(f"the window sits on a {shape} (z {crest_z:+.1f}): the {end} "
                              "of an oscillation it may not span" + window,
                              production_ps if has_window else None, at_least=True)
         return ThresholdDecision(Side.ABOVE if lo > threshold else Side.BELOW, mean, sem, threshold, interval, n_eff,
