@@ -15,10 +15,11 @@ the run's start-up transient is most likely over) by
 and :meth:`DriftBound.reach` extends that range by the trend continued for ``horizon_ps`` (the
 decision uses the run's own length: where the quantity could be after another run as long as this
 one), at ``z`` standard errors; for an equilibrated window that holds a slow mode (an oscillation,
-which turns back) the reach is the range of the window's batch means instead.  A comparison whose
+which turns back) the reach is the range of the window's batch means instead. A comparison whose
 threshold lies outside the reach is decided on the side the whole reach lies; one whose threshold
-lies inside it stays undecided.  The rule trusts the trend over the horizon: a relaxation much slower than the run looks like a flat series here,
-as it does to the equilibration detection itself (measured in ``benchmarks/drift_calibration.py``).
+lies inside it stays undecided. The rule trusts the trend over the horizon: a relaxation much slower
+than the run looks like a flat series here, as it does to the equilibration detection itself
+(measured in ``benchmarks/drift_calibration.py``).
 
 Units: the series' own; times in ps.
 """
