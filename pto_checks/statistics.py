@@ -176,6 +176,11 @@ class SeriesStats:
     slow_ratio: float = math.nan
     crest_z: float = math.nan
 
+    def __post_init__(self) -> None:
+        # a row read back from JSON carries its drift bound as a mapping
+        if isinstance(self.drift, Mapping):
+            object.__setattr__(self, "drift", DriftBound.from_dict(dict(self.drift)))
+
     @property
     def t0_ps(self) -> float:
         """Equilibration time discarded (ps)."""

@@ -212,3 +212,17 @@ def test_a_window_on_a_crest_is_not_decided_above_but_may_be_decided_below():
     flat = statistics.series_statistics(0.2 + 0.15 * np.random.default_rng(1).standard_normal(n), "q", "", 0, dt)
     assert abs(flat.crest_z) < statistics.CREST_Z_LIMIT and flat.halves_agree
     assert decide_series(flat, 0.1, settings=settings).side is Side.ABOVE
+
+
+def test_series_statistics_read_back_from_json_carry_a_drift_bound():
+    """A row's statistics read back from results.json (``SeriesStats(**d)``, as ``pto-checks analyze``
+    and the replica combination do) hold a DriftBound, not a mapping, so a window whose slow mode
+    sends it to the drift rule can still be decided."""
+    import json
+
+    from pto_checks.drift import DriftBound
+
+    rng = np.random.default_rng(2)
+    s = statistics.series_statistics(np.sin(np.linspace(0, 2, 400)) + 0.05 * rng.standard_normal(400), "q", "", 0, 0.01)
+    back = statistics.SeriesStats(**json.loads(json.dumps(s.to_dict())))
+    assert isinstance(back.drift, DriftBound) and back.drift == s.drift
