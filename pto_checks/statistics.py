@@ -4,7 +4,9 @@ For each sampled time series (c/a, a, c, |P|, Pz, the melting measures ...), ove
 window ``[t0:]`` shared by every series of the run:
 
 * the equilibrated start ``t0``: detected (J. D. Chodera, J. Chem. Theory Comput. 12, 1799
-  (2016), pymbar) on the potential energy only, a series no check decides, so the window is never
+  (2016), pymbar's statistical inefficiency; the earliest start within
+  :data:`EQUILIBRATION_TOLERANCE` of the best, :func:`equilibration_start`) on the potential
+  energy only, a series no check decides, so the window is never
   chosen by looking at the decided quantity's own error (choosing it on that series prefers
   windows whose inefficiency comes out small: measured, "95 %" intervals covered 0.57-0.90);
   without a potential energy, a fixed discard (``1 - production_fraction`` of the run);
@@ -20,7 +22,9 @@ window ``[t0:]`` shared by every series of the run:
   periodogram periods may not exceed :data:`SLOW_POWER_LIMIT` times the fast noise's, measured on
   what is left once the slope and crest are removed (:func:`slow_mode_ratio`), else the window
   spans less than about two periods of its dominant oscillation (or drifts) and the run is
-  undecided (``halves_agree`` False);
+  undecided (``halves_agree`` False); and the window's signed crest (:func:`crest_z`), with which
+  :mod:`pto_checks.decisions` refuses an "above" from a window on a crest or a "below" from one
+  in a trough (:data:`CREST_Z_LIMIT`);
 * the Flyvbjerg-Petersen blocking estimate (J. Chem. Phys. 91, 461 (1989), plateau by the
   criterion of Lee, Needs and Drummond, Phys. Rev. B 84, 245117 (2011)), kept as a third check:
   no plateau, no decision.
@@ -60,12 +64,12 @@ SLOW_BINS = 2
 #: Power in the window's slope, crest and two longest periods over the fast-noise level
 #: (:func:`slow_mode_ratio`) above which the window is too short to decide: chosen in
 #: ``benchmarks/slow_guard_scan.md`` (limit 4: 3-ps windows of a 4.5-ps oscillation decided in
-#: 0.1 % of runs instead of 0.5 %, for 10 % of the ordinary decisions near the threshold).
+#: 0.1 % of runs instead of 0.45 %, for 8-14 % of the ordinary decisions near the threshold).
 SLOW_POWER_LIMIT = 4.0
 #: A decision "above" from a window whose crest (:func:`crest_z`) is below minus this, or "below"
 #: from one whose trough is above it, is refused: the window may sit on the top (bottom) of an
 #: oscillation it does not span, and its mean overstate (understate) the long-run mean.  One-sided,
-#: so it costs about 7 % of the decisions near a threshold (``benchmarks/slow_guard_scan.md``).
+#: so it costs 3-5 % of the decisions near a threshold (``benchmarks/slow_guard_scan.md``).
 CREST_Z_LIMIT = 1.5
 #: Batch means: at least this many batches (Student-t with MIN_BATCHES - 1 degrees of freedom) ...
 MIN_BATCHES = 4
