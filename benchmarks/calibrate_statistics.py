@@ -396,7 +396,7 @@ def main(argv: list[str] | None = None) -> int:
              "sinusoid_short": lambda: sinusoid_case(rng, a.n, windows=(3.0, 4.0)),
              "telegraph": lambda: telegraph_case(rng, a.n),
              "correlated_field": lambda: correlated_field_case(rng, a.n),
-             "analyze": lambda: analyze_cli_case(rng, min(a.n, 40)), "design": lambda: design_case(rng, a.n),
+             "analyze": lambda: analyze_cli_case(rng, min(a.n, 400)), "design": lambda: design_case(rng, a.n),
              "transient": lambda: transient_case(rng, a.n)}
     for name in [c for c in a.cases.split(",") if c]:
         res[name] = cases[name]()
