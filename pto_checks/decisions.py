@@ -212,6 +212,14 @@ def _round_ps(x: float) -> str:
     return f"{math.ceil(x / mag) * mag:.0f}"
 
 
+def _twice_the_window(production_ps: float) -> tuple[str, float | None]:
+    """(" (a window of at least 2w ps)", w): what decides a window of w ps that holds a slow mode
+    or sits on a crest (its period is only bounded below by the window); ("", None) without one."""
+    if math.isfinite(production_ps) and production_ps > 0:
+        return f" (a window of at least {_round_ps(2 * production_ps)} ps)", production_ps
+    return "", None
+
+
 def decide_threshold(mean: float, sem: float, threshold: float, *, n_eff: float = math.inf,
                      n_eff_per_ps: float = math.nan, equilibrated: bool = True, plateau: bool = True,
                      settings: StatisticsSettings | None = None, looks: int = 1,
@@ -284,25 +292,23 @@ def decide_threshold(mean: float, sem: float, threshold: float, *, n_eff: float 
         return undecided("the error estimate has not converged (no blocking plateau)", need, at_least=True)
     if not stationary:
         # the slow mode's period is not resolved, only bounded below by the window: twice the window
-        has_window = math.isfinite(production_ps) and production_ps > 0
-        window = f" (a window of at least {_round_ps(2 * production_ps)} ps)" if has_window else ""
+        window, doubling = _twice_the_window(production_ps)
         return undecided("a mode slower than half the production window (an oscillation it does not span "
                          "twice, a slope or a crest, or a drift"
                          + ((", that could cross the threshold)" if reach_checked else crossing + ")")
                             if drift is not None else ")") + window,
-                         production_ps if has_window else None, at_least=True)
+                         doubling, at_least=True)
     if lo > threshold or hi < threshold:
         from pto_checks.statistics import CREST_Z_LIMIT
 
         shape = "crest" if lo > threshold else "trough"
         if (crest_z < -CREST_Z_LIMIT) if lo > threshold else (crest_z > CREST_Z_LIMIT):
             # the window may sit on the top (bottom) of an oscillation it does not span
-            has_window = math.isfinite(production_ps) and production_ps > 0
-            window = f" (a window of at least {_round_ps(2 * production_ps)} ps)" if has_window else ""
+            window, doubling = _twice_the_window(production_ps)
             end = "top" if lo > threshold else "bottom"
             return undecided(f"the window sits on a {shape} (z {crest_z:+.1f}): the {end} "
                              "of an oscillation it may not span" + window,
-                             production_ps if has_window else None, at_least=True)
+                             doubling, at_least=True)
         return ThresholdDecision(Side.ABOVE if lo > threshold else Side.BELOW, mean, sem, threshold, interval, n_eff,
                                  "", None, temperature_K)
     gap = abs(mean - threshold)

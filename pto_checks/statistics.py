@@ -256,18 +256,31 @@ def series_statistics(x: Sequence[float], name: str = "", unit: str = "", t0: in
                        slow_ratio=slow, crest_z=crest)
 
 
+def _batch_means(y: np.ndarray, n_eff: float) -> tuple[np.ndarray, float] | None:
+    """The batch means of :func:`batch_means_sem` and the standard error of one of them (their
+    spread inflated by sqrt(1 + g / batch length)); None for fewer than 2 samples per batch."""
+    nb = int(min(MAX_BATCHES, max(MIN_BATCHES, math.floor(n_eff / BATCH_N_EFF))))
+    size = len(y) // nb
+    if size < 2:
+        return None
+    # the batches end at the end of the window (the oldest samples are the ones left over)
+    b = y[len(y) - nb * size:].reshape(nb, size).mean(axis=1)
+    # neighbouring batch means share the correlation across their boundary, so their spread
+    # underestimates the error of the mean by about g / size (g samples per independent one)
+    g = len(y) / n_eff if n_eff > 0 else 1.0
+    return b, float(b.std(ddof=1) * math.sqrt(1.0 + g / size))
+
+
 def batch_span(y: np.ndarray, n_eff: float) -> tuple[float, float, float] | None:
     """(lowest batch mean, highest batch mean, standard error of one batch mean) of the window
     ``y``, with the batches of :func:`batch_means_sem`: the range of its slow part, for the reach
     of a window that holds a slow mode (:meth:`pto_checks.drift.DriftBound.reach`); None for fewer
     than 2 samples per batch."""
-    nb = int(min(MAX_BATCHES, max(MIN_BATCHES, math.floor(n_eff / BATCH_N_EFF))))
-    size = len(y) // nb
-    if size < 2:
+    batches = _batch_means(y, n_eff)
+    if batches is None:
         return None
-    b = y[len(y) - nb * size:].reshape(nb, size).mean(axis=1)
-    g = len(y) / n_eff if n_eff > 0 else 1.0
-    return float(b.min()), float(b.max()), float(b.std(ddof=1) * math.sqrt(1.0 + g / size))
+    b, sem_one = batches
+    return float(b.min()), float(b.max()), sem_one
 
 
 def batch_means_sem(y: np.ndarray, n_eff: float) -> tuple[float, int]:
@@ -276,16 +289,11 @@ def batch_means_sem(y: np.ndarray, n_eff: float) -> tuple[float, int]:
     [:data:`MIN_BATCHES`, :data:`MAX_BATCHES`], the spread inflated by sqrt(1 + g / batch length)
     for the correlation between neighbouring batches (measured: without it 5.1-5.8 % wrong
     decisions at n_eff 10, with it 4.4 %); (NaN, 0) for fewer than 2 samples per batch."""
-    nb = int(min(MAX_BATCHES, max(MIN_BATCHES, math.floor(n_eff / BATCH_N_EFF))))
-    size = len(y) // nb
-    if size < 2:
+    batches = _batch_means(y, n_eff)
+    if batches is None:
         return math.nan, 0
-    # the batches end at the end of the window (the oldest samples are the ones left over)
-    b = y[len(y) - nb * size:].reshape(nb, size).mean(axis=1)
-    # neighbouring batch means share the correlation across their boundary, so their spread
-    # underestimates the error of the mean by about g / size (g samples per independent one)
-    g = len(y) / n_eff if n_eff > 0 else 1.0
-    return float(b.std(ddof=1) / math.sqrt(nb) * math.sqrt(1.0 + g / size)), nb
+    b, sem_one = batches
+    return sem_one / math.sqrt(len(b)), len(b)
 
 
 def slow_mode_ratio(y: np.ndarray) -> float:
